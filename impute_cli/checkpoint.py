@@ -1,0 +1,131 @@
+"""checkpoint: a model is a folder -- `weights.pt` (a plain state dict, loaded with
+weights_only=True, so no pickled code ever runs), `model.yaml` (the self-describing card:
+resolved config, variables, normalisation, grid, mask strategy, package version, training
+summary), and while training `checkpoint.pt` for --resume. `model.yaml` is written last: a
+folder without it is an unfinished training."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from . import __version__
+from .config import Preset, from_dict, models_home
+from .denoiser import Denoiser, VPSchedule, in_channels
+from .errors import ImputeError
+from .network import build_network
+
+CARD = "model.yaml"
+WEIGHTS = "weights.pt"
+TRAIN_STATE = "checkpoint.pt"
+FORMAT = "impute-cli-model/1"
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Write through `write(tmp_path)` to a temporary name beside `path`, then rename."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_state(path: Path, state: dict[str, Any]) -> None:
+    atomic_write_bytes(path, lambda p: torch.save(state, p))
+
+
+def load_state(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ImputeError(f"'{path}' is not a readable impute-cli checkpoint ({type(e).__name__}); "
+                          "it may be truncated: delete it and train again") from None
+
+
+@dataclass
+class ModelCard:
+    preset: Preset
+    variables: list[str]
+    channels: list[str]
+    units: list[str]
+    grid: dict[str, Any]
+    window: list[int]
+    normalisation: dict[str, Any]
+    mask_strategy: dict[str, Any]
+    training: dict[str, Any]
+    static_mask_var: str | None = None
+    package_version: str = __version__
+    format: str = FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["preset"] = self.preset.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str) -> "ModelCard":
+        if d.get("format") != FORMAT:
+            raise ImputeError(f"{where} is not an impute-cli model card of format {FORMAT} "
+                              f"(found {d.get('format')!r}); train the model again with this version")
+        fields_ = set(cls.__dataclass_fields__)
+        unknown = set(d) - fields_
+        if unknown:
+            raise ImputeError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}")
+        d = dict(d)
+        d["preset"] = from_dict(Preset, d["preset"], f"{where} preset")
+        try:
+            return cls(**d)
+        except TypeError as e:
+            raise ImputeError(f"{where} is incomplete ({e}); train the model again") from None
+
+
+def resolve_model_dir(name_or_path: str) -> Path:
+    """A model folder by path, or by name under $IMPUTE_CLI_MODELS or ./models."""
+    p = Path(name_or_path)
+    for cand in (p, models_home() / name_or_path):
+        if (cand / CARD).exists():
+            return cand
+        if cand.is_dir() and (cand / TRAIN_STATE).exists():
+            raise ImputeError(f"model '{cand}' has not finished training (no {CARD}); "
+                              f"finish it with: impute-cli train DATA --out {cand} --resume")
+    raise ImputeError(f"model '{name_or_path}' not found (no {CARD} in it); give a model folder "
+                      f"written by 'impute-cli train' or a name under {models_home()}/")
+
+
+def build_denoiser(card: ModelCard) -> Denoiser:
+    f = card.window[0]
+    c = len(card.channels)
+    net = build_network(in_channels(f, c), f * c, card.preset.network)
+    return Denoiser(net, VPSchedule(card.preset.diffusion))
+
+
+def save_model(out_dir: Path, card: ModelCard, weights: dict[str, torch.Tensor]) -> None:
+    save_state(out_dir / WEIGHTS, weights)
+    text = yaml.safe_dump(card.to_dict(), sort_keys=False)
+    atomic_write_bytes(out_dir / CARD, lambda p: p.write_text(text))
+
+
+def load_model(model_dir: str | Path) -> tuple[ModelCard, Denoiser]:
+    d = resolve_model_dir(str(model_dir))
+    try:
+        raw = yaml.safe_load((d / CARD).read_text())
+    except yaml.YAMLError:
+        raise ImputeError(f"{d / CARD} is not valid YAML; train the model again") from None
+    card = ModelCard.from_dict(raw or {}, str(d / CARD))
+    den = build_denoiser(card)
+    state = load_state(d / WEIGHTS)
+    try:
+        den.net.load_state_dict(state)
+    except RuntimeError:
+        raise ImputeError(f"weights in {d} do not match its card; train the model again") from None
+    den.eval()
+    return card, den

@@ -1,0 +1,135 @@
+"""cli: thin Typer commands. Each converts its arguments, calls one library function, and the
+one handler below turns an ImputeError into a one-line message and a non-zero exit."""
+
+from __future__ import annotations
+
+import functools
+import shlex
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Callable, Optional
+
+import typer
+
+from .errors import ImputeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fill gaps in NetCDF/Zarr cubes with a diffusion model trained on the incomplete data itself.")
+
+
+class MaskPattern(str, Enum):
+    pixel = "pixel"
+    block = "block"
+    mixed = "mixed"
+    empirical = "empirical"
+    auto = "auto"
+
+
+class QueryMode(str, Enum):
+    observed = "observed"
+    rest = "rest"
+
+
+def _err(msg: str) -> None:
+    typer.echo(f"impute-cli: error: {msg}", err=True)
+
+
+def handled(fn: Callable) -> Callable:
+    """Turn the project's errors into one line on stderr and exit code 2; Ctrl-C into 130."""
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except ImputeError as e:
+            _err(str(e))
+            raise typer.Exit(e.exit_code)
+        except KeyboardInterrupt:
+            _err("interrupted; no output was written")
+            raise typer.Exit(130)
+        except MemoryError:
+            _err("out of memory; use a smaller preset or window")
+            raise typer.Exit(3)
+    return wrapper
+
+
+def _log(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+Vars = Annotated[Optional[list[str]], typer.Option("--var", help="Variable to impute (repeatable); default: every floating variable on the main grid.")]
+StaticMask = Annotated[Optional[str], typer.Option("--static-mask", help="Variable marking cells never to fill (land in an SST file); found automatically when named mask/lsm/...")]
+Device = Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+
+
+@app.command()
+@handled
+def train(
+    data: Annotated[Path, typer.Argument(help="NetCDF (.nc) file or Zarr store with gaps (NaN / _FillValue).")],
+    mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context/query strategy matching the gaps; default: the preset's (auto).")] = None,
+    preset: Annotated[str, typer.Option(help="Preset name in presets/ or a YAML path.")] = "quick",
+    out: Annotated[Optional[Path], typer.Option(help="Model folder; default models/<data>-<preset>/.")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps (overrides the preset).")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from the folder's last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
+    var: Vars = None,
+    static_mask: StaticMask = None,
+    context_ratio: Annotated[Optional[float], typer.Option(help="Fraction of observed cells kept as context (1 = MissDiff).")] = None,
+    query: Annotated[Optional[QueryMode], typer.Option(help="Query = all observed cells, or those left out of the context.")] = None,
+    query_ratio: Annotated[Optional[float], typer.Option(help="Fraction of observed cells in the query.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Train a diffusion model on the observed cells of DATA only ([CQ] Algorithm 1)."""
+    from .train import TrainOptions, train_model
+    train_model(data, TrainOptions(
+        preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, steps=steps, out=out,
+        resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, device=device, seed=seed,
+        context_ratio=context_ratio, query=query.value if query else None, query_ratio=query_ratio,
+        progress=not quiet, log=_log))
+
+
+@app.command()
+@handled
+def impute(
+    inp: Annotated[Path, typer.Argument(metavar="IN", help="Gappy NetCDF file or Zarr store.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output: .nc (NetCDF) or .zarr (Zarr).")],
+    model: Annotated[Optional[str], typer.Option(help="Model folder (or name under models/); without it a quick model is trained on IN first.")] = None,
+    ensemble: Annotated[Optional[int], typer.Option(min=1, help="Context masks K averaged per estimate ([CQ] eq. 10).")] = None,
+    var: Vars = None,
+    static_mask: StaticMask = None,
+    preset: Annotated[str, typer.Option(help="Preset for the model trained when no --model is given.")] = "quick",
+    mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context strategy for that model.")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps for that model.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Fill the gaps of IN and write OUT: every input variable unchanged plus V_filled and V_imputed_flag."""
+    from .impute import ImputeOptions, impute_file
+    impute_file(inp, out, ImputeOptions(
+        model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device,
+        overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
+        steps=steps, history=shlex.join(["impute-cli", *sys.argv[1:]]), progress=not quiet, log=_log))
+
+
+@app.command()
+@handled
+def demo(
+    outdir: Annotated[Path, typer.Argument(help="Folder for the demo cube, model and output.")] = Path("demo"),
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps (default: the quick preset's).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Make a synthetic cube with cloud gaps, train a quick model on it, impute, and score the hidden cells."""
+    from .demo import run_demo
+    scores = run_demo(outdir, steps=steps, seed=seed, log=_log)
+    typer.echo("RMSE on the hidden cells (lower is better):")
+    for name, v in sorted(scores.items(), key=lambda kv: kv[1]):
+        typer.echo(f"  {name:<16} {v:.4f}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,222 @@
+"""Strict dataclass configs, loaded from YAML presets: unknown keys are errors, every value is
+checked in `__post_init__`, and the resolved config is saved with every model."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ImputeError
+
+MASK_PATTERNS = ("pixel", "block", "mixed", "empirical", "auto")
+QUERY_MODES = ("observed", "rest")
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise ImputeError(msg)
+
+
+@dataclass
+class NetworkConfig:
+    """The fully convolutional U-Net (frames x variables as channels)."""
+
+    arch: str = "unet"
+    base_channels: int = 32
+    channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
+    blocks_per_level: int = 1
+    emb_dim: int = 128
+
+    def __post_init__(self) -> None:
+        _check(self.arch == "unet", f"network.arch '{self.arch}' is not known; use 'unet'")
+        _check(self.base_channels >= 4, "network.base_channels must be at least 4")
+        _check(len(self.channel_mult) >= 1 and all(int(m) >= 1 for m in self.channel_mult),
+               "network.channel_mult must be a non-empty list of positive integers")
+        _check(self.blocks_per_level >= 1, "network.blocks_per_level must be at least 1")
+        _check(self.emb_dim >= 8, "network.emb_dim must be at least 8")
+
+
+@dataclass
+class WindowConfig:
+    """Space-time windows cut from the cube: frames x H x W (clipped to the cube's size)."""
+
+    frames: int = 4
+    height: int = 32
+    width: int = 32
+    overlap: float = 0.25  # fraction of a tile shared with its neighbour when imputing
+
+    def __post_init__(self) -> None:
+        _check(self.frames >= 1, "window.frames must be at least 1")
+        _check(self.height >= 4 and self.width >= 4, "window.height and window.width must be at least 4")
+        _check(0.0 <= self.overlap < 1.0, "window.overlap must be in [0, 1)")
+
+
+@dataclass
+class MaskConfig:
+    """The context/query strategy ([CQ] section 3.2, Principle 1).
+
+    `context_ratio` is the fraction of observed cells kept as context; the query is either all
+    observed cells subsampled by `query_ratio` ('observed') or the observed cells left out of the
+    context ('rest'). context_ratio = query_ratio = 1 with query 'observed' is MissDiff."""
+
+    pattern: str = "auto"
+    context_ratio: float = 0.7
+    query: str = "observed"
+    query_ratio: float = 1.0
+    block_sizes: list[int] = field(default_factory=lambda: [4, 8])
+
+    def __post_init__(self) -> None:
+        _check(self.pattern in MASK_PATTERNS,
+               f"mask pattern '{self.pattern}' is not known; use one of {', '.join(MASK_PATTERNS)}")
+        _check(0.0 < self.context_ratio <= 1.0, "mask.context_ratio must be in (0, 1]")
+        _check(0.0 < self.query_ratio <= 1.0, "mask.query_ratio must be in (0, 1]")
+        _check(self.query in QUERY_MODES, f"mask.query must be one of {', '.join(QUERY_MODES)}")
+        _check(not (self.query == "rest" and self.context_ratio >= 1.0),
+               "mask.query 'rest' needs mask.context_ratio < 1 (otherwise the query is empty)")
+        _check(len(self.block_sizes) >= 1 and all(int(b) >= 1 for b in self.block_sizes),
+               "mask.block_sizes must be a non-empty list of positive integers")
+
+    @property
+    def is_missdiff(self) -> bool:
+        return self.context_ratio >= 1.0 and self.query == "observed" and self.query_ratio >= 1.0
+
+
+@dataclass
+class DiffusionConfig:
+    """VP diffusion as in the authors' code: alpha_t = exp(-t^2 (b_max - b_min)/4 - t b_min/2)."""
+
+    beta_min: float = 0.1
+    beta_max: float = 20.0
+    t_min: float = 1e-3
+
+    def __post_init__(self) -> None:
+        _check(0 < self.beta_min < self.beta_max, "diffusion.beta_min must be positive and below beta_max")
+        _check(0 < self.t_min < 1, "diffusion.t_min must be in (0, 1)")
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 2000
+    batch_size: int = 8
+    lr: float = 2e-3
+    warmup: int = 100
+    ema: float = 0.995
+    checkpoint_every: int = 250
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _check(self.steps >= 1, "train.steps must be at least 1")
+        _check(self.batch_size >= 1, "train.batch_size must be at least 1")
+        _check(self.lr > 0, "train.lr must be positive")
+        _check(self.warmup >= 0, "train.warmup must be >= 0")
+        _check(0 <= self.ema < 1, "train.ema must be in [0, 1)")
+        _check(self.checkpoint_every >= 1, "train.checkpoint_every must be at least 1")
+
+
+@dataclass
+class ImputeConfig:
+    ensemble: int = 10  # K context masks averaged, [CQ] eq. 10
+    delta: float = 1e-3  # noise level of the single step, [CQ] eq. 9
+    batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        _check(self.ensemble >= 1, "impute.ensemble must be at least 1")
+        _check(0 < self.delta < 1, "impute.delta must be in (0, 1)")
+        _check(self.batch_size >= 1, "impute.batch_size must be at least 1")
+
+
+@dataclass
+class Preset:
+    name: str = "custom"
+    description: str = ""
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    window: WindowConfig = field(default_factory=WindowConfig)
+    mask: MaskConfig = field(default_factory=MaskConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    impute: ImputeConfig = field(default_factory=ImputeConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def from_dict(cls: type, data: Any, where: str = "preset") -> Any:
+    """Build dataclass `cls` from a mapping, refusing unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise ImputeError(f"{where} must be a mapping of keys to values, got {type(data).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ImputeError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; "
+                          f"allowed: {', '.join(known)}")
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        f = known[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default  # type: ignore[misc]
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = from_dict(type(default), value, f"{where}.{name}")
+        else:
+            kwargs[name] = _coerce(value, default, f"{where}.{name}")
+    try:
+        return cls(**kwargs)
+    except ImputeError as e:
+        raise ImputeError(f"{where}: {e}") from None
+
+
+def _coerce(value: Any, default: Any, where: str) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok = isinstance(value, str)
+    elif isinstance(default, list):
+        ok = isinstance(value, list) and all(isinstance(v, type(default[0])) for v in value) if default else isinstance(value, list)
+    else:
+        ok = True
+    if not ok:
+        raise ImputeError(f"{where} must be of type {type(default).__name__}, got {value!r}")
+    return value
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in _preset_dir().glob("*.yaml"))
+
+
+def _preset_dir() -> Path:
+    """presets/ of the checkout this package runs from, else the copy inside the installed
+    wheel (shipped as the resource package impute_cli.presets)."""
+    checkout = Path(__file__).resolve().parent.parent / "presets"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(importlib.resources.files("impute_cli.presets")))
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """A preset by name (presets/NAME.yaml) or by path to a YAML file."""
+    path = Path(name_or_path)
+    if not (path.suffix in (".yaml", ".yml") and path.exists()):
+        path = _preset_dir() / f"{name_or_path}.yaml"
+    if not path.exists():
+        raise ImputeError(f"preset '{name_or_path}' not found; use one of "
+                          f"{', '.join(preset_names())} or a path to a .yaml file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ImputeError(f"preset {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    data.setdefault("name", path.stem)
+    return from_dict(Preset, data, f"preset {path.name}")
+
+
+def models_home() -> Path:
+    """Where models are written by default: $IMPUTE_CLI_MODELS, else ./models."""
+    return Path(os.environ.get("IMPUTE_CLI_MODELS", "models"))

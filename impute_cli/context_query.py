@@ -1,0 +1,195 @@
+"""context_query: draw the context mask M_ctx ⊆ M and the query mask M_qry ⊆ M ([CQ] §3.2).
+
+Principle 1 of [CQ] (uniform query exposure): given the context, every cell outside it must
+have positive, roughly uniform probability of being a query cell. We satisfy it by drawing
+M_ctx from M *with the structure of the gap distribution*: i.i.d. pixels for scattered gaps,
+whole blocks for block gaps, real gap shapes borrowed from other windows for clouds/swaths,
+and a mixture of shapes from scattered to clustered ([UQ] §6.1 mixed masking).
+
+Masks are bool tensors (B, F, C, h, w): batch, frames, channels, rows, columns. Gaps are
+drawn per frame and shared across channels (a cloud hides every variable). This module is the
+*mask* sampler; the diffusion solver lives in `ensemble` (and later `sampling`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import MaskConfig
+from .errors import ImputeError
+
+
+def _rand(shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(shape, generator=gen, device="cpu").to(device)
+
+
+def pixel_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
+                  device: torch.device) -> torch.Tensor:
+    """i.i.d. cells kept with probability `ratio`: (B, F, h, w)."""
+    return _rand(shape, gen, device) < ratio
+
+
+def block_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
+                  device: torch.device, sizes: list[int]) -> torch.Tensor:
+    """Whole s x s blocks kept with probability `ratio`, on a block grid with a random phase
+    (so every cell can fall in any position of a block), independently per frame."""
+    B, Fr, h, w = shape
+    out = []
+    for _ in range(B):
+        s = sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
+        oy, ox = (int(torch.randint(s, (1,), generator=gen)) for _ in range(2))
+        nh, nw = -(-(h + oy) // s), -(-(w + ox) // s)
+        keep = _rand((Fr, nh, nw), gen, device) < ratio
+        full = keep.repeat_interleave(s, 1).repeat_interleave(s, 2)
+        out.append(full[:, oy:oy + h, ox:ox + w])
+    return torch.stack(out)
+
+
+def cloud_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
+                  device: torch.device, scale: int) -> torch.Tensor:
+    """Smooth random blobs, drifting slowly in time, thresholded to keep a fraction `ratio`."""
+    B, Fr, h, w = shape
+    lh, lw = max(2, -(-h // scale) + 1), max(2, -(-w // scale) + 1)
+    noise = torch.randn((B, Fr, lh, lw), generator=gen).to(device)
+    for f in range(1, Fr):  # AR(1) in time: blobs persist between frames
+        noise[:, f] = 0.8 * noise[:, f - 1] + 0.6 * noise[:, f]
+    field = F.interpolate(noise, size=(h, w), mode="bilinear", align_corners=False)
+    thr = torch.quantile(field.reshape(B, -1).float(), 1 - ratio, dim=1)
+    return field > thr[:, None, None, None]
+
+
+def frame_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
+                  device: torch.device) -> torch.Tensor:
+    """Whole frames kept with probability `ratio` (temporal gaps), at least one kept."""
+    B, Fr, h, w = shape
+    keep = _rand((B, Fr), gen, device) < ratio
+    if Fr > 1:
+        first = torch.randint(Fr, (B,), generator=gen).to(device)
+        keep[torch.arange(B, device=device), first] |= ~keep.any(1)
+    return keep[:, :, None, None].expand(B, Fr, h, w)
+
+
+@dataclass
+class ContextSampler:
+    """Draws M_ctx ⊆ M with the structure of `pattern` (one of pixel/block/mixed/empirical).
+
+    `pool` holds real observation patterns (T, H, W) bool for `empirical`: a borrowed window is
+    intersected with M, choosing among a few candidates the one whose kept fraction is closest
+    to the context ratio."""
+
+    pattern: str
+    block_sizes: list[int]
+    pool: np.ndarray | None = None
+    tries: int = 6
+
+    def __post_init__(self) -> None:
+        if self.pattern == "empirical":
+            if self.pool is None or self.pool.all():
+                raise ImputeError("mask pattern 'empirical' borrows real gap shapes, but this data has no "
+                                  "gaps; use --mask-pattern mixed (or pixel/block)")
+            self._pool_t = torch.from_numpy(np.ascontiguousarray(self.pool))
+
+    def pattern_like(self, M: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
+        """A keep-pattern (B, F, h, w) of this sampler's structure, not yet intersected with M."""
+        B, Fr, C, h, w = M.shape
+        shape, dev = (B, Fr, h, w), M.device
+        if self.pattern == "pixel":
+            return pixel_pattern(shape, ratio, gen, dev)
+        if self.pattern == "block":
+            return block_pattern(shape, ratio, gen, dev, self.block_sizes)
+        if self.pattern == "mixed":
+            return self._mixed(shape, ratio, gen, dev)
+        if self.pattern == "empirical":
+            return self._empirical(M, ratio, gen)
+        raise ValueError(self.pattern)
+
+    def __call__(self, M: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
+        if ratio >= 1.0:
+            return M.clone()  # MissDiff setting: the whole observation is the context
+        keep = self.pattern_like(M, ratio, gen)
+        return M & keep[:, :, None]
+
+    def _mixed(self, shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
+               dev: torch.device) -> torch.Tensor:
+        """[UQ] §6.1 mixed masking: each sample draws one shape, from scattered to clustered."""
+        B, Fr, h, w = shape
+        kinds = torch.randint(6, (B,), generator=gen).tolist()
+        one = (1, Fr, h, w)
+        big = max(2, min(h, w) // 4)
+        makers = [
+            lambda: pixel_pattern(one, ratio, gen, dev),
+            lambda: block_pattern(one, ratio, gen, dev, [2]),
+            lambda: block_pattern(one, ratio, gen, dev, [max(2, big // 2), big]),
+            lambda: cloud_pattern(one, ratio, gen, dev, scale=max(2, min(h, w) // 8)),
+            lambda: cloud_pattern(one, ratio, gen, dev, scale=max(2, min(h, w) // 3)),
+            lambda: frame_pattern(one, ratio, gen, dev) if Fr > 1 else cloud_pattern(one, ratio, gen, dev, 4),
+        ]
+        return torch.cat([makers[k]() for k in kinds])
+
+    def _empirical(self, M: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
+        B, Fr, C, h, w = M.shape
+        T, H, W = self._pool_t.shape
+        Mf = M.any(2)  # (B, F, h, w)
+        out = []
+        for b in range(B):
+            best, best_err = None, float("inf")
+            n_obs = max(int(Mf[b].sum()), 1)
+            for _ in range(self.tries):
+                t0 = int(torch.randint(T - min(Fr, T) + 1, (1,), generator=gen))
+                y0 = int(torch.randint(max(H - h, 0) + 1, (1,), generator=gen))
+                x0 = int(torch.randint(max(W - w, 0) + 1, (1,), generator=gen))
+                cand = self._pool_t[t0:t0 + Fr, y0:y0 + h, x0:x0 + w]
+                cand = _fit(cand, Fr, h, w).to(M.device)
+                err = abs(float((Mf[b] & cand).sum()) / n_obs - ratio)
+                if err < best_err:
+                    best, best_err = cand, err
+            out.append(best)
+        return torch.stack(out)
+
+
+def _fit(p: torch.Tensor, Fr: int, h: int, w: int) -> torch.Tensor:
+    """Tile a borrowed pattern up to (Fr, h, w) when the pool is smaller than the window."""
+    reps = (-(-Fr // p.shape[0]), -(-h // p.shape[1]), -(-w // p.shape[2]))
+    return p.repeat(*reps)[:Fr, :h, :w]
+
+
+def query_mask(M: torch.Tensor, M_ctx: torch.Tensor, cfg: MaskConfig, gen: torch.Generator) -> torch.Tensor:
+    """M_qry ⊆ M: all observed cells (subsampled by query_ratio), or those left out of M_ctx."""
+    if cfg.query == "rest":
+        return M & ~M_ctx
+    if cfg.query_ratio >= 1.0:
+        return M.clone()
+    return M & (_rand(tuple(M.shape), gen, M.device) < cfg.query_ratio)
+
+
+def observation_pool(observed: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Real gap patterns for `empirical`: (T, H, W) True where observed in any channel or where
+    the cell is never to be filled (land), so that only real gaps are borrowed."""
+    return observed.any(1) | ~valid[None]
+
+
+def gap_statistics(pool: np.ndarray) -> dict[str, float]:
+    """How the data's gaps look: missing fraction and how clustered they are (the probability
+    that a gap's right/lower neighbour is also a gap, against the missing fraction)."""
+    gap = ~pool
+    p = float(gap.mean())
+    if p == 0.0:
+        return {"missing": 0.0, "neighbour_missing": 0.0}
+    pairs = np.concatenate([(gap[:, :, 1:] & gap[:, :, :-1]).ravel(), (gap[:, 1:] & gap[:, :-1]).ravel()]).sum()
+    base = gap[:, :, :-1].sum() + gap[:, :-1].sum()
+    return {"missing": p, "neighbour_missing": float(pairs / max(base, 1))}
+
+
+def choose_pattern(pool: np.ndarray) -> tuple[str, str]:
+    """`auto`: pick the context strategy from the data's own gaps, with the reason."""
+    st = gap_statistics(pool)
+    p, q = st["missing"], st["neighbour_missing"]
+    if p == 0.0:
+        return "mixed", "the data have no gaps, so a mixture of gap shapes is learned"
+    if q - p < 0.25 * (1 - p):
+        return "pixel", f"gaps are scattered ({p:.0%} missing; a gap's neighbour is a gap {q:.0%} of the time)"
+    return "empirical", (f"gaps are clustered ({p:.0%} missing; a gap's neighbour is a gap {q:.0%} of the time), "
+                         "so real gap shapes are borrowed from other windows")

@@ -1,0 +1,263 @@
+"""dataset: a NetCDF/Zarr file on disk -> a lazy `Cube` (time, channel, y, x).
+
+Opening a file and planning work touch no data: xarray opens lazily with Dask, CF decoding
+(fill values, scale/offset) is xarray's, and only `Cube.read` computes."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+
+from .errors import ImputeError
+
+TIME_NAMES = ("time", "t", "valid_time", "date", "month", "day", "year")
+Y_NAMES = ("lat", "latitude", "y", "rlat", "nav_lat", "grid_latitude", "south_north")
+X_NAMES = ("lon", "longitude", "x", "rlon", "nav_lon", "grid_longitude", "west_east")
+MASK_NAMES = ("mask", "lsm", "land_sea_mask", "landmask", "land_mask", "sea_mask", "seamask", "lsmask")
+MASK_STANDARD_NAMES = ("land_binary_mask", "sea_binary_mask", "land_area_fraction", "sea_area_fraction")
+IN_MEMORY_LIMIT = 2 * 1024**3  # cubes smaller than this (float32 bytes) are read into memory once
+
+
+def open_dataset(path: str | Path) -> xr.Dataset:
+    """Open NetCDF or Zarr lazily, CF-decoded. Refuses missing or unreadable files clearly."""
+    p = Path(path)
+    if not p.exists():
+        raise ImputeError(f"input '{path}' does not exist; check the path")
+    is_zarr = p.suffix == ".zarr" or (p.is_dir() and ((p / ".zgroup").exists() or (p / "zarr.json").exists()))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. '_FillValue = NaN' on packed shorts (eraint_uvz.nc)
+            if is_zarr:
+                return xr.open_zarr(p, chunks={})
+            if p.is_dir():
+                raise ImputeError(f"'{path}' is a folder but not a Zarr store; give a .nc file or a .zarr store")
+            return xr.open_dataset(p, chunks={})
+    except ImputeError:
+        raise
+    except Exception as e:  # netCDF4/zarr raise many types for corrupt files
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ImputeError(f"cannot read '{path}' as NetCDF or Zarr ({first}); is the file complete?") from None
+
+
+def _attr(ds: xr.Dataset, name: str, key: str) -> str:
+    return str(ds[name].attrs.get(key, "")).lower() if name in ds.variables else ""
+
+
+def _find_dim(ds: xr.Dataset, dims: tuple[str, ...], axis: str, standard: tuple[str, ...],
+              names: tuple[str, ...]) -> str | None:
+    for d in dims:  # CF axis / standard_name first, then common names, then datetime dtype
+        if _attr(ds, d, "axis") == axis.lower() or _attr(ds, d, "standard_name") in standard:
+            return d
+    for d in dims:
+        if d.lower() in names:
+            return d
+    if axis == "T":
+        for d in dims:
+            if d in ds.variables and np.issubdtype(ds[d].dtype, np.datetime64):
+                return d
+    return None
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cube's main grid: dim names, sizes and coordinate fingerprints."""
+
+    time_dim: str
+    y_dim: str
+    x_dim: str
+    extra_dims: tuple[str, ...]
+    shape: tuple[int, int, int]  # (T, H, W)
+    y_values: tuple[float, ...]
+    x_values: tuple[float, ...]
+
+    def describe(self) -> dict[str, Any]:
+        return {"time_dim": self.time_dim, "y_dim": self.y_dim, "x_dim": self.x_dim,
+                "extra_dims": list(self.extra_dims), "shape": list(self.shape),
+                "y_first_last": [self.y_values[0], self.y_values[-1]],
+                "x_first_last": [self.x_values[0], self.x_values[-1]]}
+
+
+@dataclass
+class Cube:
+    """Variables on one grid, as a lazy (time, channel, y, x) float32 array plus masks.
+
+    A channel is a variable, or one level of a variable with extra dims (level, member)."""
+
+    ds: xr.Dataset
+    variables: list[str]
+    channels: list[str]
+    channel_sel: list[tuple[str, dict[str, int]]]  # (variable, isel of its extra dims)
+    units: list[str]
+    grid: Grid
+    valid: np.ndarray  # (H, W) bool: cells that may be filled (False = land / outside static mask)
+    static_mask_var: str | None
+    data: dsa.Array  # (T, C, H, W) float32, NaN where missing
+    obs_mask: np.ndarray | None = None  # (T, C, H, W) bool, filled in by whoever needs it whole
+
+    def read(self, t: slice, y: slice, x: slice) -> np.ndarray:
+        return np.asarray(self.data[t, :, y, x].compute())
+
+    def observed(self, values: np.ndarray, y: slice = slice(None), x: slice = slice(None)) -> np.ndarray:
+        """The observation mask M of a block of values: finite and inside the static mask."""
+        return np.isfinite(values) & self.valid[y, x][None, None]
+
+    def load(self) -> "Cube":
+        """Read the whole cube into memory when it is small enough; else stay lazy."""
+        if self.data.nbytes <= IN_MEMORY_LIMIT:
+            self.data = dsa.from_array(np.asarray(self.data.compute()), chunks=-1)
+        return self
+
+
+def select_variables(ds: xr.Dataset, wanted: list[str] | None) -> tuple[list[str], tuple[str, str, str]]:
+    """Variables to impute (default: every floating variable on the main grid) and the grid dims."""
+    def dims_of(v: str) -> tuple[str, str, str] | None:
+        dims = ds[v].dims
+        t = _find_dim(ds, dims, "T", ("time",), TIME_NAMES)
+        y = _find_dim(ds, dims, "Y", ("latitude", "projection_y_coordinate", "grid_latitude"), Y_NAMES)
+        x = _find_dim(ds, dims, "X", ("longitude", "projection_x_coordinate", "grid_longitude"), X_NAMES)
+        return (t, y, x) if t and y and x and len({t, y, x}) == 3 else None
+
+    if wanted:
+        for v in wanted:
+            if v not in ds.data_vars:
+                raise ImputeError(f"variable '{v}' is not in the file; it has: {', '.join(map(str, ds.data_vars))}")
+            if not np.issubdtype(ds[v].dtype, np.number) or np.issubdtype(ds[v].dtype, np.bool_):
+                raise ImputeError(f"variable '{v}' is not numeric ({ds[v].dtype}); choose a numeric variable with --var")
+            if dims_of(v) is None:
+                raise ImputeError(f"variable '{v}' has dims {ds[v].dims}: no time, latitude/y and longitude/x "
+                                  "dims found; name them time/lat/lon or set the CF 'axis' attribute")
+        chosen = list(wanted)
+    else:
+        cands = [v for v in ds.data_vars if np.issubdtype(ds[v].dtype, np.floating) and dims_of(v)]
+        if not cands:
+            raise ImputeError("no floating-point variable with time, latitude/y and longitude/x dims found; "
+                              "name one with --var, or set the CF 'axis' attributes")
+        grids = [(dims_of(v), tuple(ds[v].sizes[d] for d in dims_of(v)[1:])) for v in cands]  # type: ignore[index]
+        main = max(set(grids), key=grids.count)
+        chosen = [v for v, g in zip(cands, grids) if g == main]
+    grids = {dims_of(v) for v in chosen}
+    if len(grids) > 1:
+        raise ImputeError(f"variables {', '.join(chosen)} are on different grids {sorted(grids)}; "
+                          "impute them in separate runs with --var")
+    return [str(v) for v in chosen], grids.pop()  # type: ignore[return-value]
+
+
+def _static_mask(ds: xr.Dataset, name: str | None, y: str, x: str, observed_any: np.ndarray | None) -> tuple[np.ndarray | None, str | None]:
+    """The fillable cells from a mask variable (land/sea). Its polarity (which value means
+    'fill here') is taken from where the data are observed, since conventions differ
+    (land_binary_mask is 1 on land, many SST files use 1 for sea)."""
+    if name is None:
+        for v in ds.data_vars:
+            if set(ds[v].dims) == {y, x} and (str(v).lower() in MASK_NAMES
+                                               or _attr(ds, str(v), "standard_name") in MASK_STANDARD_NAMES):
+                name = str(v)
+                break
+        if name is None:
+            return None, None
+    elif name not in ds.variables:
+        raise ImputeError(f"static mask variable '{name}' is not in the file; it has: {', '.join(map(str, ds.data_vars))}")
+    m = ds[name]
+    if not {y, x} <= set(m.dims):
+        raise ImputeError(f"static mask '{name}' has dims {m.dims}; it needs the grid dims ({y}, {x})")
+    other = [d for d in m.dims if d not in (y, x)]
+    vals = np.asarray(m.transpose(*other, y, x).values, dtype="float64")
+    if other:
+        vals = vals.reshape(-1, *vals.shape[-2:])[0]
+    nonzero = np.isfinite(vals) & (vals != 0)
+    if observed_any is not None and observed_any.any():
+        # keep the polarity under which most observed cells are fillable
+        valid = nonzero if observed_any[nonzero].sum() >= observed_any[~nonzero].sum() else ~nonzero
+    else:
+        valid = nonzero
+    if not valid.any():
+        raise ImputeError(f"static mask '{name}' leaves no cell to fill; check the variable or drop --static-mask")
+    return valid, name
+
+
+def open_cube(path: str | Path, variables: list[str] | None = None, static_mask: str | None = None,
+              ds: xr.Dataset | None = None) -> Cube:
+    """Open a file as a lazy Cube: variables selected, dims found, extra dims made channels."""
+    ds = open_dataset(path) if ds is None else ds
+    chosen, (t, y, x) = select_variables(ds, variables)
+    extra_all: list[str] = []
+    arrays, channels, sel, units = [], [], [], []
+    for v in chosen:
+        da = ds[v]
+        extra = [d for d in da.dims if d not in (t, y, x)]
+        for d in extra:
+            if d not in extra_all:
+                extra_all.append(d)
+        da = da.transpose(t, *extra, y, x)
+        for d in (t, y, x):
+            if da.sizes[d] == 0:
+                raise ImputeError(f"variable '{v}' has a zero-length '{d}' dim; nothing to impute")
+        arr = da.data if isinstance(da.data, dsa.Array) else dsa.from_array(da.values)
+        n_extra = int(np.prod([da.sizes[d] for d in extra])) if extra else 1
+        arrays.append(arr.astype("float32").reshape(da.sizes[t], n_extra, da.sizes[y], da.sizes[x]))
+        for idx in np.ndindex(*[da.sizes[d] for d in extra]) if extra else [()]:
+            isel = {d: int(i) for d, i in zip(extra, idx)}
+            label = v + "".join(f"[{d}={_coord_label(ds, d, i)}]" for d, i in isel.items())
+            channels.append(label)
+            sel.append((v, isel))
+            units.append(str(da.attrs.get("units", "")))
+    data = dsa.concatenate(arrays, axis=1) if len(arrays) > 1 else arrays[0]
+    T, H, W = ds.sizes[t], ds.sizes[y], ds.sizes[x]
+    yv = tuple(float(a) for a in ds[y].values) if y in ds.variables else tuple(float(i) for i in range(H))
+    xv = tuple(float(a) for a in ds[x].values) if x in ds.variables else tuple(float(i) for i in range(W))
+    grid = Grid(t, y, x, tuple(extra_all), (T, H, W), yv, xv)
+    observed_any = None
+    if static_mask is not None or any(set(ds[v].dims) == {y, x} for v in ds.data_vars):
+        observed_any = np.asarray(dsa.isfinite(data).any(axis=(0, 1)).compute())
+    valid, mask_name = _static_mask(ds, static_mask, y, x, observed_any)
+    if valid is None:
+        valid = np.ones((H, W), bool)
+    return Cube(ds, chosen, channels, sel, units, grid, valid, mask_name, data)
+
+
+def _coord_label(ds: xr.Dataset, dim: str, i: int) -> str:
+    if dim in ds.variables:
+        v = ds[dim].values[i]
+        return str(v.item() if hasattr(v, "item") else v)
+    return str(i)
+
+
+@dataclass(frozen=True)
+class Stats:
+    """Per-channel normalisation over observed cells: x_norm = (x - mean) / std."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    observed_fraction: float  # of fillable cells, over the whole cube
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std), "observed_fraction": self.observed_fraction}
+
+
+def compute_stats(cube: Cube) -> Stats:
+    """Mean and std per channel over observed cells, in one lazy pass (sum, sum of squares,
+    count); refuses all-NaN variables and Inf values."""
+    x = cube.data
+    valid = dsa.from_array(cube.valid)[None, None]
+    obs = dsa.isfinite(x) & valid
+    xz = dsa.where(obs, x, 0).astype("float64")
+    s, s2, n, n_inf = dsa.compute(xz.sum(axis=(0, 2, 3)), (xz**2).sum(axis=(0, 2, 3)),
+                                  obs.sum(axis=(0, 2, 3)), dsa.isinf(x).sum())
+    if int(n_inf):
+        raise ImputeError(f"the data contain {int(n_inf)} infinite values; replace them with NaN "
+                          "(missing) or a valid number first")
+    for c, cnt in enumerate(n):
+        if cnt == 0:
+            raise ImputeError(f"variable '{cube.channels[c]}' has no observed value (all NaN); "
+                              "drop it or choose others with --var")
+    mean = s / n
+    var = np.maximum(s2 / n - mean**2, 0.0)
+    std = np.where(var > 0, np.sqrt(var), 1.0)
+    total_valid = cube.valid.sum() * x.shape[0]
+    frac = float(n.sum() / max(total_valid * x.shape[1], 1))
+    return Stats(tuple(map(float, mean)), tuple(map(float, std)), frac)

@@ -1,0 +1,28 @@
+"""device: CUDA when available (bf16 autocast), else CPU; `--device` overrides."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+
+from .errors import ImputeError
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise ImputeError(f"device '{name}' is not known; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ImputeError(f"device '{name}' asked for but CUDA is not available here; use --device cpu")
+    return dev
+
+
+def autocast(device: torch.device) -> contextlib.AbstractContextManager:
+    """Mixed precision (bf16) on CUDA; full precision on CPU."""
+    if device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()

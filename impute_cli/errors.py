@@ -1,0 +1,12 @@
+"""The project's one error type: a message a user can act on, turned into one line and an exit
+code by the CLI."""
+
+
+class ImputeError(Exception):
+    """A problem with the user's input or environment. The message says what is wrong and how
+    to fix it, on one line."""
+
+    exit_code = 2
+
+    def __init__(self, message: str) -> None:
+        super().__init__(" ".join(message.split()))

@@ -1,0 +1,106 @@
+"""network: a fully convolutional U-Net with noise-level conditioning.
+
+Frames x channels are stacked as image channels, so the network sees a whole space-time window
+at once and any H x W can be imputed (inputs are padded to a multiple of the down-sampling
+factor and cropped back). It knows nothing of noise scaling or masks' meaning: `denoiser`
+builds its inputs."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import NetworkConfig
+
+
+def _groups(ch: int) -> int:
+    for g in (8, 4, 2, 1):
+        if ch % g == 0:
+            return g
+    return 1
+
+
+class NoiseEmbedding(nn.Module):
+    """Fourier features of the scalar noise level -> MLP."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.register_buffer("freqs", torch.exp(torch.linspace(0, math.log(1000), dim // 2)), persistent=False)
+        self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, c_noise: torch.Tensor) -> torch.Tensor:
+        a = c_noise[:, None] * self.freqs[None]
+        return self.mlp(torch.cat([a.sin(), a.cos()], dim=1))
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-Conv twice, with the noise embedding as a per-channel scale and shift."""
+
+    def __init__(self, cin: int, cout: int, emb: int) -> None:
+        super().__init__()
+        self.n1, self.c1 = nn.GroupNorm(_groups(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.n2, self.c2 = nn.GroupNorm(_groups(cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.film = nn.Linear(emb, 2 * cout)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+        nn.init.zeros_(self.c2.weight)
+        nn.init.zeros_(self.c2.bias)
+
+    def forward(self, x: torch.Tensor, e: torch.Tensor) -> torch.Tensor:
+        h = self.c1(F.silu(self.n1(x)))
+        scale, shift = self.film(e)[:, :, None, None].chunk(2, dim=1)
+        h = self.n2(h) * (1 + scale) + shift
+        return self.skip(x) + self.c2(F.silu(h))
+
+
+class UNet(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int, cfg: NetworkConfig) -> None:
+        super().__init__()
+        chs = [cfg.base_channels * m for m in cfg.channel_mult]
+        self.factor = 2 ** (len(chs) - 1)
+        self.embed = NoiseEmbedding(cfg.emb_dim)
+        self.inp = nn.Conv2d(in_channels, chs[0], 3, padding=1)
+        self.down = nn.ModuleList()
+        skips, c = [chs[0]], chs[0]
+        for i, ch in enumerate(chs):
+            for _ in range(cfg.blocks_per_level):
+                self.down.append(ResBlock(c, ch, cfg.emb_dim))
+                c = ch
+                skips.append(c)
+            if i < len(chs) - 1:
+                self.down.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                skips.append(c)
+        self.mid = nn.ModuleList([ResBlock(c, c, cfg.emb_dim), ResBlock(c, c, cfg.emb_dim)])
+        self.up = nn.ModuleList()
+        for i, ch in reversed(list(enumerate(chs))):
+            for _ in range(cfg.blocks_per_level + 1):
+                self.up.append(ResBlock(c + skips.pop(), ch, cfg.emb_dim))
+                c = ch
+            if i > 0:
+                self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
+        self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, out_channels, 3, padding=1))
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        ph, pw = (-H) % self.factor, (-W) % self.factor
+        x = F.pad(x, (0, pw, 0, ph))
+        e = self.embed(c_noise)
+        h = self.inp(x)
+        hs = [h]
+        for m in self.down:
+            h = m(h, e) if isinstance(m, ResBlock) else m(h)
+            hs.append(h)
+        for m in self.mid:
+            h = m(h, e)
+        for m in self.up:
+            if isinstance(m, ResBlock):
+                h = m(torch.cat([h, hs.pop()], dim=1), e)
+            else:
+                h = m(h)
+        return self.out(h)[..., :H, :W]
+
+
+def build_network(in_channels: int, out_channels: int, cfg: NetworkConfig) -> nn.Module:
+    return UNet(in_channels, out_channels, cfg)

@@ -1,0 +1,101 @@
+"""synthetic: demo and test cubes made by the project itself, with realistic gaps.
+
+The field is a space-time Gaussian process: Fourier modes with a k^-3 spectrum, each an AR(1)
+in time and advected by a mean wind -- smooth in space, correlated in time, moving. Gaps are
+drifting cloud blobs, pixel dropouts, or block outages lasting several time steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+GAP_PATTERNS = ("cloud", "pixel", "block")
+
+
+def advected_field(T: int, H: int, W: int, seed: int = 0, rho: float = 0.95,
+                   velocity: tuple[float, float] = (0.6, 0.9)) -> np.ndarray:
+    """(T, H, W) float32, zero mean, unit variance."""
+    rng = np.random.default_rng(seed)
+    ky = np.fft.fftfreq(H)[:, None] * 2 * np.pi
+    kx = np.fft.rfftfreq(W)[None, :] * 2 * np.pi
+    k = np.sqrt(ky**2 + kx**2)
+    amp = np.where(k > 0, (k + 2 * np.pi / max(H, W)) ** -1.5, 0.0)
+    shift = np.exp(-1j * (ky * velocity[0] + kx * velocity[1]))  # advection by one step
+    def noise() -> np.ndarray:
+        return (rng.standard_normal(amp.shape) + 1j * rng.standard_normal(amp.shape)) * amp
+    psi = noise()
+    out = np.empty((T, H, W), "float64")
+    for t in range(T):
+        out[t] = np.fft.irfft2(psi, s=(H, W))
+        psi = rho * psi * shift + np.sqrt(1 - rho**2) * noise()
+    out = (out - out.mean()) / out.std()
+    return out.astype("float32")
+
+
+def gap_mask(shape: tuple[int, int, int], pattern: str, observed: float, seed: int = 0,
+             block_frames: int = 8, block_grid: int = 4) -> np.ndarray:
+    """Observation mask (True = observed) with about `observed` of cells kept."""
+    T, H, W = shape
+    rng = np.random.default_rng(seed + 1)
+    if pattern == "pixel":
+        return rng.random(shape) < observed
+    if pattern == "cloud":  # smooth random blobs drifting in time, thresholded
+        lo = rng.standard_normal((T // 3 + 2, max(2, H // 6), max(2, W // 6)))
+        t_idx = np.linspace(0, lo.shape[0] - 1, T)
+        f = np.stack([_interp2(_lerp_time(lo, ti), H, W) for ti in t_idx])
+        return f > np.quantile(f, 1 - observed)
+    if pattern == "block":  # a block grid; whole blocks out for runs of `block_frames` steps
+        m = np.zeros(shape, bool)
+        bh, bw = -(-H // block_grid), -(-W // block_grid)
+        keep = max(1, int(round(observed * block_grid**2)))
+        for t0 in range(0, T, block_frames):
+            for kk in rng.choice(block_grid**2, keep, replace=False):
+                i, j = divmod(int(kk), block_grid)
+                m[t0:t0 + block_frames, i * bh:(i + 1) * bh, j * bw:(j + 1) * bw] = True
+        return m
+    raise ValueError(f"unknown gap pattern {pattern!r}; use one of {GAP_PATTERNS}")
+
+
+def _lerp_time(a: np.ndarray, ti: float) -> np.ndarray:
+    i = int(np.floor(ti)); f = ti - i
+    return a[i] if i + 1 >= a.shape[0] else (1 - f) * a[i] + f * a[i + 1]
+
+
+def _interp2(a: np.ndarray, H: int, W: int) -> np.ndarray:
+    yi, xi = np.linspace(0, a.shape[0] - 1, H), np.linspace(0, a.shape[1] - 1, W)
+    tmp = np.stack([np.interp(xi, np.arange(a.shape[1]), row) for row in a])
+    return np.stack([np.interp(yi, np.arange(a.shape[0]), col) for col in tmp.T]).T
+
+
+def demo_datasets(T: int = 96, H: int = 48, W: int = 64, pattern: str = "cloud", observed: float = 0.5,
+                  seed: int = 0, var: str = "sst") -> tuple[xr.Dataset, xr.Dataset]:
+    """(gappy, truth): a CF-style SST-like cube and its complete version with an `observed` flag."""
+    field = 18.0 + 2.5 * advected_field(T, H, W, seed)
+    obs = gap_mask((T, H, W), pattern, observed, seed)
+    coords = {
+        "time": ("time", pd.date_range("2020-01-01", periods=T, freq="D"), {"standard_name": "time", "axis": "T"}),
+        "lat": ("lat", np.linspace(30, 30 + 0.25 * (H - 1), H, dtype="float32"),
+                {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}),
+        "lon": ("lon", np.linspace(-40, -40 + 0.25 * (W - 1), W, dtype="float32"),
+                {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}),
+    }
+    attrs = {"standard_name": "sea_surface_temperature", "units": "degC", "long_name": "synthetic SST"}
+    dims = ("time", "lat", "lon")
+    gappy = xr.Dataset({var: (dims, np.where(obs, field, np.nan).astype("float32"), attrs)}, coords=coords,
+                       attrs={"Conventions": "CF-1.8", "title": f"impute-cli synthetic cube, {pattern} gaps",
+                              "source": "impute_cli.synthetic.demo_datasets"})
+    truth = xr.Dataset({var: (dims, field, attrs), "observed": (dims, obs)}, coords=coords)
+    return gappy, truth
+
+
+def write_demo(outdir: str | Path, **kw) -> tuple[Path, Path]:
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    gappy, truth = demo_datasets(**kw)
+    g, t = outdir / "gappy.nc", outdir / "truth.nc"
+    gappy.to_netcdf(g)
+    truth.to_netcdf(t)
+    return g, t

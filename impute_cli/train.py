@@ -1,0 +1,222 @@
+"""train: [CQ] Algorithm 1 -- a conditional diffusion model trained on incomplete data only.
+
+Per batch: draw t ~ U(t_min, 1) and ε; noise the observed cells, x_obs,t = M ⊙ (α_t x_obs + σ_t ε)
+(Alg. 1 line 4); draw M_ctx, M_qry ⊆ M with the structure of the gaps (line 5, Principle 1);
+predict x̂ = x_θ(t, M_ctx ⊙ x_obs,t, M_ctx) (line 6); loss ‖M_qry ⊙ (x̂ − x_obs)‖² (line 7).
+No complete sample is ever used."""
+
+from __future__ import annotations
+
+import copy
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .batches import read_tiles
+from .checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
+                         save_state)
+from .config import Preset, from_dict, load_preset, models_home
+from .context_query import ContextSampler, choose_pattern, observation_pool, query_mask
+from .dataset import Cube, compute_stats, open_cube
+from .device import autocast, pick_device
+from .errors import ImputeError
+from .windows import random_tile, window_shape
+
+MIN_OBSERVED = 0.02  # windows with fewer observed cells than this are redrawn
+
+
+@dataclass
+class TrainOptions:
+    preset: str = "quick"
+    mask_pattern: str | None = None
+    steps: int | None = None
+    out: Path | None = None
+    resume: bool = False
+    overwrite: bool = False
+    variables: list[str] | None = None
+    static_mask: str | None = None
+    device: str = "auto"
+    seed: int | None = None
+    context_ratio: float | None = None
+    query: str | None = None
+    query_ratio: float | None = None
+    progress: bool = True
+    log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
+
+
+def resolve_preset(opts: TrainOptions) -> Preset:
+    """The preset with the command-line overrides applied (and re-checked)."""
+    p = load_preset(opts.preset)
+    mask = p.mask
+    over = {k: v for k, v in (("pattern", opts.mask_pattern), ("context_ratio", opts.context_ratio),
+                              ("query", opts.query), ("query_ratio", opts.query_ratio)) if v is not None}
+    if over:
+        mask = replace(mask, **over)
+    train = p.train
+    if opts.steps is not None:
+        train = replace(train, steps=opts.steps)
+    if opts.seed is not None:
+        train = replace(train, seed=opts.seed)
+    return replace(p, mask=mask, train=train)
+
+
+def observation_masks(cube: Cube) -> np.ndarray:
+    """(T, C, H, W) observation mask of the whole cube (bool, 1 byte a cell)."""
+    import dask.array as dsa
+    return np.asarray(dsa.isfinite(cube.data).compute()) & cube.valid[None, None]
+
+
+def sample_batch(cube: Cube, stats, window: tuple[int, int, int], n: int, rng: np.random.Generator):
+    """n random windows with enough observed cells."""
+    tiles = []
+    for _ in range(n):
+        for _attempt in range(20):
+            tile = random_tile(cube.grid.shape, window, rng)
+            frac = cube.obs_mask[tile.t, :, tile.y, tile.x].mean() if cube.obs_mask is not None else 1.0
+            if frac >= MIN_OBSERVED:
+                break
+        tiles.append(tile)
+    return read_tiles(cube, tiles, stats)
+
+
+def lr_at(step: int, preset: Preset) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    tc = preset.train
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    prog = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+    return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0))))
+
+
+def train_model(data: str | Path, opts: TrainOptions) -> Path:
+    """Train on the file's observed cells and write a model folder; returns its path."""
+    preset = resolve_preset(opts)
+    cube = open_cube(data, opts.variables, opts.static_mask)
+    out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
+    _prepare_out(out, opts)
+    state = load_state(out / TRAIN_STATE) if opts.resume else None
+    if state is not None:  # the resumed run keeps its own resolved config (steps may be raised)
+        preset = from_dict(Preset, state["preset"], f"{out / TRAIN_STATE} preset")
+        if opts.steps is not None:
+            preset = replace(preset, train=replace(preset.train, steps=opts.steps))
+    stats = compute_stats(cube)
+    cube.load()
+    obs = observation_masks(cube)
+    cube.obs_mask = obs
+    pool = observation_pool(obs, cube.valid)
+
+    # Step 0: the context/query strategy that matches the gap pattern ([CQ] Principle 1).
+    requested = preset.mask.pattern
+    if requested == "auto":
+        pattern, reason = choose_pattern(pool)
+        opts.log(f"mask pattern 'auto' chose '{pattern}': {reason}")
+    else:
+        pattern, reason = requested, "chosen by the user"
+    preset = replace(preset, mask=replace(preset.mask, pattern=pattern))
+    sampler = ContextSampler(pattern, preset.mask.block_sizes, pool if pattern == "empirical" else None)
+
+    window = window_shape(cube.grid.shape, preset.window.frames, preset.window.height, preset.window.width)
+    device = pick_device(opts.device)
+    den = build_denoiser(_card_stub(preset, cube, window)).to(device)
+    ema = copy.deepcopy(den).eval()
+    for p_ in ema.parameters():
+        p_.requires_grad_(False)
+    opt = torch.optim.AdamW(den.parameters(), lr=preset.train.lr, weight_decay=0.0)
+    start, loss_avg, seconds = 0, None, 0.0
+    if state is not None:
+        den.net.load_state_dict(state["net"])
+        ema.net.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        start, loss_avg, seconds = int(state["step"]), float(state["loss_avg"]), float(state["seconds"])
+        opts.log(f"resuming from step {start} of {preset.train.steps} ({out / TRAIN_STATE})")
+
+    tc = preset.train
+    schedule = den.schedule
+    bar = tqdm(total=tc.steps, initial=start, desc="train", file=sys.stderr, disable=not opts.progress,
+               dynamic_ncols=True)
+    t_begin = time.perf_counter()
+    for step in range(start, tc.steps):
+        # Per-step seeds: a resumed run draws exactly what an uninterrupted one would.
+        rng = np.random.default_rng([tc.seed, step])
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        b = sample_batch(cube, stats, window, tc.batch_size, rng)
+        x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
+        B = x_obs.shape[0]
+        # Alg. 1 line 3: t ~ U(t_min, 1), ε ~ N(0, I)
+        t = (tc_min := preset.diffusion.t_min) + (1 - tc_min) * torch.rand(B, generator=gen).to(device)
+        eps = torch.randn(x_obs.shape, generator=gen).to(device)
+        a, s = schedule.alpha(t)[:, None, None, None, None], schedule.sigma(t)[:, None, None, None, None]
+        # Alg. 1 line 4: x_obs,t = M ⊙ (α_t x_obs + σ_t ε)
+        x_t = M * (a * x_obs + s * eps)
+        # Alg. 1 line 5: M_ctx, M_qry ⊆ M, sampled to satisfy Principle 1
+        M_ctx = sampler(M, preset.mask.context_ratio, gen)
+        M_qry = query_mask(M, M_ctx, preset.mask, gen)
+        # Alg. 1 line 6: x̂ = x_θ(t, M_ctx ⊙ x_obs,t, M_ctx)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, preset)
+        with autocast(device):
+            x_hat = den(x_t, M_ctx, valid, t)
+        # Alg. 1 line 7: per-cell loss, reduced over query cells only
+        per_cell = (x_hat.float() - x_obs) ** 2
+        loss = (per_cell * M_qry).sum() / M_qry.sum().clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
+        opt.step()
+        decay = min(tc.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p_ in zip(ema.parameters(), den.parameters()):
+                pe.lerp_(p_, 1 - decay)
+        lv = float(loss.detach())
+        loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_avg:.4f}")
+        done = step + 1
+        if done % tc.checkpoint_every == 0 or done == tc.steps:
+            save_state(out / TRAIN_STATE, {"net": den.net.state_dict(), "ema": ema.net.state_dict(),
+                                           "opt": opt.state_dict(), "step": done, "preset": preset.to_dict(), "loss_avg": loss_avg,
+                                           "seconds": seconds + time.perf_counter() - t_begin})
+    bar.close()
+    seconds += time.perf_counter() - t_begin
+    card = _card_stub(preset, cube, window)
+    card.normalisation = stats.to_dict()
+    card.mask_strategy = {"requested": requested, "pattern": pattern, "reason": reason,
+                          "context_ratio": preset.mask.context_ratio, "query": preset.mask.query,
+                          "query_ratio": preset.mask.query_ratio, "missdiff": preset.mask.is_missdiff,
+                          # fraction of fillable cells the network sees as context ([CQ] App. G.3)
+                          "context_input_fraction": float(obs.mean(axis=(0, 1))[cube.valid].mean()
+                                                          * preset.mask.context_ratio)}
+    card.training = {"data": str(data), "steps": tc.steps, "final_loss": loss_avg,
+                     "seconds": round(seconds, 1), "device": str(device),
+                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    save_model(out, card, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
+    opts.log(f"model written to {out} ({tc.steps} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device})")
+    return out
+
+
+def _card_stub(preset: Preset, cube: Cube, window: tuple[int, int, int]) -> ModelCard:
+    return ModelCard(preset=preset, variables=cube.variables, channels=cube.channels, units=cube.units,
+                     grid=cube.grid.describe(), window=list(window), normalisation={}, mask_strategy={},
+                     training={}, static_mask_var=cube.static_mask_var)
+
+
+def _prepare_out(out: Path, opts: TrainOptions) -> None:
+    if opts.resume:
+        if not (out / TRAIN_STATE).exists():
+            raise ImputeError(f"nothing to resume: {out / TRAIN_STATE} does not exist; drop --resume")
+        return
+    if out.exists() and any(out.iterdir()):
+        if not opts.overwrite:
+            what = "a model" if (out / CARD).exists() else "an unfinished training"
+            raise ImputeError(f"'{out}' already holds {what}; use --resume to continue it, --overwrite "
+                              "to replace it, or --out for another folder")
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
