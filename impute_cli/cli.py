@@ -78,6 +78,7 @@ def train(
     context_ratio: Annotated[Optional[float], typer.Option(help="Fraction of observed cells kept as context (1 = MissDiff).")] = None,
     query: Annotated[Optional[QueryMode], typer.Option(help="Query = all observed cells, or those left out of the context.")] = None,
     query_ratio: Annotated[Optional[float], typer.Option(help="Fraction of observed cells in the query.")] = None,
+    block_size: Annotated[Optional[list[int]], typer.Option(min=1, metavar="N", help="Block edge in cells for the block strategy (repeatable; default: the preset's).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
@@ -88,7 +89,7 @@ def train(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, steps=steps, out=out,
         resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, device=device, seed=seed,
         context_ratio=context_ratio, query=query.value if query else None, query_ratio=query_ratio,
-        progress=not quiet, log=_log))
+        block_sizes=block_size, progress=not quiet, log=_log))
 
 
 @app.command()

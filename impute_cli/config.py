@@ -94,10 +94,15 @@ class DiffusionConfig:
     beta_min: float = 0.1
     beta_max: float = 20.0
     t_min: float = 1e-3
+    # Fraction of training samples whose t is drawn log-uniformly in [t_min, 0.05] instead of
+    # uniformly in [t_min, 1]: 0 is [CQ] Alg. 1 exactly; more favours the low-noise regime in
+    # which the single-step point estimate (eq. 9-10, t = δ) is made.
+    low_noise_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _check(0 < self.beta_min < self.beta_max, "diffusion.beta_min must be positive and below beta_max")
-        _check(0 < self.t_min < 1, "diffusion.t_min must be in (0, 1)")
+        _check(0 < self.t_min < 0.05, "diffusion.t_min must be in (0, 0.05)")
+        _check(0 <= self.low_noise_fraction <= 1, "diffusion.low_noise_fraction must be in [0, 1]")
 
 
 @dataclass

@@ -35,14 +35,18 @@ def pixel_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Gen
 def block_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
                   device: torch.device, sizes: list[int]) -> torch.Tensor:
     """Whole s x s blocks kept with probability `ratio`, on a block grid with a random phase
-    (so every cell can fall in any position of a block), independently per frame."""
+    (so every cell can fall in any position of a block). Half the samples draw blocks
+    independently per frame, half keep or drop each block for the whole window (outages that
+    last), so both short and lasting block gaps are learned."""
     B, Fr, h, w = shape
     out = []
     for _ in range(B):
         s = sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
         oy, ox = (int(torch.randint(s, (1,), generator=gen)) for _ in range(2))
         nh, nw = -(-(h + oy) // s), -(-(w + ox) // s)
-        keep = _rand((Fr, nh, nw), gen, device) < ratio
+        lasting = bool(torch.rand(1, generator=gen) < 0.5)
+        keep = _rand((1 if lasting else Fr, nh, nw), gen, device) < ratio
+        keep = keep.expand(Fr, nh, nw)
         full = keep.repeat_interleave(s, 1).repeat_interleave(s, 2)
         out.append(full[:, oy:oy + h, ox:ox + w])
     return torch.stack(out)

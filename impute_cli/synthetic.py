@@ -96,6 +96,8 @@ def write_demo(outdir: str | Path, **kw) -> tuple[Path, Path]:
     outdir.mkdir(parents=True, exist_ok=True)
     gappy, truth = demo_datasets(**kw)
     g, t = outdir / "gappy.nc", outdir / "truth.nc"
-    gappy.to_netcdf(g)
-    truth.to_netcdf(t)
+    enc = {"time": {"dtype": "int32", "units": "days since 2020-01-01"},
+           "lat": {"_FillValue": None}, "lon": {"_FillValue": None}}  # CF: no fill on coordinates
+    gappy.to_netcdf(g, encoding=enc)
+    truth.to_netcdf(t, encoding=enc)
     return g, t

@@ -48,6 +48,7 @@ class TrainOptions:
     context_ratio: float | None = None
     query: str | None = None
     query_ratio: float | None = None
+    block_sizes: list[int] | None = None
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
 
@@ -57,7 +58,8 @@ def resolve_preset(opts: TrainOptions) -> Preset:
     p = load_preset(opts.preset)
     mask = p.mask
     over = {k: v for k, v in (("pattern", opts.mask_pattern), ("context_ratio", opts.context_ratio),
-                              ("query", opts.query), ("query_ratio", opts.query_ratio)) if v is not None}
+                              ("query", opts.query), ("query_ratio", opts.query_ratio),
+                              ("block_sizes", opts.block_sizes)) if v is not None and v != []}
     if over:
         mask = replace(mask, **over)
     train = p.train
@@ -85,6 +87,17 @@ def sample_batch(cube: Cube, stats, window: tuple[int, int, int], n: int, rng: n
                 break
         tiles.append(tile)
     return read_tiles(cube, tiles, stats)
+
+
+def draw_t(n: int, preset: Preset, gen: torch.Generator) -> torch.Tensor:
+    """t ~ U(t_min, 1) ([CQ] Alg. 1 line 3), a fraction `low_noise_fraction` of them instead
+    log-uniform in [t_min, 0.05]."""
+    d = preset.diffusion
+    u = torch.rand(n, generator=gen)
+    t = d.t_min + (1 - d.t_min) * u
+    low = torch.rand(n, generator=gen) < d.low_noise_fraction
+    t_low = torch.exp(math.log(d.t_min) + (math.log(0.05) - math.log(d.t_min)) * torch.rand(n, generator=gen))
+    return torch.where(low, t_low, t)
 
 
 def lr_at(step: int, preset: Preset) -> float:
@@ -151,7 +164,7 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
         B = x_obs.shape[0]
         # Alg. 1 line 3: t ~ U(t_min, 1), ε ~ N(0, I)
-        t = (tc_min := preset.diffusion.t_min) + (1 - tc_min) * torch.rand(B, generator=gen).to(device)
+        t = draw_t(B, preset, gen).to(device)
         eps = torch.randn(x_obs.shape, generator=gen).to(device)
         a, s = schedule.alpha(t)[:, None, None, None, None], schedule.sigma(t)[:, None, None, None, None]
         # Alg. 1 line 4: x_obs,t = M ⊙ (α_t x_obs + σ_t ε)

@@ -78,7 +78,9 @@ def build_output(cube: Cube, filled: np.ndarray, history: str) -> xr.Dataset:
                             "model's ensemble single-step estimate (Zhou et al., eq. 10)")
         ds[name] = xr.DataArray(out, dims=src.dims, coords=src.coords, attrs=attrs)
         ds[name].encoding = {"_FillValue": np.array(np.nan, dtype=out.dtype), "dtype": out.dtype}
+        flag_attrs = {"standard_name": f"{src.attrs['standard_name']} status_flag"} if "standard_name" in src.attrs else {}
         ds[fname] = xr.DataArray(flag, dims=src.dims, coords=src.coords, attrs={
+            **flag_attrs,
             "long_name": f"which cells of {v}_filled were imputed",
             "flag_values": np.array([0, 1, 2], "int8"),
             "flag_meanings": "observed imputed missing_not_filled",
