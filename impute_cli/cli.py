@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import shlex
-import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -53,6 +52,24 @@ def handled(fn: Callable) -> Callable:
     return wrapper
 
 
+def command_line(ctx: typer.Context) -> str:
+    """The running command as a shell line, rebuilt from its parsed parameters (so it is right
+    however the app was invoked): arguments, then options that differ from their defaults."""
+    parts = ["impute-cli", ctx.info_name or ""]
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        v = v.value if isinstance(v, Enum) else v
+        if getattr(p, "param_type_name", "") == "argument":
+            parts.append(str(v))
+        elif v not in (None, False, p.default) and v != [] and p.opts:
+            if getattr(p, "is_flag", False):
+                parts.append(p.opts[0])
+            else:
+                for item in v if isinstance(v, (list, tuple)) else [v]:
+                    parts += [p.opts[0], str(item.value if isinstance(item, Enum) else item)]
+    return shlex.join(parts)
+
+
 def _log(msg: str) -> None:
     typer.echo(msg, err=True)
 
@@ -95,6 +112,7 @@ def train(
 @app.command()
 @handled
 def impute(
+    ctx: typer.Context,
     inp: Annotated[Path, typer.Argument(metavar="IN", help="Gappy NetCDF file or Zarr store.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output: .nc (NetCDF) or .zarr (Zarr).")],
     model: Annotated[Optional[str], typer.Option(help="Model folder (or name under models/); without it a quick model is trained on IN first.")] = None,
@@ -114,7 +132,7 @@ def impute(
     impute_file(inp, out, ImputeOptions(
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
-        steps=steps, history=shlex.join(["impute-cli", *sys.argv[1:]]), progress=not quiet, log=_log))
+        steps=steps, history=command_line(ctx), progress=not quiet, log=_log))
 
 
 @app.command()

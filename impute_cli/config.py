@@ -185,7 +185,8 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     elif isinstance(default, str):
         ok = isinstance(value, str)
     elif isinstance(default, list):
-        ok = isinstance(value, list) and all(isinstance(v, type(default[0])) for v in value) if default else isinstance(value, list)
+        item = type(default[0]) if default else object
+        ok = isinstance(value, list) and all(isinstance(v, item) and not isinstance(v, bool) for v in value)
     else:
         ok = True
     if not ok:
@@ -218,6 +219,9 @@ def load_preset(name_or_path: str) -> Preset:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
         raise ImputeError(f"preset {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ImputeError(f"preset {path} must be a mapping of sections (network, window, mask, ...), "
+                          f"not a {type(data).__name__}")
     data.setdefault("name", path.stem)
     return from_dict(Preset, data, f"preset {path.name}")
 

@@ -37,12 +37,40 @@ def open_dataset(path: str | Path) -> xr.Dataset:
                 return xr.open_zarr(p, chunks={})
             if p.is_dir():
                 raise ImputeError(f"'{path}' is a folder but not a Zarr store; give a .nc file or a .zarr store")
+            _check_classic_size(p)
             return xr.open_dataset(p, chunks={})
     except ImputeError:
         raise
     except Exception as e:  # netCDF4/zarr raise many types for corrupt files
         first = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise ImputeError(f"cannot read '{path}' as NetCDF or Zarr ({first}); is the file complete?") from None
+
+
+def _check_classic_size(p: Path) -> None:
+    """A classic (CDF-1/2/5) NetCDF file cut short still opens -- netCDF-C reads the missing tail
+    as zeros -- so compare its size with the bytes its header promises for the data alone."""
+    with open(p, "rb") as f:
+        magic = f.read(4)
+    if magic[:3] != b"CDF":
+        return
+    import netCDF4
+    with netCDF4.Dataset(p) as nc:
+        rec_dim = next((d for d in nc.dimensions.values() if d.isunlimited()), None)
+        nrec = len(rec_dim) if rec_dim is not None else 0
+        fixed = record = 0
+        for v in nc.variables.values():
+            size = v.dtype.itemsize * int(np.prod([len(nc.dimensions[d]) for d in v.dimensions
+                                                    if rec_dim is None or d != rec_dim.name]))
+            padded = -(-size // 4) * 4
+            if rec_dim is not None and rec_dim.name in v.dimensions:
+                record += padded
+            else:
+                fixed += padded
+    expected = fixed + nrec * record
+    actual = p.stat().st_size
+    if actual < expected:
+        raise ImputeError(f"'{p}' is truncated: its header describes at least {expected} bytes of data "
+                          f"but the file has {actual}; get a complete copy of the file")
 
 
 def _attr(ds: xr.Dataset, name: str, key: str) -> str:
@@ -239,6 +267,12 @@ class Stats:
         return {"mean": list(self.mean), "std": list(self.std), "observed_fraction": self.observed_fraction}
 
 
+def refuse_inf(n_inf: int) -> None:
+    if n_inf:
+        raise ImputeError(f"the data contain {n_inf} infinite values; replace them with NaN "
+                          "(missing) or a valid number first")
+
+
 def compute_stats(cube: Cube) -> Stats:
     """Mean and std per channel over observed cells, in one lazy pass (sum, sum of squares,
     count); refuses all-NaN variables and Inf values."""
@@ -248,9 +282,7 @@ def compute_stats(cube: Cube) -> Stats:
     xz = dsa.where(obs, x, 0).astype("float64")
     s, s2, n, n_inf = dsa.compute(xz.sum(axis=(0, 2, 3)), (xz**2).sum(axis=(0, 2, 3)),
                                   obs.sum(axis=(0, 2, 3)), dsa.isinf(x).sum())
-    if int(n_inf):
-        raise ImputeError(f"the data contain {int(n_inf)} infinite values; replace them with NaN "
-                          "(missing) or a valid number first")
+    refuse_inf(int(n_inf))
     for c, cnt in enumerate(n):
         if cnt == 0:
             raise ImputeError(f"variable '{cube.channels[c]}' has no observed value (all NaN); "

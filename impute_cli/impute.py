@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .batches import denormalise, read_tiles
 from .checkpoint import ModelCard, load_model
 from .context_query import ContextSampler, observation_pool
-from .dataset import Cube, Stats, open_cube
+from .dataset import Cube, Stats, open_cube, refuse_inf
 from .device import pick_device
 from .ensemble import ensemble_single_step
 from .errors import ImputeError
@@ -79,6 +79,7 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
         if window[0] != card.window[0]:
             raise ImputeError(f"the model needs windows of {card.window[0]} time steps but the file has {T}; "
                               "train a model with fewer frames (window.frames) on this file")
+    refuse_inf(int(np.isinf(cube.data).sum().compute()))
     obs = observation_masks(cube)
     fillable_gaps = int((~obs & cube.valid[None, None]).sum())
     if fillable_gaps == 0:

@@ -127,8 +127,13 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
     pool = observation_pool(obs, cube.valid)
 
     # Step 0: the context/query strategy that matches the gap pattern ([CQ] Principle 1).
-    requested = preset.mask.pattern
-    if requested == "auto":
+    if state is not None:  # the resumed run keeps the strategy it chose
+        requested, reason = state["mask_requested"], state["mask_reason"]
+        pattern = preset.mask.pattern
+        if state["channels"] != cube.channels:
+            raise ImputeError(f"the training in {out} is on {', '.join(state['channels'])}, this file gives "
+                              f"{', '.join(cube.channels)}; resume on the same data (and --var)")
+    elif (requested := preset.mask.pattern) == "auto":
         pattern, reason = choose_pattern(pool)
         opts.log(f"mask pattern 'auto' chose '{pattern}': {reason}")
     else:
@@ -138,7 +143,9 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
 
     window = window_shape(cube.grid.shape, preset.window.frames, preset.window.height, preset.window.width)
     device = pick_device(opts.device)
-    den = build_denoiser(_card_stub(preset, cube, window)).to(device)
+    with torch.random.fork_rng(devices=[]):  # initial weights from --seed, not torch's global RNG
+        torch.manual_seed(preset.train.seed)
+        den = build_denoiser(_card_stub(preset, cube, window)).to(device)
     ema = copy.deepcopy(den).eval()
     for p_ in ema.parameters():
         p_.requires_grad_(False)
@@ -195,7 +202,9 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         done = step + 1
         if done % tc.checkpoint_every == 0 or done == tc.steps:
             save_state(out / TRAIN_STATE, {"net": den.net.state_dict(), "ema": ema.net.state_dict(),
-                                           "opt": opt.state_dict(), "step": done, "preset": preset.to_dict(), "loss_avg": loss_avg,
+                                           "opt": opt.state_dict(), "step": done, "preset": preset.to_dict(),
+                                           "channels": cube.channels, "mask_requested": requested,
+                                           "mask_reason": reason, "loss_avg": loss_avg,
                                            "seconds": seconds + time.perf_counter() - t_begin})
     bar.close()
     seconds += time.perf_counter() - t_begin

@@ -93,11 +93,19 @@ def build_output(cube: Cube, filled: np.ndarray, history: str) -> xr.Dataset:
 
 
 def _encodings(ds: xr.Dataset, fmt: str) -> None:
+    """Keep each variable's on-disk encoding (packing, fill value) where the format takes it.
+    A `missing_value` that conflicts with `_FillValue` (xarray decodes both to NaN) keeps the
+    file's `missing_value` and drops the NaN `_FillValue` xarray added."""
     for v in ds.variables.values():
+        enc = dict(v.encoding)
+        fill, miss = enc.get("_FillValue"), enc.get("missing_value")
+        if fill is not None and miss is not None and not np.array_equal(fill, miss, equal_nan=True):
+            enc.pop("_FillValue")
         if fmt == "zarr":
-            v.encoding = {k: val for k, val in v.encoding.items() if k in ZARR_ENCODING_KEYS}
+            enc = {k: val for k, val in enc.items() if k in ZARR_ENCODING_KEYS}
         else:
-            v.encoding = {k: val for k, val in v.encoding.items() if k not in NETCDF_DROP_KEYS}
+            enc = {k: val for k, val in enc.items() if k not in NETCDF_DROP_KEYS}
+        v.encoding = enc
 
 
 def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool) -> None:
@@ -110,10 +118,14 @@ def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool) -> None:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            if fmt == "zarr":
-                ds.to_zarr(target, mode="w", consolidated=True)
-            else:
-                ds.to_netcdf(target)
+            try:
+                if fmt == "zarr":
+                    ds.to_zarr(target, mode="w", consolidated=True)
+                else:
+                    ds.to_netcdf(target)
+            except (ValueError, TypeError, OSError, RuntimeError) as e:
+                first = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ImputeError(f"could not write '{out}' ({first}); nothing was written") from None
         if out.exists():
             if not overwrite:
                 raise ImputeError(f"output '{out}' appeared while writing; pass --overwrite or choose another name")

@@ -147,6 +147,14 @@ def test_block_pattern_phase_varies():
     assert not common
 
 
+def test_block_pattern_has_short_and_lasting_outages():
+    """Some samples keep the same blocks in every frame (lasting outages), others redraw them
+    per frame."""
+    out = block_pattern((64, 3, 16, 16), 0.5, gen(8), torch.device("cpu"), [4]).numpy()
+    same = [bool((p == p[0]).all()) for p in out]
+    assert 10 < sum(same) < 54
+
+
 def _is_blocky_at(p: np.ndarray, s: int, oy: int, ox: int) -> bool:
     h, w = p.shape
     ids = ((np.arange(h) + oy) // s)[:, None] * (w + s) + ((np.arange(w) + ox) // s)[None, :]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from conftest import real_file
+from conftest import DATA_DIR, real_file
 from impute_cli.dataset import compute_stats, open_cube, open_dataset
 from impute_cli.errors import ImputeError
 from impute_cli.testing import land_mask, tiny_cube_dataset, write_cube
@@ -195,14 +195,17 @@ def test_file_without_a_usable_variable_is_an_error(tmp_path):
         open_cube(write_cube(ds, tmp_path / "a.nc"))
 
 
-@pytest.mark.xfail(strict=True,
-                   reason="dataset.py:40 open_dataset does not check that a classic (NetCDF3) file is "
-                          "complete: netCDF-C reads the missing tail as 0.0, so a truncated file opens "
-                          "and its lost data become 'observed' zeros")
 def test_truncated_netcdf3_file_is_an_error(tmp_path):
     data = real_file("alboranSST_small.nc").read_bytes()  # NETCDF3_CLASSIC
     p = tmp_path / "half.nc"
     p.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ImputeError):
+    with pytest.raises(ImputeError, match="truncated"):
         cube = open_cube(p)
         compute_stats(cube)
+
+
+def test_complete_netcdf3_files_pass_the_size_check():
+    for name in ("alboranSST_small.nc", "tcw.nc", "ndvi_alaska_small.nc", "eraint_uvz.nc"):
+        path = DATA_DIR / name
+        if path.is_file():
+            open_cube(path)
