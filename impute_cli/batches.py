@@ -1,7 +1,12 @@
 """batches: tiles of a Cube -> normalised tensors the denoiser takes.
 
 x_obs is (F, C, h, w) with zeros where missing (its values there are never used: every use
-is masked by M), M is the observation mask, valid the static 'fillable' mask (h, w)."""
+is masked by M), M is the observation mask, valid the static 'fillable' mask (h, w).
+
+The per-cell climatology input: the fully convolutional network does not know where a tile
+lies, so it is also given, per cell and channel, the mean of the cube's observed values over
+time -- computed only from what it may see: the cube's sums S and counts N minus the window's
+observed cells left out of the context."""
 
 from __future__ import annotations
 
@@ -20,6 +25,31 @@ class TileBatch:
     M: torch.Tensor  # (B, F, C, h, w) bool
     valid: torch.Tensor  # (B, h, w) bool
     tiles: list[Tile]
+    S: torch.Tensor  # (B, C, h, w) sum over the cube's time of observed normalised values
+    N: torch.Tensor  # (B, C, h, w) number of observed values over the cube's time
+
+
+def climatology_sums(cube: Cube, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell sums and counts (C, H, W) of the observed normalised values, in one lazy pass."""
+    import dask.array as dsa
+    x = cube.data
+    obs = dsa.isfinite(x) & dsa.from_array(cube.valid)[None, None]
+    xn = dsa.where(obs, (x - np.asarray(stats.mean, "float32")[None, :, None, None])
+                   / np.asarray(stats.std, "float32")[None, :, None, None], 0)
+    S, N = dsa.compute(xn.sum(axis=0, dtype="float64"), obs.sum(axis=0))
+    return S.astype("float32"), N.astype("float32")
+
+
+def context_climatology(S: torch.Tensor, N: torch.Tensor, x_obs: torch.Tensor, M: torch.Tensor,
+                        M_ctx: torch.Tensor) -> torch.Tensor:
+    """(B, 2C, h, w): the per-cell mean over time of the observed values the network may see
+    (the window's non-context observed cells removed), and where such a mean exists."""
+    left_out = (M & ~M_ctx).to(x_obs.dtype)
+    S2 = S - (x_obs * left_out).sum(1)
+    N2 = N - left_out.sum(1)
+    have = N2 > 0.5
+    clim = torch.where(have, S2 / N2.clamp(min=1), torch.zeros_like(S2))
+    return torch.cat([clim, have.to(x_obs.dtype)], dim=1)
 
 
 def normalise(values: np.ndarray, stats: Stats) -> np.ndarray:
@@ -34,7 +64,7 @@ def denormalise(values: np.ndarray, stats: Stats) -> np.ndarray:
     return values * std + mean
 
 
-def read_tiles(cube: Cube, tiles: list[Tile], stats: Stats) -> TileBatch:
+def read_tiles(cube: Cube, tiles: list[Tile], stats: Stats, sums: tuple[np.ndarray, np.ndarray]) -> TileBatch:
     xs, ms, vs = [], [], []
     for tile in tiles:
         raw = cube.read(tile.t, tile.y, tile.x)
@@ -42,5 +72,7 @@ def read_tiles(cube: Cube, tiles: list[Tile], stats: Stats) -> TileBatch:
         xs.append(np.where(M, normalise(raw, stats), 0.0).astype("float32"))
         ms.append(M)
         vs.append(cube.valid[tile.y, tile.x])
+    S = np.stack([sums[0][:, tl.y, tl.x] for tl in tiles])
+    N = np.stack([sums[1][:, tl.y, tl.x] for tl in tiles])
     return TileBatch(torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ms)),
-                     torch.from_numpy(np.stack(vs)), tiles)
+                     torch.from_numpy(np.stack(vs)), tiles, torch.from_numpy(S), torch.from_numpy(N))

@@ -104,8 +104,9 @@ def resolve_model_dir(name_or_path: str) -> Path:
 def build_denoiser(card: ModelCard) -> Denoiser:
     f = card.window[0]
     c = len(card.channels)
-    net = build_network(in_channels(f, c), f * c, card.preset.network)
-    return Denoiser(net, VPSchedule(card.preset.diffusion))
+    nc = card.preset.network
+    net = build_network(in_channels(f, c, nc.climatology_input), f * c, nc)
+    return Denoiser(net, VPSchedule(card.preset.diffusion), nc.climatology_input)
 
 
 def save_model(out_dir: Path, card: ModelCard, weights: dict[str, torch.Tensor]) -> None:

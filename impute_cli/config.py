@@ -32,6 +32,9 @@ class NetworkConfig:
     channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
     blocks_per_level: int = 1
     emb_dim: int = 128
+    # give the network each cell's mean over time of the values it may see (it cannot tell
+    # where a tile lies otherwise); see batches.context_climatology
+    climatology_input: bool = True
 
     def __post_init__(self) -> None:
         _check(self.arch == "unet", f"network.arch '{self.arch}' is not known; use 'unet'")

@@ -25,22 +25,29 @@ class VPSchedule:
 
 
 class Denoiser(nn.Module):
-    """Wraps the network: builds its input [M_ctx ⊙ x_t, M_ctx, valid] and conditions it on
-    c_noise = log(sigma_t / alpha_t) / 4. Output: the x0 estimate, (B, F, C, h, w)."""
+    """Wraps the network: builds its input [M_ctx ⊙ x_t, M_ctx, valid, climatology] and
+    conditions it on c_noise = log(sigma_t / alpha_t) / 4. Output: the x0 estimate,
+    (B, F, C, h, w). `clim` (B, 2C, h, w) is `batches.context_climatology`, when the network
+    takes it."""
 
-    def __init__(self, net: nn.Module, schedule: VPSchedule) -> None:
+    def __init__(self, net: nn.Module, schedule: VPSchedule, climatology: bool = True) -> None:
         super().__init__()
         self.net = net
         self.schedule = schedule
+        self.climatology = climatology
 
-    def forward(self, x_t: torch.Tensor, M_ctx: torch.Tensor, valid: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, x_t: torch.Tensor, M_ctx: torch.Tensor, valid: torch.Tensor, t: torch.Tensor,
+                clim: torch.Tensor | None = None) -> torch.Tensor:
         B, Fr, C, h, w = x_t.shape
         m = M_ctx.to(x_t.dtype)
-        inp = torch.cat([(m * x_t).reshape(B, Fr * C, h, w), m.reshape(B, Fr * C, h, w),
-                         valid.to(x_t.dtype).reshape(B, 1, h, w)], dim=1)
+        parts = [(m * x_t).reshape(B, Fr * C, h, w), m.reshape(B, Fr * C, h, w),
+                 valid.to(x_t.dtype).reshape(B, 1, h, w)]
+        if self.climatology:
+            parts.append(clim.to(x_t.dtype) if clim is not None else x_t.new_zeros(B, 2 * C, h, w))
+        inp = torch.cat(parts, dim=1)
         c_noise = torch.log(self.schedule.sigma(t) / self.schedule.alpha(t)) / 4
         return self.net(inp, c_noise).reshape(B, Fr, C, h, w)
 
 
-def in_channels(frames: int, channels: int) -> int:
-    return 2 * frames * channels + 1
+def in_channels(frames: int, channels: int, climatology: bool) -> int:
+    return 2 * frames * channels + 1 + (2 * channels if climatology else 0)

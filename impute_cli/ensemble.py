@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from .batches import context_climatology
 from .context_query import ContextSampler
 from .denoiser import Denoiser
 from .device import autocast
@@ -17,9 +18,11 @@ from .device import autocast
 @torch.no_grad()
 def ensemble_single_step(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor, *,
                          sampler: ContextSampler, ratio: float, K: int, delta: float,
-                         generators: list[torch.Generator], batch_size: int = 16) -> torch.Tensor:
+                         generators: list[torch.Generator], batch_size: int = 16,
+                         sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """x* for a batch of windows (B, F, C, h, w). One generator per window, so window i gets
-    the same context draws whatever the batch size."""
+    the same context draws whatever the batch size. `sums` (S, N), each (B, C, h, w), give the
+    network its climatology input for each context draw."""
     B = x_obs.shape[0]
     dev = x_obs.device
     t = torch.full((1,), delta, device=dev)
@@ -36,8 +39,12 @@ def ensemble_single_step(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tenso
     for j in range(0, len(xs), batch_size):  # members of all windows go through the network together
         xb, cb = torch.stack(xs[j:j + batch_size]), torch.stack(ctxs[j:j + batch_size])
         vb = valid[owners[j:j + batch_size]]
+        extra = ()
+        if sums is not None:
+            own = owners[j:j + batch_size]
+            extra = (context_climatology(sums[0][own], sums[1][own], x_obs[own], M[own], cb),)
         with autocast(dev):
-            pred = denoiser(xb, cb, vb, t.expand(len(xb))).float()
+            pred = denoiser(xb, cb, vb, t.expand(len(xb)), *extra).float()
         for k, i in enumerate(owners[j:j + batch_size]):
             acc[i] += pred[k]
     return acc / K  # eq. 10

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .batches import denormalise, read_tiles
+from .batches import climatology_sums, denormalise, read_tiles
 from .checkpoint import ModelCard, load_model
 from .context_query import ContextSampler, observation_pool
 from .dataset import Cube, Stats, open_cube, refuse_inf
@@ -101,14 +101,16 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
     num = np.zeros(cube.data.shape, "float32")
     den_w = np.zeros((T, 1, H, W), "float32")
     per_batch = max(1, card.preset.impute.batch_size // K)
+    sums = climatology_sums(cube, stats)
     bar = tqdm(total=len(tiles), desc="impute", file=sys.stderr, disable=not opts.progress, dynamic_ncols=True)
     for i in range(0, len(tiles), per_batch):
         chunk = tiles[i:i + per_batch]
-        b = read_tiles(cube, chunk, stats)
+        b = read_tiles(cube, chunk, stats, sums)
         gens = [torch.Generator().manual_seed(opts.seed * 1_000_003 + i + j) for j in range(len(chunk))]
         x = ensemble_single_step(den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), sampler=sampler,
                                  ratio=ratio, K=K, delta=card.preset.impute.delta, generators=gens,
-                                 batch_size=card.preset.impute.batch_size).cpu()
+                                 batch_size=card.preset.impute.batch_size,
+                                 sums=(b.S.to(device), b.N.to(device))).cpu()
         for tl, xi in zip(chunk, x):
             num[tl.t, :, tl.y, tl.x] += (xi * w).numpy()
             den_w[tl.t, :, tl.y, tl.x] += w.numpy()

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .batches import read_tiles
+from .batches import climatology_sums, context_climatology, read_tiles
 from .checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
                          save_state)
 from .config import Preset, from_dict, load_preset, models_home
@@ -76,7 +76,7 @@ def observation_masks(cube: Cube) -> np.ndarray:
     return np.asarray(dsa.isfinite(cube.data).compute()) & cube.valid[None, None]
 
 
-def sample_batch(cube: Cube, stats, window: tuple[int, int, int], n: int, rng: np.random.Generator):
+def sample_batch(cube: Cube, stats, window: tuple[int, int, int], n: int, rng: np.random.Generator, sums):
     """n random windows with enough observed cells."""
     tiles = []
     for _ in range(n):
@@ -86,7 +86,7 @@ def sample_batch(cube: Cube, stats, window: tuple[int, int, int], n: int, rng: n
             if frac >= MIN_OBSERVED:
                 break
         tiles.append(tile)
-    return read_tiles(cube, tiles, stats)
+    return read_tiles(cube, tiles, stats, sums)
 
 
 def draw_t(n: int, preset: Preset, gen: torch.Generator) -> torch.Tensor:
@@ -125,6 +125,7 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
     obs = observation_masks(cube)
     cube.obs_mask = obs
     pool = observation_pool(obs, cube.valid)
+    sums = climatology_sums(cube, stats)
 
     # Step 0: the context/query strategy that matches the gap pattern ([CQ] Principle 1).
     if state is not None:  # the resumed run keeps the strategy it chose
@@ -167,7 +168,7 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         # Per-step seeds: a resumed run draws exactly what an uninterrupted one would.
         rng = np.random.default_rng([tc.seed, step])
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        b = sample_batch(cube, stats, window, tc.batch_size, rng)
+        b = sample_batch(cube, stats, window, tc.batch_size, rng, sums)
         x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
         B = x_obs.shape[0]
         # Alg. 1 line 3: t ~ U(t_min, 1), ε ~ N(0, I)
@@ -182,8 +183,9 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         # Alg. 1 line 6: x̂ = x_θ(t, M_ctx ⊙ x_obs,t, M_ctx)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, preset)
+        clim = context_climatology(b.S.to(device), b.N.to(device), x_obs, M, M_ctx)
         with autocast(device):
-            x_hat = den(x_t, M_ctx, valid, t)
+            x_hat = den(x_t, M_ctx, valid, t, clim)
         # Alg. 1 line 7: per-cell loss, reduced over query cells only
         per_cell = (x_hat.float() - x_obs) ** 2
         loss = (per_cell * M_qry).sum() / M_qry.sum().clamp(min=1)
