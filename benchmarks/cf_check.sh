@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Check what users will check: cdo sinfon and ncdump -h open the output, and the IOOS
+# compliance checker (cf:1.8) finds no distinct issue in OUT that IN did not have.
+#   bash benchmarks/cf_check.sh IN.nc OUT.nc
+# Needs Debian's cdo and netcdf-bin, and `pip install compliance-checker`.
+set -euo pipefail
+in=$1; out=$2
+cdo -s sinfon "$out" > /dev/null && echo "cdo sinfon: ok"
+ncdump -h "$out" > /dev/null && echo "ncdump -h: ok"
+issues() { compliance-checker --test=cf:1.8 "$1" 2>/dev/null | grep '^\*' | sort -u || true; }
+new=$(comm -13 <(issues "$in") <(issues "$out"))
+if [ -n "$new" ]; then
+  echo "CF issues the output adds:"; echo "$new"; exit 1
+fi
+echo "compliance-checker cf:1.8: no issue in $out that $in did not have"
