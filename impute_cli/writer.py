@@ -99,8 +99,8 @@ def _encodings(ds: xr.Dataset, fmt: str) -> None:
     for v in ds.variables.values():
         enc = dict(v.encoding)
         fill, miss = enc.get("_FillValue"), enc.get("missing_value")
-        if fill is not None and miss is not None and not np.array_equal(fill, miss, equal_nan=True):
-            enc.pop("_FillValue")
+        if fill is None or (miss is not None and not np.array_equal(fill, miss, equal_nan=True)):
+            enc["_FillValue"] = None  # add no fill value the input did not have
         if fmt == "zarr":
             enc = {k: val for k, val in enc.items() if k in ZARR_ENCODING_KEYS}
         else:
