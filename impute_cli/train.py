@@ -114,7 +114,7 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
     preset = resolve_preset(opts)
     cube = open_cube(data, opts.variables, opts.static_mask)
     out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
-    _prepare_out(out, opts)
+    _check_out(out, opts)
     state = load_state(out / TRAIN_STATE) if opts.resume else None
     if state is not None:  # the resumed run keeps its own resolved config (steps may be raised)
         preset = from_dict(Preset, state["preset"], f"{out / TRAIN_STATE} preset")
@@ -142,6 +142,10 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
     preset = replace(preset, mask=replace(preset.mask, pattern=pattern))
     sampler = ContextSampler(pattern, preset.mask.block_sizes, pool if pattern == "empirical" else None)
 
+    if state is None:  # only now, with the data checked, is the model folder (re)made
+        if out.exists() and opts.overwrite:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
     window = window_shape(cube.grid.shape, preset.window.frames, preset.window.height, preset.window.width)
     device = pick_device(opts.device)
     with torch.random.fork_rng(devices=[]):  # initial weights from --seed, not torch's global RNG
@@ -232,15 +236,14 @@ def _card_stub(preset: Preset, cube: Cube, window: tuple[int, int, int]) -> Mode
                      training={}, static_mask_var=cube.static_mask_var)
 
 
-def _prepare_out(out: Path, opts: TrainOptions) -> None:
+def _check_out(out: Path, opts: TrainOptions) -> None:
     if opts.resume:
         if not (out / TRAIN_STATE).exists():
             raise ImputeError(f"nothing to resume: {out / TRAIN_STATE} does not exist; drop --resume")
         return
-    if out.exists() and any(out.iterdir()):
-        if not opts.overwrite:
-            what = "a model" if (out / CARD).exists() else "an unfinished training"
-            raise ImputeError(f"'{out}' already holds {what}; use --resume to continue it, --overwrite "
-                              "to replace it, or --out for another folder")
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ImputeError(f"'{out}' is a file; give a folder for the model with --out")
+    if out.exists() and any(out.iterdir()) and not opts.overwrite:
+        what = "a model" if (out / CARD).exists() else "an unfinished training"
+        raise ImputeError(f"'{out}' already holds {what}; use --resume to continue it, --overwrite "
+                          "to replace it, or --out for another folder")

@@ -193,3 +193,17 @@ def test_interrupted_impute_writes_nothing(sst_model, outdir, monkeypatch):
     assert res.exit_code == 130
     assert res.stderr.strip() == "impute-cli: error: interrupted; no output was written"
     assert listing(outdir) == []
+
+
+def test_refused_training_leaves_no_model_folder(tmp_path, monkeypatch):
+    """A file refused by train (all NaN) leaves no empty folder under models/."""
+    import numpy as np
+    from impute_cli.testing import tiny_cube_dataset, write_cube
+    ds = tiny_cube_dataset(6, 16, 16, "pixel", 0.7)
+    var = list(ds.data_vars)[0]
+    ds[var] = ds[var] * np.nan
+    inp = write_cube(ds, tmp_path / "allnan.nc")
+    monkeypatch.chdir(tmp_path)
+    res = run_cli("train", inp, "--quiet", "--device", "cpu", expect_ok=False)
+    assert_one_error_line(res, "no observed value")
+    assert not (tmp_path / "models").exists()
