@@ -4,7 +4,6 @@ checked in `__post_init__`, and the resolved config is saved with every model.""
 from __future__ import annotations
 
 import dataclasses
-import importlib.resources
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -204,10 +203,9 @@ def preset_names() -> list[str]:
 def _preset_dir() -> Path:
     """presets/ of the checkout this package runs from, else the copy inside the installed
     wheel (shipped as the resource package impute_cli.presets)."""
-    checkout = Path(__file__).resolve().parent.parent / "presets"
-    if checkout.is_dir():
-        return checkout
-    return Path(str(importlib.resources.files("impute_cli.presets")))
+    here = Path(__file__).resolve().parent
+    checkout = here.parent / "presets"
+    return checkout if checkout.is_dir() else here / "presets"
 
 
 def load_preset(name_or_path: str) -> Preset:
