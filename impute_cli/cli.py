@@ -44,7 +44,8 @@ def handled(fn: Callable) -> Callable:
             _err(str(e))
             raise typer.Exit(e.exit_code)
         except KeyboardInterrupt:
-            _err("interrupted; no output was written")
+            _err("interrupted; no output was written" if fn.__name__ != "train" else
+                 "interrupted; continue from the last checkpoint with the same command and --resume")
             raise typer.Exit(130)
         except MemoryError:
             _err("out of memory; use a smaller preset or window")

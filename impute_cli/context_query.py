@@ -175,21 +175,28 @@ def observation_pool(observed: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return observed.any(1) | ~valid[None]
 
 
-def gap_statistics(pool: np.ndarray) -> dict[str, float]:
-    """How the data's gaps look: missing fraction and how clustered they are (the probability
-    that a gap's right/lower neighbour is also a gap, against the missing fraction)."""
+def gap_statistics(pool: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
+    """How the data's gaps look over fillable cells: missing fraction and how clustered they are
+    (the probability that a gap's right/lower neighbour is also a gap, against the missing
+    fraction). Land (outside `valid`) counts neither as gap nor as observed."""
     gap = ~pool
-    p = float(gap.mean())
+    p = float(gap.mean() if valid is None else gap[:, valid].mean())
     if p == 0.0:
         return {"missing": 0.0, "neighbour_missing": 0.0}
+    if valid is not None:  # neighbour pairs between fillable cells only
+        vx, vy = valid[:, 1:] & valid[:, :-1], valid[1:] & valid[:-1]
+        pairs = (gap[:, :, 1:] & gap[:, :, :-1])[:, vx].sum() + (gap[:, 1:] & gap[:, :-1])[:, vy].sum()
+        base = gap[:, :, :-1][:, vx].sum() + gap[:, :-1][:, vy].sum()
+        return {"missing": p, "neighbour_missing": float(pairs / max(base, 1))}
     pairs = np.concatenate([(gap[:, :, 1:] & gap[:, :, :-1]).ravel(), (gap[:, 1:] & gap[:, :-1]).ravel()]).sum()
     base = gap[:, :, :-1].sum() + gap[:, :-1].sum()
     return {"missing": p, "neighbour_missing": float(pairs / max(base, 1))}
 
 
-def choose_pattern(pool: np.ndarray) -> tuple[str, str]:
-    """`auto`: pick the context strategy from the data's own gaps, with the reason."""
-    st = gap_statistics(pool)
+def choose_pattern(pool: np.ndarray, valid: np.ndarray | None = None) -> tuple[str, str]:
+    """`auto`: pick the context strategy from the data's own gaps (over fillable cells), with
+    the reason."""
+    st = gap_statistics(pool, valid)
     p, q = st["missing"], st["neighbour_missing"]
     if p == 0.0:
         return "mixed", "the data have no gaps, so a mixture of gap shapes is learned"

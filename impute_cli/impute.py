@@ -63,6 +63,9 @@ def check_compatible(card: ModelCard, cube: Cube) -> None:
             continue
         d_model = (first_last[1] - first_last[0]) / (n - 1)
         d_here = (vals[-1] - vals[0]) / (len(vals) - 1)
+        if abs(abs(d_here) - abs(d_model)) <= GRID_SPACING_TOLERANCE * abs(d_model) and d_here * d_model < 0:
+            raise ImputeError(f"the {dim} axis runs the other way here than in the model's training grid "
+                              f"(step {d_here:g} vs {d_model:g}); flip it (e.g. cdo invertlat) or train a model on this file")
         if abs(d_here - d_model) > GRID_SPACING_TOLERANCE * abs(d_model):
             raise ImputeError(f"grid spacing along {dim} is {d_here:g} here but {d_model:g} in the model's "
                               "training grid; regrid the file or train a model on it")
@@ -120,11 +123,18 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
     return denormalise(est, stats)
 
 
+def _card_static_mask(model: str) -> str | None:
+    """The static mask variable the model was trained with (the same cells stay unfilled)."""
+    card, _ = load_model(model)
+    return card.static_mask_var
+
+
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     """Fill the gaps of INP and write OUT; trains a quick model on INP first without --model."""
     check_output_path(out, inp, opts.overwrite)
-    cube = open_cube(inp, opts.variables, opts.static_mask)
     model = opts.model
+    card_mask = _card_static_mask(model) if model is not None else None
+    cube = open_cube(inp, opts.variables, opts.static_mask or card_mask)
     with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
         if model is None:
             opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
@@ -137,6 +147,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
         card, den = load_model(model)
     if opts.variables is None and cube.variables != card.variables and set(card.variables) <= set(cube.ds.data_vars):
         cube = open_cube(inp, card.variables, opts.static_mask or card.static_mask_var)
+    elif cube.static_mask_var is None and card.static_mask_var is not None:
+        cube = open_cube(inp, cube.variables if opts.variables is None else opts.variables, card.static_mask_var)
     check_compatible(card, cube)
     cube.load()
     filled = fill_cube(card, den, cube, opts)

@@ -135,7 +135,7 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
             raise ImputeError(f"the training in {out} is on {', '.join(state['channels'])}, this file gives "
                               f"{', '.join(cube.channels)}; resume on the same data (and --var)")
     elif (requested := preset.mask.pattern) == "auto":
-        pattern, reason = choose_pattern(pool)
+        pattern, reason = choose_pattern(pool, cube.valid)
         opts.log(f"mask pattern 'auto' chose '{pattern}': {reason}")
     else:
         pattern, reason = requested, "chosen by the user"
@@ -243,7 +243,12 @@ def _check_out(out: Path, opts: TrainOptions) -> None:
         return
     if out.exists() and not out.is_dir():
         raise ImputeError(f"'{out}' is a file; give a folder for the model with --out")
-    if out.exists() and any(out.iterdir()) and not opts.overwrite:
-        what = "a model" if (out / CARD).exists() else "an unfinished training"
-        raise ImputeError(f"'{out}' already holds {what}; use --resume to continue it, --overwrite "
-                          "to replace it, or --out for another folder")
+    if out.exists() and any(out.iterdir()):
+        is_model = (out / CARD).exists() or (out / TRAIN_STATE).exists()
+        if not is_model:  # --overwrite never deletes a folder that is not a model
+            raise ImputeError(f"'{out}' is a folder that is not an impute-cli model and is not empty; "
+                              "give --out a new or empty folder")
+        if not opts.overwrite:
+            what = "a model" if (out / CARD).exists() else "an unfinished training"
+            raise ImputeError(f"'{out}' already holds {what}; use --resume to continue it, --overwrite "
+                              "to replace it, or --out for another folder")

@@ -213,3 +213,19 @@ def test_impute_batch_size_does_not_change_the_result(sst_model, tmp_path):
     run_cli("impute", sst_model.cube, b, "--model", other, *CPU)
     fa, fb = open_any(a)["sst_filled"].values, open_any(b)["sst_filled"].values
     np.testing.assert_allclose(fa, fb, rtol=0, atol=1e-4)
+
+
+def test_static_mask_named_at_training_is_kept_at_imputation(tiny_preset, tmp_path):
+    """A land mask given with --static-mask (a name impute-cli would not guess) stays in force
+    when imputing with that model: land cells are not filled (flag 2)."""
+    from impute_cli.testing import tiny_cube_dataset, write_cube
+    ds = tiny_cube_dataset(8, 16, 16, "cloud", 0.6, with_land=True).rename({"mask": "landflag"})
+    inp = write_cube(ds, tmp_path / "land.nc")
+    model, out = tmp_path / "m", tmp_path / "o.nc"
+    run_cli("train", inp, "--preset", tiny_preset, "--out", model, "--static-mask", "landflag", "--quiet",
+            "--device", "cpu")
+    run_cli("impute", inp, out, "--model", model, "--quiet", "--device", "cpu")
+    var = [v for v in ds.data_vars if v != "landflag"][0]
+    flag = open_any(out)[f"{var}_imputed_flag"].values
+    land = ds["landflag"].values == 0
+    assert (flag[:, land] == 2).all() and not (flag[:, ~land] == 2).any()

@@ -207,3 +207,14 @@ def test_refused_training_leaves_no_model_folder(tmp_path, monkeypatch):
     res = run_cli("train", inp, "--quiet", "--device", "cpu", expect_ok=False)
     assert_one_error_line(res, "no observed value")
     assert not (tmp_path / "models").exists()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_model(tmp_path):
+    from impute_cli.testing import tiny_cube_dataset, write_cube
+    inp = write_cube(tiny_cube_dataset(6, 16, 16, "pixel", 0.7), tmp_path / "in.nc")
+    precious = tmp_path / "project"
+    precious.mkdir()
+    (precious / "notes.txt").write_text("keep me")
+    res = run_cli("train", inp, "--out", precious, "--overwrite", "--quiet", expect_ok=False)
+    assert_one_error_line(res, "not an impute-cli model")
+    assert (precious / "notes.txt").read_text() == "keep me"

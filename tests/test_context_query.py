@@ -222,3 +222,14 @@ def test_observation_pool_any_channel_and_land():
     assert pool[0, 1, 1] and not pool[1, 1, 1]
     assert pool[:, 0, 0].all(), "land is never a gap to borrow"
     assert pool.sum() == 1 + 2
+
+
+def test_gap_statistics_ignore_land():
+    """Land (outside valid) is neither gap nor observation when `auto` looks at the gaps."""
+    from impute_cli.context_query import gap_statistics
+    valid = np.zeros((10, 10), bool)
+    valid[:, :5] = True
+    pool = np.ones((4, 10, 10), bool)
+    pool[:, :, :5] = np.random.default_rng(0).random((4, 10, 5)) < 0.5  # half the sea missing
+    assert gap_statistics(pool, valid)["missing"] == pytest.approx(0.5, abs=0.1)
+    assert gap_statistics(pool)["missing"] == pytest.approx(0.25, abs=0.05)
