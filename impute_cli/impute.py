@@ -19,7 +19,7 @@ from tqdm import tqdm
 from .batches import climatology_sums, denormalise, read_tiles
 from .checkpoint import ModelCard, load_model
 from .context_query import ContextSampler, observation_pool
-from .dataset import Cube, Stats, open_cube, refuse_inf
+from .dataset import Cube, Stats, open_cube, open_dataset, refuse_inf
 from .device import pick_device
 from .ensemble import ensemble_single_step
 from .errors import ImputeError
@@ -123,19 +123,11 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
     return denormalise(est, stats)
 
 
-def _card_static_mask(model: str) -> str | None:
-    """The static mask variable the model was trained with (the same cells stay unfilled)."""
-    card, _ = load_model(model)
-    return card.static_mask_var
-
-
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     """Fill the gaps of INP and write OUT; trains a quick model on INP first without --model."""
     check_output_path(out, inp, opts.overwrite)
-    model = opts.model
-    card_mask = _card_static_mask(model) if model is not None else None
-    cube = open_cube(inp, opts.variables, opts.static_mask or card_mask)
     with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
+        model = opts.model
         if model is None:
             opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
                      "(the method needs no complete data)")
@@ -145,10 +137,10 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
                                                       device=opts.device, seed=opts.seed,
                                                       progress=opts.progress, log=opts.log)))
         card, den = load_model(model)
-    if opts.variables is None and cube.variables != card.variables and set(card.variables) <= set(cube.ds.data_vars):
-        cube = open_cube(inp, card.variables, opts.static_mask or card.static_mask_var)
-    elif cube.static_mask_var is None and card.static_mask_var is not None:
-        cube = open_cube(inp, cube.variables if opts.variables is None else opts.variables, card.static_mask_var)
+    # The model's variables and static mask unless the user names others (then they must match).
+    ds = open_dataset(inp)
+    variables = opts.variables or (card.variables if set(card.variables) <= set(ds.data_vars) else None)
+    cube = open_cube(inp, variables, opts.static_mask or card.static_mask_var, ds=ds)
     check_compatible(card, cube)
     cube.load()
     filled = fill_cube(card, den, cube, opts)
