@@ -34,8 +34,7 @@ def climatology_sums(cube: Cube, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
     import dask.array as dsa
     x = cube.data
     obs = dsa.isfinite(x) & dsa.from_array(cube.valid)[None, None]
-    xn = dsa.where(obs, (x - np.asarray(stats.mean, "float32")[None, :, None, None])
-                   / np.asarray(stats.std, "float32")[None, :, None, None], 0)
+    xn = dsa.where(obs, normalise(x, stats), 0)
     S, N = dsa.compute(xn.sum(axis=0, dtype="float64"), obs.sum(axis=0))
     return S.astype("float32"), N.astype("float32")
 

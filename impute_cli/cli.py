@@ -42,14 +42,14 @@ def handled(fn: Callable) -> Callable:
             return fn(*a, **kw)
         except ImputeError as e:
             _err(str(e))
-            raise typer.Exit(e.exit_code)
+            raise typer.Exit(e.exit_code) from None
         except KeyboardInterrupt:
             _err("interrupted; no output was written" if fn.__name__ != "train" else
                  "interrupted; continue from the last checkpoint with the same command and --resume")
-            raise typer.Exit(130)
+            raise typer.Exit(130) from None
         except MemoryError:
             _err("out of memory; use a smaller preset or window")
-            raise typer.Exit(3)
+            raise typer.Exit(3) from None
     return wrapper
 
 

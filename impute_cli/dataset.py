@@ -255,6 +255,11 @@ def _coord_label(ds: xr.Dataset, dim: str, i: int) -> str:
     return str(i)
 
 
+def observation_masks(cube: Cube) -> np.ndarray:
+    """(T, C, H, W) observation mask M of the whole cube (bool, 1 byte a cell)."""
+    return np.asarray(dsa.isfinite(cube.data).compute()) & cube.valid[None, None]
+
+
 @dataclass(frozen=True)
 class Stats:
     """Per-channel normalisation over observed cells: x_norm = (x - mean) / std."""

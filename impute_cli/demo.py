@@ -12,6 +12,7 @@ import numpy as np
 import xarray as xr
 
 from .baselines import BASELINES
+from .errors import ImputeError
 from .impute import ImputeOptions, impute_file
 from .synthetic import write_demo
 from .train import TrainOptions, train_model
@@ -29,6 +30,8 @@ def rmse_table(filled: np.ndarray, truth: np.ndarray, hidden: np.ndarray, gappy:
 def run_demo(outdir: str | Path, steps: int | None = None, preset: str = "quick", seed: int = 0,
              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, float]:
     outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise ImputeError(f"'{outdir}' is a file; give the demo a folder (it is created if missing)")
     gappy_path, truth_path = write_demo(outdir, seed=seed)
     log(f"demo cube: {gappy_path} (cloud gaps, 50 % observed); hidden truth: {truth_path}")
     model = train_model(gappy_path, TrainOptions(preset=preset, steps=steps, out=outdir / "model",

@@ -19,11 +19,11 @@ from tqdm import tqdm
 from .batches import climatology_sums, denormalise, read_tiles
 from .checkpoint import ModelCard, load_model
 from .context_query import ContextSampler, observation_pool
-from .dataset import Cube, Stats, open_cube, open_dataset, refuse_inf
+from .dataset import Cube, Stats, observation_masks, open_cube, open_dataset, refuse_inf
 from .device import pick_device
 from .ensemble import ensemble_single_step
 from .errors import ImputeError
-from .train import TrainOptions, observation_masks, train_model
+from .train import TrainOptions, train_model
 from .windows import blend_weights, plan_tiles
 from .writer import build_output, check_output_path, write_atomic
 

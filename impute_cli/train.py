@@ -25,7 +25,7 @@ from .checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_stat
                          save_state)
 from .config import Preset, from_dict, load_preset, models_home
 from .context_query import ContextSampler, choose_pattern, observation_pool, query_mask
-from .dataset import Cube, compute_stats, open_cube
+from .dataset import Cube, compute_stats, observation_masks, open_cube
 from .device import autocast, pick_device
 from .errors import ImputeError
 from .windows import random_tile, window_shape
@@ -68,12 +68,6 @@ def resolve_preset(opts: TrainOptions) -> Preset:
     if opts.seed is not None:
         train = replace(train, seed=opts.seed)
     return replace(p, mask=mask, train=train)
-
-
-def observation_masks(cube: Cube) -> np.ndarray:
-    """(T, C, H, W) observation mask of the whole cube (bool, 1 byte a cell)."""
-    import dask.array as dsa
-    return np.asarray(dsa.isfinite(cube.data).compute()) & cube.valid[None, None]
 
 
 def sample_batch(cube: Cube, stats, window: tuple[int, int, int], n: int, rng: np.random.Generator, sums):

@@ -218,3 +218,11 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_model(tmp_path):
     res = run_cli("train", inp, "--out", precious, "--overwrite", "--quiet", expect_ok=False)
     assert_one_error_line(res, "not an impute-cli model")
     assert (precious / "notes.txt").read_text() == "keep me"
+
+
+def test_demo_into_a_file_is_an_error(tmp_path):
+    target = tmp_path / "afile"
+    target.write_text("x")
+    res = run_cli("demo", target, expect_ok=False)
+    assert_one_error_line(res, "is a file")
+    assert target.read_text() == "x"

@@ -3,7 +3,6 @@ ends where an uninterrupted one does, and checkpoints are loaded with weights_on
 
 from __future__ import annotations
 
-import pickle
 
 import pytest
 import torch
