@@ -4,6 +4,7 @@ one handler below turns an ImputeError into a one-line message and a non-zero ex
 from __future__ import annotations
 
 import functools
+import json
 import shlex
 from enum import Enum
 from pathlib import Path
@@ -122,18 +123,52 @@ def impute(
     static_mask: StaticMask = None,
     preset: Annotated[str, typer.Option(help="Preset for the model trained when no --model is given.")] = "quick",
     mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context strategy for that model.")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps for that model.")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    train_steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps for that model.")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="Draw N imputations with the multi-step sampler ([CQ] Alg. 4) and write their spread (V_std, V_lower, V_upper).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Sampler steps per sample (default: the model's impute.steps, 20).")] = None,
+    quantiles: Annotated[str, typer.Option(metavar="LOW,HIGH", help="Quantiles written as V_lower and V_upper.")] = "0.05,0.95",
+    save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(time, sample, ...), for `confidence`.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Fill the gaps of IN and write OUT: every input variable unchanged plus V_filled and V_imputed_flag."""
-    from .impute import ImputeOptions, impute_file
+    """Fill the gaps of IN and write OUT: every input variable unchanged plus V_filled and V_imputed_flag
+    (and with --samples N, the per-cell uncertainty)."""
+    from .impute import ImputeOptions, impute_file, parse_quantiles
     impute_file(inp, out, ImputeOptions(
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
-        steps=steps, history=command_line(ctx), progress=not quiet, log=_log))
+        train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles),
+        save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log))
+
+
+@app.command()
+@handled
+def confidence(
+    ctx: typer.Context,
+    result: Annotated[Path, typer.Argument(metavar="RESULT", help="Output of 'impute --samples N --save-samples'.")],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="RESULT plus V_ci_lower, V_ci_upper, V_ci_radius (.nc or .zarr).")],
+    level: Annotated[float, typer.Option(help="Confidence level 1 - alpha, in (0, 1).")] = 0.9,
+    group: Annotated[str, typer.Option(help="Joint regions: 'time' (one per time step), 'all', or N (blocks of N time steps).")] = "time",
+    truth: Annotated[Optional[Path], typer.Option(help="Complete field on the same grid: report coverage on the imputed cells.")] = None,
+    calibrate: Annotated[bool, typer.Option("--calibrate", help="Split-conformal correction from observed cells hidden with the data's own gap shapes.")] = False,
+    model: Annotated[Optional[str], typer.Option(help="Model that made the samples (default: the one recorded in RESULT); for --calibrate.")] = None,
+    calibration_frames: Annotated[int, typer.Option(help="Time steps hidden and resampled for --calibrate.")] = 64,
+    var: Vars = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed for --calibrate.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Confidence regions from samples ([UQ] §5): per-cell intervals and joint L2 balls, with coverage on --truth."""
+    from .confidence import ConfidenceOptions, confidence_file, format_report
+    report = confidence_file(result, out, ConfidenceOptions(
+        level=level, group=group, variables=var, truth=str(truth) if truth else None, calibrate=calibrate,
+        model=model, calibration_frames=calibration_frames, seed=seed, device=device, overwrite=overwrite,
+        history=command_line(ctx), progress=not quiet, log=_log))
+    typer.echo(json.dumps(report, indent=2) if json_out else format_report(report))
 
 
 @app.command()

@@ -15,6 +15,7 @@ from .errors import ImputeError
 
 MASK_PATTERNS = ("pixel", "block", "mixed", "empirical", "auto")
 QUERY_MODES = ("observed", "rest")
+ARCHS = ("unet", "dit")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -24,23 +25,39 @@ def _check(cond: bool, msg: str) -> None:
 
 @dataclass
 class NetworkConfig:
-    """The fully convolutional U-Net (frames x variables as channels)."""
+    """The backbone: 'unet', the fully convolutional U-Net (frames x variables as channels), or
+    'dit', the diffusion transformer on space-time patches (see `dit`). Each reads only its own
+    fields; emb_dim (the noise-level embedding) and climatology_input are shared."""
 
     arch: str = "unet"
+    # unet
     base_channels: int = 32
     channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
     blocks_per_level: int = 1
+    # dit: tokens are patch_frames x patch_size x patch_size patches
+    patch_size: int = 4
+    patch_frames: int = 1
+    depth: int = 4
+    heads: int = 4
+    hidden: int = 128
     emb_dim: int = 128
     # give the network each cell's mean over time of the values it may see (it cannot tell
     # where a tile lies otherwise); see batches.context_climatology
     climatology_input: bool = True
 
     def __post_init__(self) -> None:
-        _check(self.arch == "unet", f"network.arch '{self.arch}' is not known; use 'unet'")
+        _check(self.arch in ARCHS, f"network.arch '{self.arch}' is not known; use one of {', '.join(ARCHS)}")
         _check(self.base_channels >= 4, "network.base_channels must be at least 4")
         _check(len(self.channel_mult) >= 1 and all(int(m) >= 1 for m in self.channel_mult),
                "network.channel_mult must be a non-empty list of positive integers")
         _check(self.blocks_per_level >= 1, "network.blocks_per_level must be at least 1")
+        _check(self.patch_size >= 1, "network.patch_size must be at least 1")
+        _check(self.patch_frames >= 1, "network.patch_frames must be at least 1")
+        _check(self.depth >= 1, "network.depth must be at least 1")
+        _check(self.heads >= 1, "network.heads must be at least 1")
+        _check(self.hidden >= 8 and self.hidden % 2 == 0, "network.hidden must be an even number, at least 8")
+        _check(self.hidden % self.heads == 0,
+               f"network.hidden ({self.hidden}) must be a multiple of network.heads ({self.heads})")
         _check(self.emb_dim >= 8, "network.emb_dim must be at least 8")
 
 
@@ -131,8 +148,15 @@ class ImputeConfig:
     ensemble: int = 10  # K context masks averaged, [CQ] eq. 10
     delta: float = 1e-3  # noise level of the single step, [CQ] eq. 9
     batch_size: int = 16
+    # multi-step sampler ([CQ] App. E, Alg. 4), used with --samples
+    steps: int = 20  # denoising steps from t = 1 to t = delta
+    eta: float = 0.0  # 0: deterministic DDIM (the paper's DiffusionODE); 1: ancestral sampling
+    omega: str = "1-t"  # weight on the diffusion expectation in eq. 28; see sampler.py
 
     def __post_init__(self) -> None:
+        _check(self.steps >= 1, "impute.steps must be at least 1")
+        _check(0.0 <= self.eta <= 1.0, "impute.eta must be in [0, 1]")
+        _check(self.omega in ("1-t", "t"), f"impute.omega '{self.omega}' is not known; use '1-t' or 't'")
         _check(self.ensemble >= 1, "impute.ensemble must be at least 1")
         _check(0 < self.delta < 1, "impute.delta must be in (0, 1)")
         _check(self.batch_size >= 1, "impute.batch_size must be at least 1")

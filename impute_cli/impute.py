@@ -1,8 +1,13 @@
-"""impute: a model + a gappy file -> the filled file (point estimate, [CQ] §3.3).
+"""impute: a model + a gappy file -> the filled file (point estimate, [CQ] §3.3), and with
+--samples N, N imputations by the multi-step sampler ([CQ] App. E) and their spread.
 
 The cube is cut into overlapping space-time tiles of the model's window; each tile with a gap
 gets the ensemble single-step estimate; overlaps are blended with a taper; observed cells are
-put back from the input bit for bit; the result is written atomically."""
+put back from the input bit for bit; the result is written atomically.
+
+Samples are not blended (averaging two independent draws would shrink their spread): tiles
+are sampled in order, and the cells an earlier tile already sampled are held fixed, as if
+observed, by the next one, so each sample is one coherent field."""
 
 from __future__ import annotations
 
@@ -17,11 +22,12 @@ import torch
 from tqdm import tqdm
 
 from .batches import climatology_sums, denormalise, read_tiles
-from .checkpoint import ModelCard, load_model
+from .checkpoint import ModelCard, load_model, resolve_model_dir
 from .context_query import ContextSampler, observation_pool
 from .dataset import Cube, Stats, observation_masks, open_cube, open_dataset, refuse_inf
 from .device import pick_device
 from .ensemble import ensemble_single_step
+from .sampler import sample_window
 from .errors import ImputeError
 from .train import TrainOptions, train_model
 from .windows import blend_weights, plan_tiles
@@ -41,7 +47,11 @@ class ImputeOptions:
     overwrite: bool = False
     preset: str = "quick"  # for the model trained on the fly when no --model is given
     mask_pattern: str | None = None
-    steps: int | None = None
+    train_steps: int | None = None  # for the model trained on the fly
+    samples: int | None = None  # N samples by the multi-step sampler; None: point estimate only
+    steps: int | None = None  # sampler steps (default: the model's impute.steps)
+    quantiles: tuple[float, float] = (0.05, 0.95)
+    save_samples: bool = False
     history: str = "impute-cli impute"
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
@@ -71,8 +81,24 @@ def check_compatible(card: ModelCard, cube: Cube) -> None:
                               "training grid; regrid the file or train a model on it")
 
 
-def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOptions) -> np.ndarray:
-    """The blended point estimate for every cell, (T, C, H, W) float32 in data units."""
+@dataclass
+class Filled:
+    """What imputation gives, in data units: the point estimate (T, C, H, W) and, with samples,
+    the N samples (N, T, C, H, W) (NaN outside the static mask)."""
+
+    estimate: np.ndarray
+    samples: np.ndarray | None = None
+    sampler: dict | None = None  # how the samples were drawn, for the output's attributes
+
+
+def member_generator(seed: int, tile: int, member: int) -> torch.Generator:
+    """Member `member` of tile `tile`: its own random stream, whatever the batch size."""
+    state = np.random.SeedSequence([seed, tile, member]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOptions) -> Filled:
+    """The blended point estimate for every cell and, with opts.samples, the samples."""
     stats = Stats(tuple(card.normalisation["mean"]), tuple(card.normalisation["std"]),
                   card.normalisation["observed_fraction"])
     window = tuple(card.window)
@@ -88,8 +114,8 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
     if fillable_gaps == 0:
         raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
     pattern = card.mask_strategy["pattern"]
-    sampler = ContextSampler(pattern, card.preset.mask.block_sizes,
-                             observation_pool(obs, cube.valid) if pattern == "empirical" else None)
+    pool = observation_pool(obs, cube.valid)
+    sampler = ContextSampler(pattern, card.preset.mask.block_sizes, pool if pattern == "empirical" else None)
     # [CQ] App. G.3: keep the network's input density as in training when the test density differs.
     r_test = float(obs.mean(axis=(0, 1))[cube.valid].mean())
     ratio = min(1.0, card.mask_strategy["context_input_fraction"] / max(r_test, 1e-6))
@@ -97,42 +123,92 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
         ratio = 1.0
     device = pick_device(opts.device)
     den = den.to(device)
-    K = opts.ensemble or card.preset.impute.ensemble
+    cfg = card.preset.impute
+    K = opts.ensemble or cfg.ensemble
+    N = opts.samples or 0
+    steps = opts.steps or cfg.steps
     tiles = [tl for tl in plan_tiles((T, H, W), window, card.preset.window.overlap)
              if not obs[tl.t, :, tl.y, tl.x].all()]  # a tile without gaps changes nothing
     w = torch.from_numpy(blend_weights(window))[:, None]  # (F, 1, h, w)
     num = np.zeros(cube.data.shape, "float32")
     den_w = np.zeros((T, 1, H, W), "float32")
-    per_batch = max(1, card.preset.impute.batch_size // K)
+    samples = np.zeros((N, *cube.data.shape), "float32") if N else None  # normalised until the end
+    done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
+    per_batch = max(1, cfg.batch_size // K)
     sums = climatology_sums(cube, stats)
-    bar = tqdm(total=len(tiles), desc="impute", file=sys.stderr, disable=not opts.progress, dynamic_ncols=True)
+    bar = tqdm(total=len(tiles), desc="impute" if not N else f"impute, {N} samples", file=sys.stderr,
+               disable=not opts.progress, dynamic_ncols=True)
     for i in range(0, len(tiles), per_batch):
         chunk = tiles[i:i + per_batch]
         b = read_tiles(cube, chunk, stats, sums)
         gens = [torch.Generator().manual_seed(opts.seed * 1_000_003 + i + j) for j in range(len(chunk))]
         x = ensemble_single_step(den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), sampler=sampler,
-                                 ratio=ratio, K=K, delta=card.preset.impute.delta, generators=gens,
-                                 batch_size=card.preset.impute.batch_size,
-                                 sums=(b.S.to(device), b.N.to(device))).cpu()
-        for tl, xi in zip(chunk, x):
+                                 ratio=ratio, K=K, delta=cfg.delta, generators=gens,
+                                 batch_size=cfg.batch_size, sums=(b.S.to(device), b.N.to(device))).cpu()
+        for j, (tl, xi) in enumerate(zip(chunk, x)):
             num[tl.t, :, tl.y, tl.x] += (xi * w).numpy()
             den_w[tl.t, :, tl.y, tl.x] += w.numpy()
+            if not N:
+                continue
+            # Alg. 4 for every member of this tile; E_imp is the tile's ensemble estimate xi.
+            fixed = torch.from_numpy(done[tl.t, :, tl.y, tl.x]) & ~b.M[j]
+            new = sample_window(
+                den, b.x_obs[j].to(device), b.M[j].to(device), b.valid[j].to(device), xi.to(device),
+                sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=steps,
+                delta=cfg.delta, eta=cfg.eta, omega_kind=cfg.omega,
+                generators=[member_generator(opts.seed, i + j, m) for m in range(N)],
+                batch_size=cfg.batch_size, sums=(b.S[j].to(device), b.N[j].to(device)),
+                fixed=fixed.to(device), fixed_values=torch.from_numpy(samples[:, tl.t, :, tl.y, tl.x]))
+            region = samples[:, tl.t, :, tl.y, tl.x]
+            keep = done[tl.t, :, tl.y, tl.x]
+            samples[:, tl.t, :, tl.y, tl.x] = np.where(keep[None], region, new.numpy())
+            done[tl.t, :, tl.y, tl.x] = True
         bar.update(len(chunk))
     bar.close()
     est = np.divide(num, den_w, out=np.full_like(num, np.nan), where=den_w > 0)
-    return denormalise(est, stats)
+    if samples is not None:
+        for n in range(N):  # in place, one member at a time
+            samples[n] = denormalise(samples[n], stats)
+            samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
+    info = {"samples": N, "steps": steps, "eta": cfg.eta, "omega": cfg.omega, "ensemble": K,
+            "seed": opts.seed} if N else None
+    return Filled(denormalise(est, stats), samples, info)
+
+
+def parse_quantiles(text: str) -> tuple[float, float]:
+    """'0.05,0.95' -> (0.05, 0.95), checked."""
+    try:
+        lo, hi = (float(p) for p in text.split(","))
+    except ValueError:
+        raise ImputeError(f"--quantiles must be two probabilities LOW,HIGH such as 0.05,0.95, got '{text}'") from None
+    if not 0 < lo < hi < 1:
+        raise ImputeError(f"--quantiles must satisfy 0 < LOW < HIGH < 1, got '{text}'")
+    return lo, hi
+
+
+def check_sampling_options(opts: ImputeOptions) -> None:
+    if opts.samples is not None and opts.samples < 1:
+        raise ImputeError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
+    if opts.samples is None and (opts.save_samples or opts.steps is not None):
+        raise ImputeError("--save-samples and --steps are for sampling; add --samples N")
+    lo, hi = opts.quantiles
+    if not 0 < lo < hi < 1:
+        raise ImputeError(f"--quantiles must be two probabilities LOW,HIGH with 0 < LOW < HIGH < 1, got {lo:g},{hi:g}")
+    if opts.steps is not None and opts.steps < 1:
+        raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
 
 
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     """Fill the gaps of INP and write OUT; trains a quick model on INP first without --model."""
     check_output_path(out, inp, opts.overwrite)
+    check_sampling_options(opts)
     with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
         model = opts.model
         if model is None:
             opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
                      "(the method needs no complete data)")
             model = str(train_model(inp, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern,
-                                                      steps=opts.steps, out=Path(tmp) / "model",
+                                                      steps=opts.train_steps, out=Path(tmp) / "model",
                                                       variables=opts.variables, static_mask=opts.static_mask,
                                                       device=opts.device, seed=opts.seed,
                                                       progress=opts.progress, log=opts.log)))
@@ -144,7 +220,10 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     check_compatible(card, cube)
     cube.load()
     filled = fill_cube(card, den, cube, opts)
-    ds = build_output(cube, filled, opts.history)
+    if filled.sampler is not None:
+        filled.sampler["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
+    ds = build_output(cube, filled.estimate, opts.history, samples=filled.samples, sampler=filled.sampler,
+                      quantiles=opts.quantiles, save_samples=opts.save_samples)
     write_atomic(ds, out, opts.overwrite)
     n = int(((ds[f"{cube.variables[0]}_imputed_flag"] == 1).sum()))
     opts.log(f"wrote {out}: {n} cells of {cube.variables[0]} imputed"

@@ -102,5 +102,10 @@ class UNet(nn.Module):
         return self.out(h)[..., :H, :W]
 
 
-def build_network(in_channels: int, out_channels: int, cfg: NetworkConfig) -> nn.Module:
+def build_network(in_channels: int, out_channels: int, cfg: NetworkConfig, frames: int, channels: int) -> nn.Module:
+    """The backbone named by cfg.arch. Both map the stacked (B, in_channels, h, w) image to
+    (B, out_channels, h, w); the DiT also needs the layout (frames x channels) to unstack it."""
+    if cfg.arch == "dit":
+        from .dit import DiT  # dit imports NoiseEmbedding from this module
+        return DiT(in_channels, out_channels, cfg, frames, channels)
     return UNet(in_channels, out_channels, cfg)

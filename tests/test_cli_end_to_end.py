@@ -109,7 +109,7 @@ def test_impute_without_model_trains_first(tmp_path, tiny_preset, monkeypatch):
     ds = tiny_cube_dataset(8, 16, 16, "pixel", 0.6, seed=2, nvars=2, level_dim=True, var=["sst", "chl"])
     inp = write_cube(ds, tmp_path / "multi.nc")
     out = tmp_path / "multi-filled.zarr"
-    res = run_cli("impute", inp, out, "--preset", tiny_preset, "--steps", 8, *CPU)
+    res = run_cli("impute", inp, out, "--preset", tiny_preset, "--train-steps", 8, *CPU)
     assert "no --model given: training" in res.stderr
     assert "model written to" in res.stderr and "mask pattern 'auto' chose 'pixel'" in res.stderr
     assert f"wrote {out}" in res.stderr and "(and 1 more variables)" in res.stderr
@@ -164,7 +164,7 @@ def test_alboran_crop_real_gaps_and_land(tmp_path, tiny_preset):
     inp = tmp_path / "alboran.nc"
     sub.to_netcdf(inp, encoding={"time": {"_FillValue": None}})  # as in the original file
     out = tmp_path / "alboran-filled.nc"
-    res = run_cli("impute", inp, out, "--preset", tiny_preset, "--steps", 8, *CPU)
+    res = run_cli("impute", inp, out, "--preset", tiny_preset, "--train-steps", 8, *CPU)
     assert "no --model given" in res.stderr
     got = open_any(out)
     valid = sub["mask"].values == 1

@@ -1,0 +1,151 @@
+"""Confidence regions from samples ([UQ] §5): the maths on Gaussian samples whose coverage is
+known, split-conformal quantiles, and the `impute --samples` / `confidence` commands end to
+end, with their error paths."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from conftest import assert_one_error_line, listing, open_any, run_cli, check_filled_output
+from impute_cli.confidence import (Uncertain, cell_scores, conformal_quantile, coverage, distances,
+                                   group_index, intervals, radii, widen)
+from impute_cli.testing import tiny_cube_dataset, write_cube
+
+CPU = ("--device", "cpu", "--quiet")
+
+
+def _gaussian(B=400, T=300, n=20, scale=1.0, seed=0):
+    rng = np.random.default_rng(seed)
+    centre = rng.normal(size=(T, n))
+    samples = centre + scale * rng.normal(size=(B, T, n))
+    truth = centre + rng.normal(size=(T, n))
+    imputed = np.ones((T, n), bool)
+    imputed[:, :3] = False  # observed cells
+    truth[:, :3] = centre[:, :3]
+    return Uncertain("v", ("time", "x"), centre, samples, imputed), truth
+
+
+def test_coverage_is_near_the_level_when_samples_match_the_truth():
+    u, truth = _gaussian()
+    groups = group_index(300, "time")
+    lo, hi = intervals(u, 0.9)
+    r = radii(u, 0.9, groups)
+    cov = coverage(u, lo, hi, r, groups, truth)
+    assert cov["cells"] == 300 * 17 and cov["regions"] == 300
+    assert cov["cell_coverage"] == pytest.approx(0.9, abs=0.02)
+    assert cov["region_coverage"] == pytest.approx(0.9, abs=0.06)
+    assert np.all(lo[~u.imputed] == u.centre[~u.imputed]), "observed cells: zero-width intervals"
+
+
+def test_too_narrow_samples_undercover_and_calibration_repairs_it():
+    u, truth = _gaussian(scale=0.5)
+    groups = group_index(300, "time")
+    lo, hi = intervals(u, 0.9)
+    r = radii(u, 0.9, groups)
+    raw = coverage(u, lo, hi, r, groups, truth)
+    assert raw["cell_coverage"] < 0.7 and raw["region_coverage"] < 0.2
+    # split conformal on a separate draw of the same kind
+    uc, tc = _gaussian(scale=0.5, seed=1)
+    lc, hc = intervals(uc, 0.9)
+    f_cell = conformal_quantile(cell_scores(tc[uc.imputed], uc.centre[uc.imputed], lc[uc.imputed], hc[uc.imputed]), 0.9)
+    f_reg = conformal_quantile(distances(uc, tc, groups) / radii(uc, 0.9, groups), 0.9)
+    assert f_cell == pytest.approx(2.0, rel=0.15) and f_reg == pytest.approx(2.0, rel=0.15)
+    lo2, hi2 = widen(u.centre, lo, hi, f_cell)
+    cal = coverage(u, lo2, hi2, r * f_reg, groups, truth)
+    assert cal["cell_coverage"] == pytest.approx(0.9, abs=0.03)
+    assert cal["region_coverage"] == pytest.approx(0.9, abs=0.07)
+
+
+def test_groups_and_conformal_quantile():
+    assert group_index(5, "time").tolist() == [0, 1, 2, 3, 4]
+    assert group_index(5, "all").tolist() == [0] * 5
+    assert group_index(5, "2").tolist() == [0, 0, 1, 1, 2]
+    assert conformal_quantile(np.arange(1, 10, dtype=float), 0.9) == 9.0
+    assert conformal_quantile(np.arange(1, 100, dtype=float), 0.5) == 50.0
+
+
+@pytest.fixture(scope="module")
+def sampled(sst_model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("sampled")
+    out = d / "samples.nc"
+    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 6, "--steps", 3,
+            "--save-samples", "--seed", 3, *CPU)
+    return out
+
+
+def test_impute_samples_writes_spread_variables(sampled, sst_model):
+    ds = open_any(sampled)
+    check_filled_output(sst_model.ds, ds, ["sst"])
+    x = sst_model.ds["sst"].values
+    obs = np.isfinite(x)
+    std, lo, hi, s = (ds[f"sst_{k}"].values for k in ("std", "lower", "upper", "sample"))
+    assert ds["sst_sample"].dims == ("time", "sample", "lat", "lon") and s.shape[1] == 6
+    assert np.all(std[obs] == 0) and np.all(lo[obs] == x[obs]) and np.all(hi[obs] == x[obs])
+    assert np.all(s.transpose(1, 0, 2, 3)[:, obs] == x[obs]), "every sample keeps the observations"
+    gaps = ~obs
+    assert np.isfinite(std[gaps]).all() and (std[gaps] > 0).mean() > 0.99
+    assert np.all(lo[gaps] <= hi[gaps])
+    assert np.allclose(std[gaps], s.std(1, ddof=1)[gaps], rtol=1e-4, atol=1e-6)
+    assert "standard_name" not in ds["sst_std"].attrs  # the input has none to modify
+    assert ds["sst_std"].attrs["units"] == "degC"
+    assert ds["sst_filled"].attrs["ancillary_variables"] == "sst_imputed_flag sst_std sst_lower sst_upper"
+    assert ds["sst_lower"].attrs["quantile"] == 0.05
+
+
+def test_same_seed_same_samples_whatever_the_batch(sampled, sst_model, tmp_path, tiny_preset):
+    again = tmp_path / "again.nc"
+    run_cli("impute", sst_model.cube, again, "--model", sst_model.model, "--samples", 6, "--steps", 3,
+            "--save-samples", "--seed", 3, *CPU)
+    a, b = open_any(sampled), open_any(again)
+    for v in ("sst_filled", "sst_std", "sst_sample"):
+        assert np.array_equal(a[v].values, b[v].values, equal_nan=True), v
+
+
+def test_confidence_writes_regions_and_reports_coverage(sampled, sst_model, tmp_path):
+    truth = tmp_path / "truth.nc"
+    full = tiny_cube_dataset(12, 16, 16, "cloud", 1.0, seed=0, var="sst")
+    write_cube(full, truth)
+    out = tmp_path / "conf.nc"
+    res = run_cli("confidence", sampled, out, "--truth", truth, "--level", 0.8, "--json", *CPU)
+    rep = json.loads(res.stdout)
+    r = rep["variables"]["sst"]["raw"]
+    gaps, y = np.isnan(sst_model.ds["sst"].values), full["sst"].values
+    steps_with_gaps = int((gaps.any(axis=(1, 2)) & ~(gaps & np.isnan(y)).any(axis=(1, 2))).sum())
+    assert 0 <= r["cell_coverage"] <= 1 and 0 <= r["region_coverage"] <= 1 and r["regions"] == steps_with_gaps
+    ds = open_any(out)
+    assert ds["sst_ci_radius"].dims == ("time",) and np.all(ds["sst_ci_radius"].values > 0)
+    assert ds["sst_ci_lower"].attrs["confidence_level"] == 0.8
+    assert np.all(ds["sst_ci_lower"].values <= ds["sst_ci_upper"].values)
+
+
+def test_confidence_calibrate_records_factors(sampled, sst_model, tmp_path):
+    out = tmp_path / "cal.nc"
+    res = run_cli("confidence", sampled, out, "--calibrate", "--calibration-frames", 6, "--json", *CPU)
+    f = json.loads(res.stdout)["variables"]["sst"]["calibration"]
+    assert f["cell_factor"] > 0 and f["region_factor"] > 0 and f["calibration_cells"] > 0
+    ds = open_any(out)
+    assert "split-conformal" in ds["sst_ci_lower"].attrs["comment"]
+
+
+def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
+    out = tmp_path / "x.nc"
+    cases = [
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 0), "--samples must be at least 1"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--quantiles", "0.9,0.1"), "--quantiles"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--steps", 5), "add --samples N"),
+        (("confidence", sampled, out, "--level", 1.5), "--level must be strictly between 0 and 1"),
+        (("confidence", sampled, out, "--level", 0), "--level must be strictly between 0 and 1"),
+        (("confidence", sst_model.cube, out), "no samples"),
+        (("confidence", sampled, out, "--group", "weekly"), "--group"),
+    ]
+    other = tmp_path / "other.nc"
+    write_cube(tiny_cube_dataset(12, 8, 8, "cloud", 1.0, seed=0, var="sst"), other)
+    cases.append((("confidence", sampled, out, "--truth", other), "on the same grid"))
+    for args, frag in cases:
+        assert_one_error_line(run_cli(*args, *CPU, expect_ok=False), frag)
+        assert not out.exists()
+    assert listing(tmp_path) == ["other.nc"]
