@@ -7,8 +7,12 @@ whole blocks for block gaps, real gap shapes borrowed from other windows for clo
 and a mixture of shapes from scattered to clustered ([UQ] §6.1 mixed masking).
 
 Masks are bool tensors (B, F, C, h, w): batch, frames, channels, rows, columns. Gaps are
-drawn per frame and shared across channels (a cloud hides every variable). This module is the
-*mask* sampler; the diffusion solver lives in `ensemble` (and later `sampling`)."""
+drawn per frame and shared across channels (a cloud hides every variable). A series (time x
+station, see `dataset`) has h = 1: every pattern works on such windows, blocks become runs of
+stations, `mixed` scales its shapes with the window's length and adds station outages (a
+station out for a run of time steps), and the gap statistics of `auto` also look along time.
+This module is the *mask* sampler; the diffusion solver lives in `ensemble` (and later
+`sampling`)."""
 
 from __future__ import annotations
 
@@ -76,6 +80,23 @@ def frame_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Gen
     return keep[:, :, None, None].expand(B, Fr, h, w)
 
 
+def outage_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
+                   device: torch.device) -> torch.Tensor:
+    """Station outages: each cell (a station of a series) is out, with probability q, for one
+    run of L ~ U{1..F} consecutive frames, and the cells still up are then kept i.i.d.; q and
+    the i.i.d. rate are set so that about `ratio` of the cells are kept."""
+    B, Fr, h, w = shape
+    mean_run = (Fr + 1) / 2
+    q = min(1.0, (1 - ratio) * Fr / mean_run)
+    up = 1 - q * mean_run / Fr  # expected fraction not in an outage
+    length = torch.randint(1, Fr + 1, (B, 1, h, w), generator=gen)
+    start = (torch.rand((B, 1, h, w), generator=gen) * (Fr - length + 1)).floor()
+    f = torch.arange(Fr)[None, :, None, None]
+    out = (torch.rand((B, 1, h, w), generator=gen) < q) & (f >= start) & (f < start + length)
+    keep = ~out & (torch.rand((B, Fr, h, w), generator=gen) < min(1.0, ratio / max(up, 1e-6)))
+    return keep.to(device)
+
+
 @dataclass
 class ContextSampler:
     """Draws M_ctx ⊆ M with the structure of `pattern` (one of pixel/block/mixed/empirical).
@@ -118,19 +139,24 @@ class ContextSampler:
 
     def _mixed(self, shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
                dev: torch.device) -> torch.Tensor:
-        """[UQ] §6.1 mixed masking: each sample draws one shape, from scattered to clustered."""
+        """[UQ] §6.1 mixed masking: each sample draws one shape, from scattered to clustered.
+        A series window (h = 1) sizes its shapes by its length and has station outages in
+        place of the smallest blocks."""
         B, Fr, h, w = shape
         kinds = torch.randint(6, (B,), generator=gen).tolist()
         one = (1, Fr, h, w)
-        big = max(2, min(h, w) // 4)
+        n = min(h, w) if min(h, w) > 1 else max(h, w)
+        big = max(2, n // 4)
         makers = [
             lambda: pixel_pattern(one, ratio, gen, dev),
             lambda: block_pattern(one, ratio, gen, dev, [2]),
             lambda: block_pattern(one, ratio, gen, dev, [max(2, big // 2), big]),
-            lambda: cloud_pattern(one, ratio, gen, dev, scale=max(2, min(h, w) // 8)),
-            lambda: cloud_pattern(one, ratio, gen, dev, scale=max(2, min(h, w) // 3)),
+            lambda: cloud_pattern(one, ratio, gen, dev, scale=max(2, n // 8)),
+            lambda: cloud_pattern(one, ratio, gen, dev, scale=max(2, n // 3)),
             lambda: frame_pattern(one, ratio, gen, dev) if Fr > 1 else cloud_pattern(one, ratio, gen, dev, 4),
         ]
+        if min(h, w) == 1:
+            makers[1] = lambda: outage_pattern(one, ratio, gen, dev)
         return torch.cat([makers[k]() for k in kinds])
 
     def _empirical(self, M: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
@@ -178,19 +204,25 @@ def observation_pool(observed: np.ndarray, valid: np.ndarray) -> np.ndarray:
 def gap_statistics(pool: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
     """How the data's gaps look over fillable cells: missing fraction and how clustered they are
     (the probability that a gap's right/lower neighbour is also a gap, against the missing
-    fraction). Land (outside `valid`) counts neither as gap nor as observed."""
+    fraction). Land (outside `valid`) counts neither as gap nor as observed. A series (H = 1)
+    has no lower neighbour and its stations may be in any order: there the more clustered of
+    two directions counts, along the stations or to the next time step, so a station out for
+    a run of time steps counts as clustered."""
     gap = ~pool
-    p = float(gap.mean() if valid is None else gap[:, valid].mean())
+    valid = np.ones(pool.shape[1:], bool) if valid is None else valid
+    p = float(gap[:, valid].mean())
     if p == 0.0:
         return {"missing": 0.0, "neighbour_missing": 0.0}
-    if valid is not None:  # neighbour pairs between fillable cells only
-        vx, vy = valid[:, 1:] & valid[:, :-1], valid[1:] & valid[:-1]
-        pairs = (gap[:, :, 1:] & gap[:, :, :-1])[:, vx].sum() + (gap[:, 1:] & gap[:, :-1])[:, vy].sum()
-        base = gap[:, :, :-1][:, vx].sum() + gap[:, :-1][:, vy].sum()
-        return {"missing": p, "neighbour_missing": float(pairs / max(base, 1))}
-    pairs = np.concatenate([(gap[:, :, 1:] & gap[:, :, :-1]).ravel(), (gap[:, 1:] & gap[:, :-1]).ravel()]).sum()
-    base = gap[:, :, :-1].sum() + gap[:, :-1].sum()
-    return {"missing": p, "neighbour_missing": float(pairs / max(base, 1))}
+    vx = valid[:, :-1] & valid[:, 1:]  # neighbour pairs (a gap, its neighbour) between fillable cells
+    along_x = (gap[:, :, :-1][:, vx], gap[:, :, 1:][:, vx])
+    if pool.shape[1] > 1:
+        vy = valid[:-1] & valid[1:]
+        pairs = [along_x, (gap[:, :-1][:, vy], gap[:, 1:][:, vy])]
+        q = sum(int((a & b).sum()) for a, b in pairs) / max(sum(int(a.sum()) for a, _ in pairs), 1)
+    else:
+        q = max(int((a & b).sum()) / max(int(a.sum()), 1)
+                for a, b in (along_x, (gap[:-1][:, valid], gap[1:][:, valid])))
+    return {"missing": p, "neighbour_missing": float(q)}
 
 
 def choose_pattern(pool: np.ndarray, valid: np.ndarray | None = None) -> tuple[str, str]:

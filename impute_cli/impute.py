@@ -59,6 +59,11 @@ class ImputeOptions:
 
 def check_compatible(card: ModelCard, cube: Cube) -> None:
     """Refuse a model trained on other variables, units or grid spacing."""
+    if (card.grid.get("y_dim") is None) != cube.grid.is_series:
+        def kind(series: bool) -> str:
+            return "a station/feature series (time x station)" if series else "a lat/lon grid"
+        raise ImputeError(f"the model was trained on {kind(card.grid.get('y_dim') is None)} but this file is "
+                          f"{kind(cube.grid.is_series)}; train a model on this file")
     if card.channels != cube.channels:
         raise ImputeError(f"the model was trained on {', '.join(card.channels)} but this file gives "
                           f"{', '.join(cube.channels)}; use a model for these variables or pass --var")
@@ -132,11 +137,9 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
     w = torch.from_numpy(blend_weights(window))[:, None]  # (F, 1, h, w)
     num = np.zeros(cube.data.shape, "float32")
     den_w = np.zeros((T, 1, H, W), "float32")
-    samples = np.zeros((N, *cube.data.shape), "float32") if N else None  # normalised until the end
-    done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
     per_batch = max(1, cfg.batch_size // K)
     sums = climatology_sums(cube, stats)
-    bar = tqdm(total=len(tiles), desc="impute" if not N else f"impute, {N} samples", file=sys.stderr,
+    bar = tqdm(total=len(tiles), desc="impute", file=sys.stderr,
                disable=not opts.progress, dynamic_ncols=True)
     for i in range(0, len(tiles), per_batch):
         chunk = tiles[i:i + per_batch]
@@ -145,34 +148,68 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
         x = ensemble_single_step(den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), sampler=sampler,
                                  ratio=ratio, K=K, delta=cfg.delta, generators=gens,
                                  batch_size=cfg.batch_size, sums=(b.S.to(device), b.N.to(device))).cpu()
-        for j, (tl, xi) in enumerate(zip(chunk, x)):
+        for tl, xi in zip(chunk, x):
             num[tl.t, :, tl.y, tl.x] += (xi * w).numpy()
             den_w[tl.t, :, tl.y, tl.x] += w.numpy()
-            if not N:
-                continue
-            # Alg. 4 for every member of this tile; E_imp is the tile's ensemble estimate xi.
-            fixed = torch.from_numpy(done[tl.t, :, tl.y, tl.x]) & ~b.M[j]
-            new = sample_window(
-                den, b.x_obs[j].to(device), b.M[j].to(device), b.valid[j].to(device), xi.to(device),
-                sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=steps,
-                delta=cfg.delta, eta=cfg.eta, omega_kind=cfg.omega,
-                generators=[member_generator(opts.seed, i + j, m) for m in range(N)],
-                batch_size=cfg.batch_size, sums=(b.S[j].to(device), b.N[j].to(device)),
-                fixed=fixed.to(device), fixed_values=torch.from_numpy(samples[:, tl.t, :, tl.y, tl.x]))
-            region = samples[:, tl.t, :, tl.y, tl.x]
-            keep = done[tl.t, :, tl.y, tl.x]
-            samples[:, tl.t, :, tl.y, tl.x] = np.where(keep[None], region, new.numpy())
-            done[tl.t, :, tl.y, tl.x] = True
         bar.update(len(chunk))
     bar.close()
     est = np.divide(num, den_w, out=np.full_like(num, np.nan), where=den_w > 0)
-    if samples is not None:
+    samples = None
+    if N:
+        samples = draw_samples(card, den, cube, est, stats, sums, sampler, pool, obs, opts, steps)
         for n in range(N):  # in place, one member at a time
             samples[n] = denormalise(samples[n], stats)
             samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
     info = {"samples": N, "steps": steps, "eta": cfg.eta, "omega": cfg.omega, "ensemble": K,
             "seed": opts.seed} if N else None
     return Filled(denormalise(est, stats), samples, info)
+
+
+def sampling_window(window: tuple[int, int, int], grid: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The tile for sampling: the model's frames, and the whole of a spatial dim when it is at
+    most half as long again as the window (a convolutional or patch network takes any size), so
+    that the last tile is not a near-copy of the previous one."""
+    f, h, w = window
+    _, H, W = grid
+    return f, (H if H <= 1.5 * h else h), (W if W <= 1.5 * w else w)
+
+
+def draw_samples(card: ModelCard, den: torch.nn.Module, cube: Cube, est: np.ndarray, stats: Stats,
+                 sums: tuple[np.ndarray, np.ndarray], sampler: ContextSampler, pool: np.ndarray, obs: np.ndarray,
+                 opts: ImputeOptions, steps: int) -> np.ndarray:
+    """(N, T, C, H, W) samples in normalised units ([CQ] Alg. 4 per tile, see sample_window).
+
+    Tiles are visited in order; a tile's cells sampled by an earlier tile are held fixed with
+    each member's values. E_imp of a tile is the blended point estimate `est` there."""
+    cfg = card.preset.impute
+    N = opts.samples or 0
+    T, H, W = cube.grid.shape
+    device = next(den.parameters()).device
+    window = sampling_window(tuple(min(a, b) for a, b in zip(card.window, (T, H, W))), (T, H, W))
+    tiles = [tl for tl in plan_tiles((T, H, W), window, card.preset.window.overlap)
+             if not obs[tl.t, :, tl.y, tl.x].all()]
+    samples = np.zeros((N, *cube.data.shape), "float32")
+    done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
+    members = min(N, max(cfg.batch_size, 64))  # members of one tile go through the network together
+    bar = tqdm(total=len(tiles), desc=f"sample x{N}", file=sys.stderr, disable=not opts.progress, dynamic_ncols=True)
+    for i, tl in enumerate(tiles):
+        b = read_tiles(cube, [tl], stats, sums)
+        e = est[tl.t, :, tl.y, tl.x]
+        x_imp = torch.from_numpy(np.where(np.isfinite(e), e, b.x_obs[0].numpy()))
+        fixed = torch.from_numpy(np.broadcast_to(done[tl.t, :, tl.y, tl.x], b.M[0].shape).copy()) & ~b.M[0]
+        new = sample_window(
+            den, b.x_obs[0].to(device), b.M[0].to(device), b.valid[0].to(device), x_imp.to(device),
+            sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=steps,
+            delta=cfg.delta, eta=cfg.eta, omega_kind=cfg.omega,
+            generators=[member_generator(opts.seed, i, m) for m in range(N)], batch_size=members,
+            sums=(b.S[0].to(device), b.N[0].to(device)), fixed=fixed.to(device),
+            fixed_values=torch.from_numpy(samples[:, tl.t, :, tl.y, tl.x]))
+        keep = done[tl.t, :, tl.y, tl.x]
+        samples[:, tl.t, :, tl.y, tl.x] = np.where(keep[None], samples[:, tl.t, :, tl.y, tl.x], new.numpy())
+        done[tl.t, :, tl.y, tl.x] = True
+        bar.update(1)
+    bar.close()
+    return samples
 
 
 def parse_quantiles(text: str) -> tuple[float, float]:

@@ -81,11 +81,13 @@ class UNet(nn.Module):
             if i > 0:
                 self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
         self.out = nn.Sequential(nn.GroupNorm(_groups(c), c), nn.SiLU(), nn.Conv2d(c, out_channels, 3, padding=1))
+        # channels-last convolutions run 2-3x faster on CPU (oneDNN) and no slower on GPU
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
         H, W = x.shape[-2:]
         ph, pw = (-H) % self.factor, (-W) % self.factor
-        x = F.pad(x, (0, pw, 0, ph))
+        x = F.pad(x, (0, pw, 0, ph)).contiguous(memory_format=torch.channels_last)
         e = self.embed(c_noise)
         h = self.inp(x)
         hs = [h]
@@ -99,7 +101,7 @@ class UNet(nn.Module):
                 h = m(torch.cat([h, hs.pop()], dim=1), e)
             else:
                 h = m(h)
-        return self.out(h)[..., :H, :W]
+        return self.out(h)[..., :H, :W].contiguous()
 
 
 def build_network(in_channels: int, out_channels: int, cfg: NetworkConfig, frames: int, channels: int) -> nn.Module:

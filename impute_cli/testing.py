@@ -2,6 +2,7 @@
 
 `tiny_cube_dataset` makes a CF-style gappy cube in a few milliseconds from `impute_cli.synthetic`
 (smooth advected field, realistic gaps, optional land mask, level dim or several variables);
+`tiny_series_dataset` makes station series (time, station) with outages and dropouts;
 `tiny_preset_yaml` writes a preset with a tiny network and few steps, so a train + impute round
 trip runs in seconds on a CPU. Nothing here is used by the CLI itself."""
 
@@ -85,6 +86,72 @@ def tiny_cube_dataset(T: int = 12, H: int = 16, W: int = 16, pattern: str = "clo
         data_vars["mask"] = (("lat", "lon"), (~land).astype("float32"), {"long_name": "land/sea mask (1 = sea)"})
     return xr.Dataset(data_vars, coords=coords,
                       attrs={"Conventions": "CF-1.8", "title": f"impute-cli tiny test cube, {pattern} gaps",
+                             "history": "2021-01-01T00:00:00Z: made by impute_cli.testing"})
+
+
+def series_gaps(T: int, S: int, observed: float = 0.75, seed: int = 0,
+                outage_steps: tuple[int, int] = (3, 12)) -> np.ndarray:
+    """(T, S) bool, True = observed: stations out for runs of `outage_steps` time steps (about
+    half of the missing cells) plus random dropouts (the other half); every station keeps at
+    least two observations."""
+    rng = np.random.default_rng(seed + 7)
+    obs = np.ones((T, S), bool)
+    missing = 1.0 - observed
+    lo, hi = max(1, min(outage_steps[0], T)), max(1, min(outage_steps[1], T))
+    for s in range(S):
+        budget = rng.poisson(missing / 2 * T)  # outage steps for this station
+        while budget > 0:
+            run = int(rng.integers(lo, hi + 1))
+            t0 = int(rng.integers(0, T - run + 1))
+            obs[t0:t0 + run, s] = False
+            budget -= run
+    obs &= rng.random((T, S)) >= missing / 2
+    for s in np.flatnonzero(obs.sum(0) < 2):
+        obs[rng.choice(T, min(2, T), replace=False), s] = True
+    return obs
+
+
+def tiny_series_dataset(T: int = 48, S: int = 12, observed: float = 0.75, seed: int = 0, var: str = "tas",
+                        dim: str = "station", units: str = "degC", station_first: bool = False,
+                        outage_steps: tuple[int, int] = (3, 12)) -> xr.Dataset:
+    """Gappy station series: `var` (time, station) float32, NaN in the gaps (CF timeSeries).
+
+    The S stations sit at random points of a small area and sample one smooth advected field,
+    so that near stations agree, each with its own offset (its height, say). Gaps are stations
+    out for runs of `outage_steps` time steps plus random dropouts, keeping about `observed`
+    of the cells (`observed=1` gives complete series). The station dim carries string ids
+    (cf_role timeseries_id) and lat(station)/lon(station) are auxiliary coordinates.
+    dim='feature' makes a multivariate series instead (time, feature): several series side
+    by side, named f0, f1..., without locations. station_first puts the dims as CF's
+    orthogonal array does, (station, time)."""
+    rng = np.random.default_rng(seed)
+    n = 12  # stations sample a 12 x 12 field
+    field = advected_field(T, n, n, seed)
+    cells = rng.choice(n * n, S, replace=S > n * n)
+    iy, ix = np.divmod(cells, n)
+    values = 12.0 + 4.0 * field[:, iy, ix] + rng.normal(0.0, 2.0, S)[None].astype("float32")
+    obs = np.ones((T, S), bool) if observed >= 1.0 else series_gaps(T, S, observed, seed, outage_steps)
+    arr = np.where(obs, values, np.nan).astype("float32")
+    dims: tuple[str, str] = ("time", dim)
+    if station_first:
+        arr, dims = np.ascontiguousarray(arr.T), (dim, "time")
+    coords: dict[str, Any] = {
+        "time": ("time", pd.date_range("2021-01-01", periods=T, freq="h"), {"standard_name": "time", "axis": "T"})}
+    attrs: dict[str, Any] = {"units": units, "long_name": f"synthetic {var}"}
+    if dim == "station":
+        coords["station"] = ("station", np.array([f"ST{k:03d}" for k in range(S)]),
+                             {"cf_role": "timeseries_id", "long_name": "station id"})
+        coords["lat"] = ("station", (45.0 + 0.1 * iy + rng.uniform(0, 0.1, S)).astype("float32"),
+                         {"standard_name": "latitude", "units": "degrees_north"})
+        coords["lon"] = ("station", (5.0 + 0.1 * ix + rng.uniform(0, 0.1, S)).astype("float32"),
+                         {"standard_name": "longitude", "units": "degrees_east"})
+        if units in ("degC", "K"):
+            attrs["standard_name"] = "air_temperature"
+    else:
+        coords[dim] = (dim, np.array([f"f{k}" for k in range(S)]), {"long_name": "series name"})
+    return xr.Dataset({var: (dims, arr, attrs)}, coords=coords,
+                      attrs={"Conventions": "CF-1.8", "featureType": "timeSeries",
+                             "title": f"impute-cli tiny test series, {S} {dim}s",
                              "history": "2021-01-01T00:00:00Z: made by impute_cli.testing"})
 
 

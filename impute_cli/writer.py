@@ -2,6 +2,9 @@
 
 - `V_filled`: the point estimate in the gaps, the input's own values (bit for bit) elsewhere;
 - `V_imputed_flag`: 0 observed, 1 imputed, 2 missing but not to be filled (outside the static mask);
+- with samples: `V_std` (per-cell standard deviation of the samples, CF modifier
+  `standard_error`), `V_lower` / `V_upper` (the samples' quantiles, default 5 % and 95 %), all
+  zero-spread on observed cells, and with --save-samples `V_sample` (time, sample, ...);
 
 written to a temporary name beside OUT and renamed when complete (NetCDF or Zarr by OUT's
 extension); a `history` line records the command."""
@@ -49,24 +52,80 @@ def check_output_path(out: str | Path, inp: str | Path, overwrite: bool) -> None
 
 def channel_to_variable(cube: Cube, values: np.ndarray, var: str) -> np.ndarray:
     """(T, C, H, W) channels of `var` back to the variable's own dim order."""
-    t, y, x = cube.grid.time_dim, cube.grid.y_dim, cube.grid.x_dim
+    t, space = cube.grid.time_dim, cube.grid.file_dims  # (y, x), or (station,) for a series
+    values = cube.grid.to_file(values)  # a series drops its dummy y axis
     idx = [c for c, (v, _) in enumerate(cube.channel_sel) if v == var]
     da = cube.ds[var]
-    extra = [d for d in da.dims if d not in (t, y, x)]
+    extra = [d for d in da.dims if d not in (t, *space)]
     arr = values[:, idx].reshape(values.shape[0], *[da.sizes[d] for d in extra], *values.shape[2:])
-    order = (t, *extra, y, x)
+    order = (t, *extra, *space)
     return np.transpose(arr, [order.index(d) for d in da.dims])
 
 
-def build_output(cube: Cube, filled: np.ndarray, history: str) -> xr.Dataset:
-    """The output dataset: every input variable unchanged, plus V_filled and V_imputed_flag."""
+SAMPLE_DIM = "sample"
+
+
+def _float_var(ds: xr.Dataset, name: str, values: np.ndarray, src: xr.DataArray, attrs: dict,
+               dims: tuple | None = None) -> None:
+    dims = dims or src.dims
+    coords = {k: c for k, c in src.coords.items() if set(c.dims) <= set(dims)}
+    ds[name] = xr.DataArray(values, dims=dims, coords=coords, attrs=attrs)
+    ds[name].encoding = {"_FillValue": np.array(np.nan, dtype=values.dtype), "dtype": values.dtype}
+
+
+def _spread_variables(ds: xr.Dataset, cube: Cube, v: str, src: xr.DataArray, samples: np.ndarray,
+                      observed: np.ndarray, out: np.ndarray, sampler: dict, quantiles: tuple[float, float],
+                      save_samples: bool) -> list[str]:
+    """V_std, V_lower, V_upper (and V_sample) from the samples; observed cells have zero spread."""
+    per = np.stack([channel_to_variable(cube, s, v) for s in samples]).astype(out.dtype)  # (N, *src.dims)
+    per = np.where(observed[None], out[None], per)  # observed cells: the input's values in every sample
+    n = per.shape[0]
+    std = per.std(axis=0, ddof=1 if n > 1 else 0)
+    lo, hi = np.quantile(per, quantiles, axis=0).astype(out.dtype)
+    std = np.where(observed, 0, std).astype(out.dtype)
+    lo, hi = np.where(observed, out, lo), np.where(observed, out, hi)
+    how = (f"{n} samples of the multi-step sampler (Zhou et al., App. E, Alg. 4; {sampler['steps']} steps, "
+           f"omega {sampler['omega']}, eta {sampler['eta']:g}, seed {sampler['seed']})")
+    sn = src.attrs.get("standard_name")
+    units = {"units": src.attrs["units"]} if "units" in src.attrs else {}
+    long = src.attrs.get("long_name", v)
+    names = [f"{v}_std", f"{v}_lower", f"{v}_upper"]
+    _float_var(ds, names[0], std, src, {
+        **({"standard_name": f"{sn} standard_error"} if sn else {}), **units,
+        "long_name": f"standard deviation of the imputed {long} (0 where observed)",
+        "comment": f"spread of {how}"})
+    for name, q, vals, word in ((names[1], quantiles[0], lo, "lower"), (names[2], quantiles[1], hi, "upper")):
+        _float_var(ds, name, vals, src, {
+            **units, "long_name": f"{q:.0%} quantile of the imputed {long} ({word} bound; observed value where observed)",
+            "quantile": q, "comment": f"empirical quantile of {how}"})
+    if save_samples:
+        t = cube.grid.time_dim
+        # the sample dim after time, where CDO reads it as a level axis
+        if src.dims[0] == t:
+            dims, arr = (t, SAMPLE_DIM, *src.dims[1:]), np.moveaxis(per, 0, 1)
+        else:
+            dims, arr = (SAMPLE_DIM, *src.dims), per
+        _float_var(ds, f"{v}_sample", arr, src, {
+            **units, "long_name": f"samples of the imputed {long} (observed value where observed)",
+            "comment": how}, dims=dims)
+        ds.coords[SAMPLE_DIM] = xr.DataArray(np.arange(n, dtype="int32"), dims=SAMPLE_DIM,
+                                             attrs={"long_name": "sample number"})
+        names.append(f"{v}_sample")
+    return names
+
+
+def build_output(cube: Cube, filled: np.ndarray, history: str, *, samples: np.ndarray | None = None,
+                 sampler: dict | None = None, quantiles: tuple[float, float] = (0.05, 0.95),
+                 save_samples: bool = False) -> xr.Dataset:
+    """The output dataset: every input variable unchanged, plus V_filled and V_imputed_flag, and
+    with `samples` (N, T, C, H, W) the spread variables."""
     ds = cube.ds.copy()
-    y, x = cube.grid.y_dim, cube.grid.x_dim
+    space, valid_file = cube.grid.file_dims, cube.grid.to_file(cube.valid)  # the file's spatial layout
     for v in cube.variables:
         src = cube.ds[v]
         orig = np.asarray(src.values)
         pred = channel_to_variable(cube, filled, v).astype(orig.dtype if orig.dtype.kind == "f" else "float64")
-        valid = xr.DataArray(cube.valid, dims=(y, x)).broadcast_like(src).transpose(*src.dims).values
+        valid = xr.DataArray(valid_file, dims=space).broadcast_like(src).transpose(*src.dims).values
         observed = np.isfinite(orig) if orig.dtype.kind == "f" else np.ones(orig.shape, bool)
         out = np.where(observed, orig, np.where(valid, pred, np.nan)).astype(pred.dtype)
         flag = np.where(observed, FLAG_OBSERVED, np.where(valid, FLAG_IMPUTED, FLAG_NOT_FILLED)).astype("int8")
@@ -86,6 +145,13 @@ def build_output(cube: Cube, filled: np.ndarray, history: str) -> xr.Dataset:
             "flag_meanings": "observed imputed missing_not_filled",
         })
         ds[fname].encoding = {"_FillValue": None, "dtype": "int8"}
+        if samples is not None and sampler is not None:
+            extra = _spread_variables(ds, cube, v, src, samples, observed, out, sampler, quantiles, save_samples)
+            ds[name].attrs["ancillary_variables"] = " ".join([fname, *extra[:3]])
+            ds[name].attrs["comment"] += f"; the spread of {sampler['samples']} samples is in {v}_std"
+    if sampler is not None:
+        ds.attrs["impute_cli_model"] = str(sampler.get("model", ""))
+        ds.attrs["impute_cli_sampler"] = ", ".join(f"{k}={val}" for k, val in sampler.items() if k != "model")
     prev = ds.attrs.get("history", "")
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     ds.attrs["history"] = f"{stamp}: {history} (impute-cli {__version__})" + (f"\n{prev}" if prev else "")
