@@ -12,7 +12,8 @@ With a truth file: the fraction of imputed cells inside their intervals, the fra
 regions whose true values lie in their ball, and the mean interval width.
 
 `--calibrate` (split conformal): hide observed cells of the same data with the data's own gap
-shapes (the gaps of another time step laid over this one, as DINEOF cross-validation does), draw
+shapes (the gaps of another time step laid over a quarter of this one, as DINEOF cross-validation
+does), draw
 samples for them with the same model and settings, and take the conformal quantile of the
 normalised scores — per cell, how far outside its interval the truth falls relative to the
 interval's half-width on that side; per region, ‖y − x̂*‖ / D̂. The intervals and radii are then
@@ -247,19 +248,29 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     cell_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
     reg_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
     for k, s0 in enumerate(seg_starts):
-        # Hide, at each time step, the observed cells that are gaps at another random time step.
+        # Hide, at each time step, the observed cells that are gaps at another random time step,
+        # inside a random rectangle of a quarter of the domain: real gap shapes, while the
+        # observation density (and so the model's input, [CQ] App. G.3) stays close to the data's.
         others = rng.integers(T, size=L)
-        hidden = obs[s0:s0 + L] & ~obs[others] & cube.valid[None, None]
+        H, W = cube.grid.shape[1:]
+        box = np.zeros((L, 1, H, W), bool)
+        bh, bw = max(1, -(-H // 2)), max(1, -(-W // 2))
+        for i in range(L):
+            y0, x0 = int(rng.integers(H - bh + 1)), int(rng.integers(W - bw + 1))
+            box[i, :, y0:y0 + bh, x0:x0 + bw] = True
+        hidden = obs[s0:s0 + L] & ~obs[others] & cube.valid[None, None] & box
         if not hidden.any():
             continue
         truth = np.where(hidden, full[s0:s0 + L], np.nan)
-        seg = dataclasses.replace(cube, data=dsa.from_array(np.where(hidden, np.nan, full[s0:s0 + L]), chunks=-1),
-                                  grid=dataclasses.replace(cube.grid, shape=(L, *cube.grid.shape[1:])), obs_mask=None)
+        values = np.where(hidden, np.nan, full[s0:s0 + L]).astype("float32")
+        seg = dataclasses.replace(cube, data=dsa.from_array(values, chunks=-1), memory=values, obs_mask=None,
+                                  grid=dataclasses.replace(cube.grid, shape=(L, *cube.grid.shape[1:])))
         opts.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1}, "
                  f"{int(hidden.sum())} observed cells hidden and resampled")
         filled = fill_cube(card, den, seg, ImputeOptions(
             samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
-            ensemble=int(st.get("ensemble", 0)) or None, seed=opts.seed + 1 + k, device=opts.device,
+            ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
+            seed=opts.seed + 1 + k, device=opts.device,
             progress=opts.progress, log=opts.log))
         groups = group_index(L, group)
         for v, idx in chans.items():

@@ -27,7 +27,7 @@ from .context_query import ContextSampler, observation_pool
 from .dataset import Cube, Stats, observation_masks, open_cube, open_dataset, refuse_inf
 from .device import pick_device
 from .ensemble import ensemble_single_step
-from .sampler import sample_window
+from .sampler import OMEGAS, sample_window
 from .errors import ImputeError
 from .train import TrainOptions, train_model
 from .windows import blend_weights, plan_tiles
@@ -51,6 +51,7 @@ class ImputeOptions:
     samples: int | None = None  # N samples by the multi-step sampler; None: point estimate only
     steps: int | None = None  # sampler steps (default: the model's impute.steps)
     quantiles: tuple[float, float] = (0.05, 0.95)
+    omega: str | None = None  # weight on E_diff in eq. 28 (default: the model's impute.omega)
     save_samples: bool = False
     history: str = "impute-cli impute"
     progress: bool = True
@@ -160,7 +161,7 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOpt
         for n in range(N):  # in place, one member at a time
             samples[n] = denormalise(samples[n], stats)
             samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
-    info = {"samples": N, "steps": steps, "eta": cfg.eta, "omega": cfg.omega, "ensemble": K,
+    info = {"samples": N, "steps": steps, "eta": cfg.eta, "omega": opts.omega or cfg.omega, "ensemble": K,
             "seed": opts.seed} if N else None
     return Filled(denormalise(est, stats), samples, info)
 
@@ -200,7 +201,7 @@ def draw_samples(card: ModelCard, den: torch.nn.Module, cube: Cube, est: np.ndar
         new = sample_window(
             den, b.x_obs[0].to(device), b.M[0].to(device), b.valid[0].to(device), x_imp.to(device),
             sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=steps,
-            delta=cfg.delta, eta=cfg.eta, omega_kind=cfg.omega,
+            delta=cfg.delta, eta=cfg.eta, omega_kind=opts.omega or cfg.omega,
             generators=[member_generator(opts.seed, i, m) for m in range(N)], batch_size=members,
             sums=(b.S[0].to(device), b.N[0].to(device)), fixed=fixed.to(device),
             fixed_values=torch.from_numpy(samples[:, tl.t, :, tl.y, tl.x]))
@@ -226,8 +227,10 @@ def parse_quantiles(text: str) -> tuple[float, float]:
 def check_sampling_options(opts: ImputeOptions) -> None:
     if opts.samples is not None and opts.samples < 1:
         raise ImputeError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
-    if opts.samples is None and (opts.save_samples or opts.steps is not None):
-        raise ImputeError("--save-samples and --steps are for sampling; add --samples N")
+    if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None):
+        raise ImputeError("--save-samples, --steps and --omega are for sampling; add --samples N")
+    if opts.omega is not None and opts.omega not in OMEGAS:
+        raise ImputeError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
     lo, hi = opts.quantiles
     if not 0 < lo < hi < 1:
         raise ImputeError(f"--quantiles must be two probabilities LOW,HIGH with 0 < LOW < HIGH < 1, got {lo:g},{hi:g}")

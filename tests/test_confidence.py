@@ -137,6 +137,7 @@ def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 0), "--samples must be at least 1"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--quantiles", "0.9,0.1"), "--quantiles"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--steps", 5), "add --samples N"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--omega", "s"), "--omega must be one of"),
         (("confidence", sampled, out, "--level", 1.5), "--level must be strictly between 0 and 1"),
         (("confidence", sampled, out, "--level", 0), "--level must be strictly between 0 and 1"),
         (("confidence", sst_model.cube, out), "no samples"),

@@ -1,0 +1,119 @@
+"""Uncertainty benchmark (issue 3): impute-cli samples and confidence regions on the Gaussian-process
+cube of `gp_exact.py`, against its exact posterior (the physical limit, METHOD §6).
+
+Each run: train a model on the gappy cube only, `impute --samples N --save-samples`, score the
+point estimate against the exact posterior mean (`gp_exact.py score`), and build 90 % regions with
+`confidence --truth` raw and with `--calibrate`. Prints one Markdown row per run and appends the
+full figures as JSON lines to OUT/results.jsonl.
+
+    python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
+    python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
+    python benchmarks/uncertainty.py OUT --runs omega dit
+
+Not part of the test suite. Wall times are for 2 CPU cores."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+# A cube is "PATTERN" (seed 0) or "PATTERN-sN" (seed N): the same process, gaps of that pattern.
+# run group -> [(name, training cube, test cube, train args, impute args)]
+RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
+    "pixel": [("pixel", "pixel", "pixel", ["--mask-pattern", "pixel"], [])],
+    "block": [("block", "block", "block", ["--mask-pattern", "block"], [])],
+    # [UQ] Table 2: trained on scattered gaps, tested on clustered gaps of another realisation
+    "mixed_vs_pixel": [("pixel-trained, block test", "pixel", "block-s1", ["--mask-pattern", "pixel"], []),
+                       ("mixed-trained, block test", "pixel", "block-s1", ["--mask-pattern", "mixed"], [])],
+    "omega": [("block, omega=t (literal eq. 28)", "block", "block", ["--mask-pattern", "block"], ["--omega", "t"])],
+    "dit": [("block, DiT", "block", "block", ["--mask-pattern", "block", "--arch-preset", "dit"], [])],
+}
+
+
+def sh(*cmd: object, out: Path | None = None) -> str:
+    res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True)
+    if res.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, cmd))}\n{res.stderr[-3000:]}")
+    return res.stdout
+
+
+def make_cube(root: Path, name: str, args: argparse.Namespace) -> Path:
+    cube = root / f"cube-{name}"
+    pattern, _, seed = name.partition("-s")
+    if not (cube / "gappy.nc").exists():
+        sh(sys.executable, HERE / "gp_exact.py", "make", cube, "--pattern", pattern, "--observed", args.observed,
+           "--seed", int(seed or 0) + args.seed)
+    return cube
+
+
+def run_one(root: Path, name: str, train_cube: str, test_cube: str, train_args: list[str],
+            impute_args: list[str], args: argparse.Namespace) -> dict:
+    tr, cube = make_cube(root, train_cube, args), make_cube(root, test_cube, args)
+    pattern = test_cube
+    work = root / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    work.mkdir(exist_ok=True)
+    # one model per (training cube, settings), shared by runs that differ only at imputation
+    train_args = list(train_args)
+    preset = args.preset
+    if "--arch-preset" in train_args:
+        i = train_args.index("--arch-preset")
+        preset = str(HERE / "presets" / f"gp_{train_args[i + 1]}.yaml")
+        del train_args[i:i + 2]
+    slug = "_".join(a.strip("-").replace("/", "_") for a in train_args) + "-" + Path(preset).stem
+    model, out = root / f"model-{train_cube}-{slug}-{args.steps}", work / "samples.nc"
+    t0 = time.time()
+    if not (model / "model.yaml").exists() or args.retrain:
+        sh("impute-cli", "train", tr / "gappy.nc", "--out", model, "--steps", args.steps, "--overwrite",
+           "--quiet", "--preset", preset, *train_args)
+    t1 = time.time()
+    sh("impute-cli", "impute", cube / "gappy.nc", out, "--model", model, "--samples", args.samples,
+       "--save-samples", "--overwrite", "--quiet", *impute_args)
+    t2 = time.time()
+    score = json.loads(sh(sys.executable, HERE / "gp_exact.py", "score", cube, out, "--json"))
+    conf = json.loads(sh("impute-cli", "confidence", out, work / "ci.nc", "--truth", cube / "truth.nc",
+                         "--calibrate", "--level", "0.9", "--json", "--overwrite", "--quiet"))
+    t3 = time.time()
+    v = conf["variables"]["tas"]
+    row = {"run": name, "train_cube": train_cube, "cube": pattern, "preset": Path(preset).stem, "train": train_args, "impute": impute_args, "steps": args.steps,
+           "samples": args.samples, "mse_ratio": score["mse_ratio"], "mse": score["mse_tool"],
+           "mse_oracle": score["mse_oracle"], "oracle_cell": score["cell_coverage_oracle"],
+           "oracle_joint": score["joint_coverage_oracle"], "raw": v["raw"], "calibrated": v["calibrated"],
+           "factors": v["calibration"], "seconds": {"train": t1 - t0, "impute": t2 - t1, "confidence": t3 - t2}}
+    with open(root / "results.jsonl", "a") as f:
+        f.write(json.dumps(row) + "\n")
+    return row
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--runs", nargs="+", default=["pixel", "block"], choices=sorted(RUNS))
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--preset", default=str(HERE / "presets" / "gp.yaml"))
+    ap.add_argument("--samples", type=int, default=32)
+    ap.add_argument("--observed", type=float, default=0.5)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--retrain", action="store_true")
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    print("| run | test gaps | MSE / posterior MSE | 90 % cells raw / calibrated (oracle) | "
+          "90 % regions raw / calibrated (oracle) | train / impute s |")
+    print("|---|---|---|---|---|---|")
+    for key in args.runs:
+        for name, train_cube, test_cube, tr, im in RUNS[key]:
+            r = run_one(args.out, name, train_cube, test_cube, tr, im, args)
+            print(f"| {name} | {pattern} | {r['mse_ratio']:.2f} | {r['raw']['cell_coverage']:.1%} / "
+                  f"{r['calibrated']['cell_coverage']:.1%} ({r['oracle_cell']:.1%}) | "
+                  f"{r['raw']['region_coverage']:.1%} / {r['calibrated']['region_coverage']:.1%} "
+                  f"({r['oracle_joint']:.1%}) | {r['seconds']['train']:.0f} / {r['seconds']['impute']:.0f} |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
