@@ -108,7 +108,7 @@ def main() -> None:
     for key in args.runs:
         for name, train_cube, test_cube, tr, im in RUNS[key]:
             r = run_one(args.out, name, train_cube, test_cube, tr, im, args)
-            print(f"| {name} | {pattern} | {r['mse_ratio']:.2f} | {r['raw']['cell_coverage']:.1%} / "
+            print(f"| {name} | {test_cube} | {r['mse_ratio']:.2f} | {r['raw']['cell_coverage']:.1%} / "
                   f"{r['calibrated']['cell_coverage']:.1%} ({r['oracle_cell']:.1%}) | "
                   f"{r['raw']['region_coverage']:.1%} / {r['calibrated']['region_coverage']:.1%} "
                   f"({r['oracle_joint']:.1%}) | {r['seconds']['train']:.0f} / {r['seconds']['impute']:.0f} |",

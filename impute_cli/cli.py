@@ -128,7 +128,7 @@ def impute(
     steps: Annotated[Optional[int], typer.Option(help="Sampler steps per sample (default: the model's impute.steps, 20).")] = None,
     quantiles: Annotated[str, typer.Option(metavar="LOW,HIGH", help="Quantiles written as V_lower and V_upper.")] = "0.05,0.95",
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="Weight on the diffusion expectation in [CQ] eq. 28 (default: the model's, 1-t); see README.")] = None,
-    save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(time, sample, ...), for `confidence`.")] = False,
+    save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     device: Device = "auto",

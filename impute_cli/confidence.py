@@ -3,7 +3,9 @@
 From B samples x̂^(b) (an `impute --samples B --save-samples` output) and the point estimate
 x̂* (V_filled), at level 1 − α:
 
-- per cell: the interval between the samples' α/2 and 1 − α/2 quantiles;
+- per cell: x̂* ± the (1 − α) quantile of the samples' distances |x̂^(b) − x̂*| to it (the one-cell
+  case of the region below; the samples' own α/2 and 1 − α/2 quantiles, V_lower/V_upper of
+  `impute`, are centred on the samples' mean, which can sit away from x̂*);
 - per region (a time step by default, or blocks of time steps, or the whole cube), over its
   imputed cells: D_b = ‖x̂^(b)_miss − x̂*_miss‖₂, the radius D̂_{1−α} = the (1 − α) quantile of
   the D_b, and the region {x : ‖x_miss − x̂*_miss‖₂ ≤ D̂_{1−α}} ([UQ] Corollary 1).
@@ -15,9 +17,9 @@ regions whose true values lie in their ball, and the mean interval width.
 shapes (the gaps of another time step laid over a quarter of this one, as DINEOF cross-validation
 does), draw
 samples for them with the same model and settings, and take the conformal quantile of the
-normalised scores — per cell, how far outside its interval the truth falls relative to the
-interval's half-width on that side; per region, ‖y − x̂*‖ / D̂. The intervals and radii are then
-widened (or narrowed) by those factors around x̂*, and the factors are recorded in the output."""
+normalised scores — per cell |y − x̂*| / d (d the interval's half-width), per region ‖y − x̂*‖ / D̂.
+The intervals and radii are then widened (or narrowed) by those factors around x̂*, and the
+factors are recorded in the output."""
 
 from __future__ import annotations
 
@@ -120,10 +122,11 @@ def sampled_variables(ds: xr.Dataset, wanted: list[str] | None) -> list[str]:
 
 
 def intervals(u: Uncertain, level: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-cell interval between the samples' (1-level)/2 and (1+level)/2 quantiles."""
-    a = (1.0 - level) / 2
-    lo, hi = np.quantile(u.samples, [a, 1.0 - a], axis=0)
-    return np.where(u.imputed, lo, u.centre), np.where(u.imputed, hi, u.centre)
+    """Per-cell interval: the one-cell case of the [UQ] region, x̂* ± the level-quantile of the
+    samples' distances |x̂^(b) − x̂*| (observed cells: zero width)."""
+    d = np.quantile(np.abs(u.samples - u.centre), level, axis=0)
+    d = np.where(u.imputed, d, 0.0)
+    return u.centre - d, u.centre + d
 
 
 def distances(u: Uncertain, values: np.ndarray, groups: np.ndarray) -> np.ndarray:
@@ -343,7 +346,7 @@ def _write_regions(ds: xr.Dataset, v: str, u: Uncertain, lo: np.ndarray, hi: np.
                                 coords=src.coords, attrs={
             **units, "long_name": f"{level:.0%} confidence interval of {v}_filled, {word} bound",
             "confidence_level": level,
-            "comment": f"between the samples' {(1 - level) / 2:.3g} and {(1 + level) / 2:.3g} quantiles{cal}"})
+            "comment": f"{v}_filled -/+ the {level:g}-quantile of the samples' distances to it{cal}"})
         ds[name].encoding = {"_FillValue": np.array(np.nan, dtype=src.dtype), "dtype": src.dtype}
     t = src.dims[0]
     rad = r[groups].astype(src.dtype)

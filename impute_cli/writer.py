@@ -2,9 +2,9 @@
 
 - `V_filled`: the point estimate in the gaps, the input's own values (bit for bit) elsewhere;
 - `V_imputed_flag`: 0 observed, 1 imputed, 2 missing but not to be filled (outside the static mask);
-- with samples: `V_std` (per-cell standard deviation of the samples, CF modifier
-  `standard_error`), `V_lower` / `V_upper` (the samples' quantiles, default 5 % and 95 %), all
-  zero-spread on observed cells, and with --save-samples `V_sample` (time, sample, ...);
+- with samples: `V_std` (per-cell standard error of V_filled: the samples' RMS deviation from
+  it, CF modifier `standard_error`), `V_lower` / `V_upper` (the samples' quantiles, default 5 % and 95 %), all
+  zero-spread on observed cells, and with --save-samples `V_sample` (sample, time, ...);
 
 written to a temporary name beside OUT and renamed when complete (NetCDF or Zarr by OUT's
 extension); a `history` line records the command."""
@@ -80,7 +80,9 @@ def _spread_variables(ds: xr.Dataset, cube: Cube, v: str, src: xr.DataArray, sam
     per = np.stack([channel_to_variable(cube, s, v) for s in samples]).astype(out.dtype)  # (N, *src.dims)
     per = np.where(observed[None], out[None], per)  # observed cells: the input's values in every sample
     n = per.shape[0]
-    std = per.std(axis=0, ddof=1 if n > 1 else 0)
+    # the standard error of V_filled as the samples see it: their RMS deviation from the point
+    # estimate (the samples' own mean can sit away from it, and that is uncertainty too)
+    std = np.sqrt(((per - out[None]) ** 2).mean(axis=0))
     lo, hi = np.quantile(per, quantiles, axis=0).astype(out.dtype)
     std = np.where(observed, 0, std).astype(out.dtype)
     lo, hi = np.where(observed, out, lo), np.where(observed, out, hi)
@@ -92,24 +94,22 @@ def _spread_variables(ds: xr.Dataset, cube: Cube, v: str, src: xr.DataArray, sam
     names = [f"{v}_std", f"{v}_lower", f"{v}_upper"]
     _float_var(ds, names[0], std, src, {
         **({"standard_name": f"{sn} standard_error"} if sn else {}), **units,
-        "long_name": f"standard deviation of the imputed {long} (0 where observed)",
-        "comment": f"spread of {how}"})
+        "long_name": f"standard error of {v}_filled (0 where observed)",
+        "comment": f"root-mean-square deviation from {v}_filled of {how}"})
     for name, q, vals, word in ((names[1], quantiles[0], lo, "lower"), (names[2], quantiles[1], hi, "upper")):
         _float_var(ds, name, vals, src, {
             **units, "long_name": f"{q:.0%} quantile of the imputed {long} ({word} bound; observed value where observed)",
             "quantile": q, "comment": f"empirical quantile of {how}"})
     if save_samples:
         t = cube.grid.time_dim
-        # the sample dim after time, where CDO reads it as a level axis
-        if src.dims[0] == t:
-            dims, arr = (t, SAMPLE_DIM, *src.dims[1:]), np.moveaxis(per, 0, 1)
-        else:
-            dims, arr = (SAMPLE_DIM, *src.dims), per
+        # CF 1.8 §2.4: dims other than T, Z, Y, X go to their left (CDO then skips this
+        # variable with a warning; V_std, V_lower and V_upper are what CDO users read)
+        dims, arr = (SAMPLE_DIM, *src.dims), per
         _float_var(ds, f"{v}_sample", arr, src, {
             **units, "long_name": f"samples of the imputed {long} (observed value where observed)",
             "comment": how}, dims=dims)
         ds.coords[SAMPLE_DIM] = xr.DataArray(np.arange(n, dtype="int32"), dims=SAMPLE_DIM,
-                                             attrs={"long_name": "sample number"})
+                                             attrs={"standard_name": "realization", "long_name": "sample number"})
         names.append(f"{v}_sample")
     return names
 

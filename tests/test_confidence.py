@@ -83,13 +83,19 @@ def test_impute_samples_writes_spread_variables(sampled, sst_model):
     x = sst_model.ds["sst"].values
     obs = np.isfinite(x)
     std, lo, hi, s = (ds[f"sst_{k}"].values for k in ("std", "lower", "upper", "sample"))
-    assert ds["sst_sample"].dims == ("time", "sample", "lat", "lon") and s.shape[1] == 6
+    assert ds["sst_sample"].dims == ("sample", "time", "lat", "lon") and s.shape[0] == 6
+    assert ds["sample"].attrs["standard_name"] == "realization"
+    s = s.transpose(1, 0, 2, 3)
     assert np.all(std[obs] == 0) and np.all(lo[obs] == x[obs]) and np.all(hi[obs] == x[obs])
     assert np.all(s.transpose(1, 0, 2, 3)[:, obs] == x[obs]), "every sample keeps the observations"
     gaps = ~obs
     assert np.isfinite(std[gaps]).all() and (std[gaps] > 0).mean() > 0.99
     assert np.all(lo[gaps] <= hi[gaps])
-    assert np.allclose(std[gaps], s.std(1, ddof=1)[gaps], rtol=1e-4, atol=1e-6)
+    filled = ds["sst_filled"].values
+    rms = np.sqrt(((s - filled[:, None]) ** 2).mean(1))  # s is (time, sample, lat, lon) here
+    assert np.allclose(std[gaps], rms[gaps], rtol=1e-4, atol=1e-6), "V_std: RMS deviation from V_filled"
+    q05 = np.quantile(s, 0.05, axis=1)
+    assert np.allclose(lo[gaps], q05[gaps], rtol=1e-5, atol=1e-5), "V_lower: the samples' 5 % quantile"
     assert "standard_name" not in ds["sst_std"].attrs  # the input has none to modify
     assert ds["sst_std"].attrs["units"] == "degC"
     assert ds["sst_filled"].attrs["ancillary_variables"] == "sst_imputed_flag sst_std sst_lower sst_upper"

@@ -70,3 +70,11 @@ def test_time_grid_and_omega():
     assert all(a > b for a, b in zip(ts, ts[1:]))
     assert omega(1.0, "1-t") == 0.0 and omega(1e-3, "1-t") == pytest.approx(1 - 1e-3)
     assert omega(0.3, "t") == 0.3
+
+
+def test_sampling_window_takes_a_short_dim_whole():
+    from impute_cli.impute import sampling_window
+    assert sampling_window((8, 32, 32), (744, 33, 49)) == (8, 33, 32)
+    assert sampling_window((8, 32, 32), (744, 48, 48)) == (8, 48, 48)
+    assert sampling_window((8, 32, 32), (744, 64, 20)) == (8, 32, 20)
+    assert sampling_window((8, 1, 32), (100, 1, 12)) == (8, 1, 12)
