@@ -345,7 +345,7 @@ def _write_regions(ds: xr.Dataset, v: str, u: Uncertain, lo: np.ndarray, hi: np.
         ds[name] = xr.DataArray(np.where(np.isnan(u.centre), np.nan, vals).astype(src.dtype), dims=src.dims,
                                 coords=src.coords, attrs={
             **units, "long_name": f"{level:.0%} confidence interval of {v}_filled, {word} bound",
-            "confidence_level": level,
+            "confidence_level": level, **({"calibration_factor": factor["cell_factor"]} if factor else {}),
             "comment": f"{v}_filled -/+ the {level:g}-quantile of the samples' distances to it{cal}"})
         ds[name].encoding = {"_FillValue": np.array(np.nan, dtype=src.dtype), "dtype": src.dtype}
     t = src.dims[0]
@@ -353,7 +353,7 @@ def _write_regions(ds: xr.Dataset, v: str, u: Uncertain, lo: np.ndarray, hi: np.
     calr = (f"; scaled by the split-conformal factor {factor['region_factor']:.4g}" if factor else "; not calibrated")
     ds[f"{v}_ci_radius"] = xr.DataArray(rad, dims=(t,), coords={t: ds[t]} if t in ds.coords else None, attrs={
         **units, "long_name": f"radius of the {level:.0%} joint confidence region of the imputed {v}",
-        "confidence_level": level,
+        "confidence_level": level, **({"calibration_factor": factor["region_factor"]} if factor else {}),
         "comment": (f"L2 ball around {v}_filled over the imputed cells of each region ({REGION_WORDS.get(group, f'blocks of {group} time steps')}; "
                     f"each time step holds its region's radius); the level-quantile of the samples' distances "
                     f"to {v}_filled ([UQ] Corollary 1){calr}")})

@@ -135,6 +135,8 @@ def test_confidence_calibrate_records_factors(sampled, sst_model, tmp_path):
     assert f["cell_factor"] > 0 and f["region_factor"] > 0 and f["calibration_cells"] > 0
     ds = open_any(out)
     assert "split-conformal" in ds["sst_ci_lower"].attrs["comment"]
+    assert ds["sst_ci_lower"].attrs["calibration_factor"] == pytest.approx(f["cell_factor"])
+    assert ds["sst_ci_radius"].attrs["calibration_factor"] == pytest.approx(f["region_factor"])
 
 
 def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):

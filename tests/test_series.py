@@ -223,6 +223,15 @@ def test_train_and_impute_a_station_series(tmp_path, tiny_preset, station_first,
     assert np.array_equal(got["lat"].values, ds["lat"].values)
     assert list(got["station"].values) == list(ds["station"].values)
     assert f"{int(np.isnan(ds['tas'].values).sum())} cells of tas imputed" in res.stderr
+    if suffix == ".nc":  # samples and confidence regions on a series keep its dims too
+        samp, ci = tmp_path / "samples.nc", tmp_path / "ci.nc"
+        run_cli("impute", inp, samp, "--model", model, "--samples", 3, "--steps", 2, "--save-samples", *CPU)
+        got = open_any(samp)
+        assert got["tas_std"].dims == ds["tas"].dims and got["tas_sample"].dims == ("sample", *ds["tas"].dims)
+        gaps = np.isnan(ds["tas"].values)
+        assert np.isfinite(got["tas_std"].values[gaps]).all() and np.all(got["tas_std"].values[~gaps] == 0)
+        run_cli("confidence", samp, ci, *CPU)
+        assert open_any(ci)["tas_ci_radius"].dims == ("time",)
 
 
 def test_a_series_model_fills_another_file_with_more_stations(tmp_path, tiny_preset):
