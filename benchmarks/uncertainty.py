@@ -23,7 +23,8 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# A cube is "PATTERN" (seed 0) or "PATTERN-sN" (seed N): the same process, gaps of that pattern.
+# A cube is "PATTERN[-sSEED][-tSTEPS]": the same process (seed 0, 512 steps by default), gaps of
+# that pattern. "-t8192" cubes are a 16x longer gappy record of another realisation, to train on.
 # run group -> [(name, training cube, test cube, train args, impute args)]
 RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     "pixel": [("pixel", "pixel", "pixel", ["--mask-pattern", "pixel"], [])],
@@ -31,6 +32,9 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     # [UQ] Table 2: trained on scattered gaps, tested on clustered gaps of another realisation
     "mixed_vs_pixel": [("pixel-trained, block test", "pixel", "block-s1", ["--mask-pattern", "pixel"], []),
                        ("mixed-trained, block test", "pixel", "block-s1", ["--mask-pattern", "mixed"], [])],
+    # the same test cubes, the model trained on a 16x longer gappy record of the process
+    "long": [("pixel, trained on 8192 steps", "pixel-s100-t8192", "pixel", ["--mask-pattern", "pixel"], []),
+             ("block, trained on 8192 steps", "block-s100-t8192", "block", ["--mask-pattern", "block"], [])],
     "omega": [("block, omega=t (literal eq. 28)", "block", "block", ["--mask-pattern", "block"], ["--omega", "t"])],
     "dit": [("block, DiT", "block", "block", ["--mask-pattern", "block", "--arch-preset", "dit"], [])],
 }
@@ -44,11 +48,13 @@ def sh(*cmd: object, out: Path | None = None) -> str:
 
 
 def make_cube(root: Path, name: str, args: argparse.Namespace) -> Path:
+    """Cube "PATTERN[-sSEED][-tSTEPS]" (seed 0 and 512 time steps by default)."""
     cube = root / f"cube-{name}"
-    pattern, _, seed = name.partition("-s")
+    pattern, *rest = name.split("-")
+    opts = {p[0]: int(p[1:]) for p in rest}
     if not (cube / "gappy.nc").exists():
         sh(sys.executable, HERE / "gp_exact.py", "make", cube, "--pattern", pattern, "--observed", args.observed,
-           "--seed", int(seed or 0) + args.seed)
+           "--seed", opts.get("s", 0) + args.seed, "--T", opts.get("t", 512))
     return cube
 
 

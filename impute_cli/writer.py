@@ -109,7 +109,7 @@ def _spread_variables(ds: xr.Dataset, cube: Cube, v: str, src: xr.DataArray, sam
             **units, "long_name": f"samples of the imputed {long} (observed value where observed)",
             "comment": how}, dims=dims)
         ds.coords[SAMPLE_DIM] = xr.DataArray(np.arange(n, dtype="int32"), dims=SAMPLE_DIM,
-                                             attrs={"standard_name": "realization", "long_name": "sample number"})
+                                             attrs={"standard_name": "realization", "units": "1", "long_name": "sample number"})
         names.append(f"{v}_sample")
     return names
 
