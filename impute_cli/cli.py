@@ -126,7 +126,7 @@ def impute(
     train_steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps for that model.")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Draw N imputations with the multi-step sampler ([CQ] Alg. 4) and write their spread (V_std, V_lower, V_upper).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Sampler steps per sample (default: the model's impute.steps, 20).")] = None,
-    quantiles: Annotated[str, typer.Option(metavar="LOW,HIGH", help="Quantiles written as V_lower and V_upper.")] = "0.05,0.95",
+    quantiles: Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Quantiles of the samples written as V_lower and V_upper (default 0.05,0.95).")] = None,
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="Weight on the diffusion expectation in [CQ] eq. 28 (default: the model's, 1-t); see README.")] = None,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same output.")] = 0,
@@ -140,7 +140,7 @@ def impute(
     impute_file(inp, out, ImputeOptions(
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
-        train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles),
+        train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
         omega=omega, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log))
 
 

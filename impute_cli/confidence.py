@@ -35,7 +35,7 @@ import numpy as np
 import xarray as xr
 
 from . import __version__
-from .dataset import open_dataset
+from .dataset import grid_dims, open_dataset
 from .errors import ImputeError
 from .writer import FLAG_IMPUTED, SAMPLE_DIM, check_output_path, write_atomic
 
@@ -100,9 +100,11 @@ def read_uncertain(ds: xr.Dataset, var: str) -> Uncertain:
         raise ImputeError(f"the file has no samples of {var} ({var}_sample); write them with "
                           "'impute-cli impute IN OUT --samples 64 --save-samples'")
     filled = ds[f"{var}_filled"]
-    s = ds[f"{var}_sample"].transpose(SAMPLE_DIM, *filled.dims)
-    flag = ds[f"{var}_imputed_flag"].transpose(*filled.dims)
-    return Uncertain(var, tuple(map(str, filled.dims)), np.asarray(filled.values, "float64"),
+    t = grid_dims(ds, var)[0] if var in ds and not isinstance(grid_dims(ds, var), str) else filled.dims[0]
+    dims = (t, *[d for d in filled.dims if d != t])  # time first, whatever the file's order
+    s = ds[f"{var}_sample"].transpose(SAMPLE_DIM, *dims)
+    flag = ds[f"{var}_imputed_flag"].transpose(*dims)
+    return Uncertain(var, tuple(map(str, dims)), np.asarray(filled.transpose(*dims).values, "float64"),
                      np.asarray(s.values, "float64"), np.asarray(flag.values) == FLAG_IMPUTED)
 
 
@@ -149,10 +151,11 @@ def radii(u: Uncertain, level: float, groups: np.ndarray) -> np.ndarray:
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:
     """The ⌈(n + 1) level⌉-th smallest score: split-conformal validity at `level`."""
-    s = np.sort(scores[np.isfinite(scores)])
-    if len(s) == 0:
-        raise ImputeError("calibration found no hidden cell to score; the data may have too few observations")
-    k = min(len(s), math.ceil((len(s) + 1) * level))
+    s = np.sort(scores[~np.isnan(scores)])  # +inf (a miss by a zero-width interval) counts
+    k = math.ceil((len(s) + 1) * level)
+    if k > len(s):
+        raise ImputeError(f"calibration has {len(s)} scores, too few for level {level:g} (needs at least "
+                          f"{math.ceil(level / (1 - level) - 1e-9)}); raise --calibration-frames or use smaller regions (--group)")
     return float(s[k - 1])
 
 
@@ -188,8 +191,8 @@ def coverage(u: Uncertain, lo: np.ndarray, hi: np.ndarray, radius: np.ndarray, g
             "region_coverage": float((D[ok] <= radius[ok]).mean()) if ok.any() else float("nan")}
 
 
-def check_same_grid(ds: xr.Dataset, truth: xr.Dataset, var: str, where: str) -> np.ndarray:
-    """The truth's values of `var` in the output's layout, refusing another grid."""
+def check_same_grid(ds: xr.Dataset, truth: xr.Dataset, var: str, where: str, order: tuple[str, ...]) -> np.ndarray:
+    """The truth's values of `var` with dims in `order`, refusing another grid."""
     if var not in truth:
         raise ImputeError(f"the truth file {where} has no variable '{var}'; give the complete field of the same variable")
     ref, tv = ds[f"{var}_filled"], truth[var]
@@ -204,7 +207,7 @@ def check_same_grid(ds: xr.Dataset, truth: xr.Dataset, var: str, where: str) -> 
                 not np.allclose(truth[d].values, ds[d].values, rtol=0, atol=1e-6 * max(1.0, float(np.abs(ds[d].values).max()))):
             raise ImputeError(f"the truth file {where} has other '{d}' coordinates than the output; "
                               "give a truth file on the same grid")
-    return np.asarray(tv.transpose(*ref.dims).values, "float64")
+    return np.asarray(tv.transpose(*order).values, "float64")
 
 
 def _sampler_settings(ds: xr.Dataset) -> dict[str, str]:
@@ -299,12 +302,17 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
     """Build the regions for every sampled variable of RESULT, write OUT (RESULT plus
     V_ci_lower, V_ci_upper, V_ci_radius) atomically, and return the report."""
     check_level(opts.level)
+    if opts.calibration_frames < 1:
+        raise ImputeError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
+    if opts.model is not None and not opts.calibrate:
+        raise ImputeError("--model is used by --calibrate only; add --calibrate or drop --model")
     check_output_path(out, result, opts.overwrite)
     ds = open_dataset(result)
     variables = sampled_variables(ds, opts.variables)
     truth_ds = open_dataset(opts.truth) if opts.truth else None
     us = {v: read_uncertain(ds, v) for v in variables}
-    truths = {v: check_same_grid(ds, truth_ds, v, f"'{opts.truth}'") for v in variables} if truth_ds is not None else {}
+    truths = {v: check_same_grid(ds, truth_ds, v, f"'{opts.truth}'", us[v].dims)
+              for v in variables} if truth_ds is not None else {}
     factors = calibrate(result, ds, variables, opts.level, opts.group, opts) if opts.calibrate else {}
     new = ds.copy()
     report: dict[str, Any] = {"level": opts.level, "group": opts.group, "variables": {}}
@@ -338,17 +346,19 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
 def _write_regions(ds: xr.Dataset, v: str, u: Uncertain, lo: np.ndarray, hi: np.ndarray, r: np.ndarray,
                    groups: np.ndarray, level: float, factor: dict[str, float] | None, group: str) -> None:
     src = ds[f"{v}_filled"]
+    back = [u.dims.index(d) for d in src.dims]  # time-first arrays back to the file's dim order
+    lo, hi, centre = (np.transpose(a, back) for a in (lo, hi, u.centre))
     units = {"units": src.attrs["units"]} if "units" in src.attrs else {}
     cal = (f"; widened by the split-conformal factor {factor['cell_factor']:.4g} around {v}_filled"
            if factor else "; not calibrated")
     for name, vals, word in ((f"{v}_ci_lower", lo, "lower"), (f"{v}_ci_upper", hi, "upper")):
-        ds[name] = xr.DataArray(np.where(np.isnan(u.centre), np.nan, vals).astype(src.dtype), dims=src.dims,
+        ds[name] = xr.DataArray(np.where(np.isnan(centre), np.nan, vals).astype(src.dtype), dims=src.dims,
                                 coords=src.coords, attrs={
             **units, "long_name": f"{level:.0%} confidence interval of {v}_filled, {word} bound",
             "confidence_level": level, **({"calibration_factor": factor["cell_factor"]} if factor else {}),
             "comment": f"{v}_filled -/+ the {level:g}-quantile of the samples' distances to it{cal}"})
         ds[name].encoding = {"_FillValue": np.array(np.nan, dtype=src.dtype), "dtype": src.dtype}
-    t = src.dims[0]
+    t = u.dims[0]
     rad = r[groups].astype(src.dtype)
     calr = (f"; scaled by the split-conformal factor {factor['region_factor']:.4g}" if factor else "; not calibrated")
     ds[f"{v}_ci_radius"] = xr.DataArray(rad, dims=(t,), coords={t: ds[t]} if t in ds.coords else None, attrs={

@@ -50,7 +50,7 @@ class ImputeOptions:
     train_steps: int | None = None  # for the model trained on the fly
     samples: int | None = None  # N samples by the multi-step sampler; None: point estimate only
     steps: int | None = None  # sampler steps (default: the model's impute.steps)
-    quantiles: tuple[float, float] = (0.05, 0.95)
+    quantiles: tuple[float, float] | None = None  # V_lower/V_upper; default (0.05, 0.95)
     omega: str | None = None  # weight on E_diff in eq. 28 (default: the model's impute.omega)
     save_samples: bool = False
     history: str = "impute-cli impute"
@@ -227,13 +227,11 @@ def parse_quantiles(text: str) -> tuple[float, float]:
 def check_sampling_options(opts: ImputeOptions) -> None:
     if opts.samples is not None and opts.samples < 1:
         raise ImputeError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
-    if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None):
-        raise ImputeError("--save-samples, --steps and --omega are for sampling; add --samples N")
+    if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None
+                                 or opts.quantiles is not None):
+        raise ImputeError("--save-samples, --steps, --omega and --quantiles are for sampling; add --samples N")
     if opts.omega is not None and opts.omega not in OMEGAS:
         raise ImputeError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
-    lo, hi = opts.quantiles
-    if not 0 < lo < hi < 1:
-        raise ImputeError(f"--quantiles must be two probabilities LOW,HIGH with 0 < LOW < HIGH < 1, got {lo:g},{hi:g}")
     if opts.steps is not None and opts.steps < 1:
         raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
 
@@ -263,7 +261,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     if filled.sampler is not None:
         filled.sampler["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
     ds = build_output(cube, filled.estimate, opts.history, samples=filled.samples, sampler=filled.sampler,
-                      quantiles=opts.quantiles, save_samples=opts.save_samples)
+                      quantiles=opts.quantiles or (0.05, 0.95), save_samples=opts.save_samples)
     write_atomic(ds, out, opts.overwrite)
     n = int(((ds[f"{cube.variables[0]}_imputed_flag"] == 1).sum()))
     opts.log(f"wrote {out}: {n} cells of {cube.variables[0]} imputed"

@@ -105,13 +105,16 @@ def sample_window(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, vali
             # observation pattern of a borrowed window (same marginal as training's M_ctx).
             M_rnd = torch.stack([
                 sampler(borrow_window(pool_t, (Fr, h, w), g)[None, :, None].expand(1, Fr, C, h, w).to(dev),
-                        train_ratio, g)[0] for g in gens])
+                        train_ratio, g)[0] for g in gens]) & valid[None, None, None]  # never land, as in training
             clim = context_climatology(Sb, Nb, xk * Mb, Mb, Mb & M_rnd)
             with autocast(dev):
                 e_diff = denoiser(x, M_rnd, vb, st, clim).float()
             wgt = omega(s, omega_kind)
             x_hat = wgt * e_diff + (1.0 - wgt) * x_imp[None]  # eq. 28
-            if i == steps:  # at t = δ: the denoised state is the sample (Alg. 4 line 8)
+            # At t = δ the sample is this last denoised estimate with the observations put back
+            # (Alg. 4 line 8 keeps the state x_δ; like the authors' code, which ends with
+            # predictions at t = 1e-3, we take the estimate, x_δ without its residual noise).
+            if i == steps:
                 out.append(torch.where(known, xk, x_hat).cpu())
                 break
             t = ts[i + 1]

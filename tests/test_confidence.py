@@ -60,6 +60,14 @@ def test_too_narrow_samples_undercover_and_calibration_repairs_it():
     assert cal["region_coverage"] == pytest.approx(0.9, abs=0.07)
 
 
+def test_conformal_quantile_counts_infinite_misses_and_refuses_too_few_scores():
+    from impute_cli.errors import ImputeError
+    s = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, np.inf, np.inf, np.nan])
+    with pytest.raises(ImputeError, match="too few"):
+        conformal_quantile(s, 0.95)
+    assert conformal_quantile(s, 0.8) == np.inf
+
+
 def test_groups_and_conformal_quantile():
     assert group_index(5, "time").tolist() == [0, 1, 2, 3, 4]
     assert group_index(5, "all").tolist() == [0] * 5
@@ -102,7 +110,8 @@ def test_impute_samples_writes_spread_variables(sampled, sst_model):
     assert ds["sst_lower"].attrs["quantile"] == 0.05
 
 
-def test_same_seed_same_samples_whatever_the_batch(sampled, sst_model, tmp_path, tiny_preset):
+def test_same_seed_gives_the_same_output(sampled, sst_model, tmp_path):
+    # (independence from the batch size is checked at the sampler, test_sampler.py)
     again = tmp_path / "again.nc"
     run_cli("impute", sst_model.cube, again, "--model", sst_model.model, "--samples", 6, "--steps", 3,
             "--save-samples", "--seed", 3, *CPU)
@@ -130,7 +139,7 @@ def test_confidence_writes_regions_and_reports_coverage(sampled, sst_model, tmp_
 
 def test_confidence_calibrate_records_factors(sampled, sst_model, tmp_path):
     out = tmp_path / "cal.nc"
-    res = run_cli("confidence", sampled, out, "--calibrate", "--calibration-frames", 6, "--json", *CPU)
+    res = run_cli("confidence", sampled, out, "--calibrate", "--calibration-frames", 6, "--level", 0.6, "--json", *CPU)
     f = json.loads(res.stdout)["variables"]["sst"]["calibration"]
     assert f["cell_factor"] > 0 and f["region_factor"] > 0 and f["calibration_cells"] > 0
     ds = open_any(out)
@@ -150,6 +159,9 @@ def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
         (("confidence", sampled, out, "--level", 0), "--level must be strictly between 0 and 1"),
         (("confidence", sst_model.cube, out), "no samples"),
         (("confidence", sampled, out, "--group", "weekly"), "--group"),
+        (("confidence", sampled, out, "--model", sst_model.model), "--model is used by --calibrate only"),
+        (("confidence", sampled, out, "--calibrate", "--calibration-frames", 0), "--calibration-frames must be at least 1"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--quantiles", "0.1,0.9"), "add --samples N"),
     ]
     other = tmp_path / "other.nc"
     write_cube(tiny_cube_dataset(12, 8, 8, "cloud", 1.0, seed=0, var="sst"), other)

@@ -205,7 +205,7 @@ def test_auto_reads_station_outages_as_clustered_and_dropouts_as_scattered(tmp_p
 # --- end to end ------------------------------------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:The data type .* does not have a Zarr V3 specification")
-@pytest.mark.parametrize("station_first,suffix", [(False, ".nc"), (True, ".zarr")])
+@pytest.mark.parametrize("station_first,suffix", [(False, ".nc"), (True, ".zarr"), (True, ".nc")])
 def test_train_and_impute_a_station_series(tmp_path, tiny_preset, station_first, suffix):
     ds = tiny_series_dataset(T=40, S=10, observed=0.7, seed=3, station_first=station_first)
     inp = write_cube(ds, tmp_path / f"stations{suffix}")
@@ -231,7 +231,10 @@ def test_train_and_impute_a_station_series(tmp_path, tiny_preset, station_first,
         gaps = np.isnan(ds["tas"].values)
         assert np.isfinite(got["tas_std"].values[gaps]).all() and np.all(got["tas_std"].values[~gaps] == 0)
         run_cli("confidence", samp, ci, *CPU)
-        assert open_any(ci)["tas_ci_radius"].dims == ("time",)
+        got = open_any(ci)
+        assert got["tas_ci_radius"].dims == ("time",) and got["tas_ci_lower"].dims == ds["tas"].dims
+        lo, hi = got["tas_ci_lower"].values, got["tas_ci_upper"].values
+        assert np.all(lo[~gaps] == hi[~gaps]) and np.all(lo[gaps] <= hi[gaps])
 
 
 def test_a_series_model_fills_another_file_with_more_stations(tmp_path, tiny_preset):
