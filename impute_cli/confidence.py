@@ -23,7 +23,6 @@ factors are recorded in the output."""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 import time

@@ -101,7 +101,6 @@ def _spread_variables(ds: xr.Dataset, cube: Cube, v: str, src: xr.DataArray, sam
             **units, "long_name": f"{q:.0%} quantile of the imputed {long} ({word} bound; observed value where observed)",
             "quantile": q, "comment": f"empirical quantile of {how}"})
     if save_samples:
-        t = cube.grid.time_dim
         # CF 1.8 §2.4: dims other than T, Z, Y, X go to their left (CDO then skips this
         # variable with a warning; V_std, V_lower and V_upper are what CDO users read)
         dims, arr = (SAMPLE_DIM, *src.dims), per

@@ -8,7 +8,6 @@ import json
 
 import numpy as np
 import pytest
-import xarray as xr
 
 from conftest import assert_one_error_line, listing, open_any, run_cli, check_filled_output
 from impute_cli.confidence import (Uncertain, cell_scores, conformal_quantile, coverage, distances,
