@@ -99,7 +99,8 @@ def read_uncertain(ds: xr.Dataset, var: str) -> Uncertain:
         raise ImputeError(f"the file has no samples of {var} ({var}_sample); write them with "
                           "'impute-cli impute IN OUT --samples 64 --save-samples'")
     filled = ds[f"{var}_filled"]
-    t = grid_dims(ds, var)[0] if var in ds and not isinstance(grid_dims(ds, var), str) else filled.dims[0]
+    found = grid_dims(ds, var) if var in ds else None
+    t = found[0] if isinstance(found, tuple) else filled.dims[0]
     dims = (t, *[d for d in filled.dims if d != t])  # time first, whatever the file's order
     s = ds[f"{var}_sample"].transpose(SAMPLE_DIM, *dims)
     flag = ds[f"{var}_imputed_flag"].transpose(*dims)

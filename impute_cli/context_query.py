@@ -161,23 +161,28 @@ class ContextSampler:
 
     def _empirical(self, M: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
         B, Fr, C, h, w = M.shape
-        T, H, W = self._pool_t.shape
         Mf = M.any(2)  # (B, F, h, w)
         out = []
         for b in range(B):
             best, best_err = None, float("inf")
             n_obs = max(int(Mf[b].sum()), 1)
             for _ in range(self.tries):
-                t0 = int(torch.randint(T - min(Fr, T) + 1, (1,), generator=gen))
-                y0 = int(torch.randint(max(H - h, 0) + 1, (1,), generator=gen))
-                x0 = int(torch.randint(max(W - w, 0) + 1, (1,), generator=gen))
-                cand = self._pool_t[t0:t0 + Fr, y0:y0 + h, x0:x0 + w]
-                cand = _fit(cand, Fr, h, w).to(M.device)
+                cand = borrow_window(self._pool_t, (Fr, h, w), gen).to(M.device)
                 err = abs(float((Mf[b] & cand).sum()) / n_obs - ratio)
                 if err < best_err:
                     best, best_err = cand, err
             out.append(best)
         return torch.stack(out)
+
+
+def borrow_window(pool: torch.Tensor, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
+    """The observation pattern (F, h, w) of a random window of a pool (T, H, W)."""
+    Fr, h, w = shape
+    T, H, W = pool.shape
+    t0 = int(torch.randint(T - min(Fr, T) + 1, (1,), generator=gen))
+    y0 = int(torch.randint(max(H - h, 0) + 1, (1,), generator=gen))
+    x0 = int(torch.randint(max(W - w, 0) + 1, (1,), generator=gen))
+    return _fit(pool[t0:t0 + Fr, y0:y0 + h, x0:x0 + w], Fr, h, w)
 
 
 def _fit(p: torch.Tensor, Fr: int, h: int, w: int) -> torch.Tensor:

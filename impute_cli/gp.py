@@ -27,6 +27,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from . import synthetic
+
 TAU2 = 1e-6
 GP_GAP_PATTERNS = ("pixel", "block")
 
@@ -68,23 +70,12 @@ def gap_mask(shape: tuple[int, int, int], pattern: str, observed: float, seed: i
     """Observation mask (True = observed), seeded. 'pixel': i.i.d. cells kept with probability
     `observed`. 'block': the grid cut into block_grid x block_grid blocks; for each run of
     `block_frames` time steps, round(observed * block_grid^2) blocks (at least 1) are observed
-    and the rest are out for the whole run. Same semantics as impute_cli.synthetic.gap_mask."""
-    T, H, W = shape
+    and the rest are out for the whole run: impute_cli.synthetic.gap_mask, restricted to these two."""
     if not 0.0 < observed <= 1.0:
         raise ValueError(f"observed fraction must be in (0, 1], got {observed}")
-    rng = np.random.default_rng(seed + 1)
-    if pattern == "pixel":
-        return rng.random(shape) < observed
-    if pattern == "block":
-        m = np.zeros(shape, bool)
-        bh, bw = -(-H // block_grid), -(-W // block_grid)
-        keep = max(1, round(observed * block_grid**2))
-        for t0 in range(0, T, block_frames):
-            for kk in rng.choice(block_grid**2, keep, replace=False):
-                i, j = divmod(int(kk), block_grid)
-                m[t0:t0 + block_frames, i * bh:(i + 1) * bh, j * bw:(j + 1) * bw] = True
-        return m
-    raise ValueError(f"unknown gap pattern {pattern!r}; use one of {GP_GAP_PATTERNS}")
+    if pattern not in GP_GAP_PATTERNS:
+        raise ValueError(f"unknown gap pattern {pattern!r}; use one of {GP_GAP_PATTERNS}")
+    return synthetic.gap_mask(shape, pattern, observed, seed, block_frames=block_frames, block_grid=block_grid)
 
 
 class GPPosterior(NamedTuple):

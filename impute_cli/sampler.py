@@ -38,7 +38,7 @@ import numpy as np
 import torch
 
 from .batches import context_climatology
-from .context_query import ContextSampler, _fit
+from .context_query import ContextSampler, borrow_window
 from .denoiser import Denoiser
 from .device import autocast
 
@@ -54,16 +54,6 @@ def time_grid(steps: int, delta: float, power: float = 2.0) -> list[float]:
 def omega(t: float, kind: str) -> float:
     """The weight on the diffusion expectation E_diff at diffusion time t (eq. 28)."""
     return 1.0 - t if kind == "1-t" else t
-
-
-def borrow_window(pool: torch.Tensor, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
-    """The observation pattern (F, h, w) of a random window of the cube."""
-    Fr, h, w = shape
-    T, H, W = pool.shape
-    t0 = int(torch.randint(T - min(Fr, T) + 1, (1,), generator=gen))
-    y0 = int(torch.randint(max(H - h, 0) + 1, (1,), generator=gen))
-    x0 = int(torch.randint(max(W - w, 0) + 1, (1,), generator=gen))
-    return _fit(pool[t0:t0 + Fr, y0:y0 + h, x0:x0 + w], Fr, h, w)
 
 
 @torch.no_grad()

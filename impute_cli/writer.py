@@ -134,8 +134,7 @@ def build_output(cube: Cube, filled: np.ndarray, history: str, *, samples: np.nd
         attrs["ancillary_variables"] = fname
         attrs["comment"] = ("observed cells are the input's values bit for bit; gaps hold the diffusion "
                             "model's ensemble single-step estimate (Zhou et al., eq. 10)")
-        ds[name] = xr.DataArray(out, dims=src.dims, coords=src.coords, attrs=attrs)
-        ds[name].encoding = {"_FillValue": np.array(np.nan, dtype=out.dtype), "dtype": out.dtype}
+        _float_var(ds, name, out, src, attrs)
         flag_attrs = {"standard_name": f"{src.attrs['standard_name']} status_flag"} if "standard_name" in src.attrs else {}
         ds[fname] = xr.DataArray(flag, dims=src.dims, coords=src.coords, attrs={
             **flag_attrs,
