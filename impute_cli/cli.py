@@ -26,6 +26,14 @@ class MaskPattern(str, Enum):
     auto = "auto"
 
 
+class HoldoutPattern(str, Enum):
+    pixel = "pixel"
+    block = "block"
+    cloud = "cloud"
+    station = "station"
+    empirical = "empirical"
+
+
 class QueryMode(str, Enum):
     observed = "observed"
     rest = "rest"
@@ -170,6 +178,43 @@ def confidence(
         model=model, calibration_frames=calibration_frames, seed=seed, device=device, overwrite=overwrite,
         history=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(report, indent=2) if json_out else format_report(report))
+
+
+@app.command()
+@handled
+def evaluate(
+    ctx: typer.Context,
+    data: Annotated[Path, typer.Argument(help="NetCDF file or Zarr store; some of its observed cells are hidden and scored.")],
+    model: Annotated[Optional[str], typer.Option(help="Model to score (default: train one on the held-out data only, which is the honest score).")] = None,
+    holdout: Annotated[HoldoutPattern, typer.Option(help="Shape of the hidden cells: pixel, block, cloud, station (whole series), empirical (the data's own gaps from other time steps).")] = HoldoutPattern.cloud,
+    fraction: Annotated[float, typer.Option(help="Share of the observed cells to hide, in (0, 1).")] = 0.2,
+    seed: Annotated[int, typer.Option(help="Random seed (holdout, training, imputation).")] = 0,
+    var: Vars = None,
+    static_mask: StaticMask = None,
+    preset: Annotated[str, typer.Option(help="Preset of the model trained when no --model is given.")] = "quick",
+    mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context strategy for that model.")] = None,
+    train_steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps for that model.")] = None,
+    ensemble: Annotated[Optional[int], typer.Option(min=1, help="Context masks K averaged per estimate.")] = None,
+    samples: Annotated[Optional[int], typer.Option(help="Also draw N samples and score their uncertainty (CRPS, coverage, regions).")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Sampler steps per sample.")] = None,
+    level: Annotated[Optional[list[float]], typer.Option(help="Interval/region levels scored with --samples (repeatable; default 0.5 and 0.9).")] = None,
+    baseline: Annotated[Optional[list[str]], typer.Option(help="Baselines to run (repeatable; default all).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the scores as JSON on stdout (logs stay on stderr).")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Folder for a Markdown report with PNG figures.")] = None,
+    keep: Annotated[Optional[Path], typer.Option(help="Folder for gappy.nc, truth.nc and filled.nc (for independent checks).")] = None,
+    device: Device = "auto",
+    quiet: Quiet = False,
+) -> None:
+    """Hide observed cells of DATA with a realistic pattern, fill them with the model and with classical
+    methods, and rank the methods on those cells."""
+    from .evaluate import EvaluateOptions, evaluate_file, format_table, to_json
+    result, _ = evaluate_file(data, EvaluateOptions(
+        model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask,
+        preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
+        ensemble=ensemble, samples=samples, steps=steps, levels=tuple(level) if level else (0.5, 0.9),
+        baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
+        device=device, command=command_line(ctx), progress=not quiet, log=_log))
+    typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))
 
 
 @app.command()

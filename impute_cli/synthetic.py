@@ -43,9 +43,7 @@ def gap_mask(shape: tuple[int, int, int], pattern: str, observed: float, seed: i
     if pattern == "pixel":
         return rng.random(shape) < observed
     if pattern == "cloud":  # smooth random blobs drifting in time, thresholded
-        lo = rng.standard_normal((T // 3 + 2, max(2, H // 6), max(2, W // 6)))
-        t_idx = np.linspace(0, lo.shape[0] - 1, T)
-        f = np.stack([_interp2(_lerp_time(lo, ti), H, W) for ti in t_idx])
+        f = cloud_field(shape, rng)
         return f > np.quantile(f, 1 - observed)
     if pattern == "block":  # a block grid; whole blocks out for runs of `block_frames` steps
         m = np.zeros(shape, bool)
@@ -57,6 +55,15 @@ def gap_mask(shape: tuple[int, int, int], pattern: str, observed: float, seed: i
                 m[t0:t0 + block_frames, i * bh:(i + 1) * bh, j * bw:(j + 1) * bw] = True
         return m
     raise ValueError(f"unknown gap pattern {pattern!r}; use one of {GAP_PATTERNS}")
+
+
+def cloud_field(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
+    """A smooth random (T, H, W) field whose upper level sets look like drifting clouds: white
+    noise on a grid 6x coarser in space and 3x in time, interpolated up."""
+    T, H, W = shape
+    lo = rng.standard_normal((T // 3 + 2, max(2, H // 6), max(2, W // 6)))
+    t_idx = np.linspace(0, lo.shape[0] - 1, T)
+    return np.stack([_interp2(_lerp_time(lo, ti), H, W) for ti in t_idx])
 
 
 def _lerp_time(a: np.ndarray, ti: float) -> np.ndarray:
