@@ -300,7 +300,7 @@ def eof_dineof(values: np.ndarray, valid: np.ndarray | None = None, *, max_modes
 # Gaussian-process regression (simple kriging of anomalies) in space, per frame.
 # ---------------------------------------------------------------------------------------------
 
-GP_MAX_CELLS = 40000
+GP_MAX_CELLS = 250_000  # each time step conditions on at most max_points cells; this bounds the rest
 
 
 def _matern32(r: np.ndarray, length: float) -> np.ndarray:
@@ -404,8 +404,8 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
     climatology. Distances are Euclidean in grid-index units (y, x): longitude wrap-around and
     the convergence of meridians are ignored. Frames with no observation: climatology. Cells
     never observed anywhere: climatology part by Laplace fill.
-    Raises ValueError("gp_kriging: grid of N cells is too large (limit 40000)") when
-    H * W > 40000, so that callers can skip this baseline and report it."""
+    Raises ValueError("gp_kriging: grid of N cells is too large (limit 250000)") when
+    H * W > 250000, so that callers can skip this baseline and report it."""
     from scipy.linalg import cho_factor, cho_solve
     from scipy.spatial.distance import cdist
 

@@ -201,7 +201,7 @@ def evaluate(
     baseline: Annotated[Optional[list[str]], typer.Option(help="Baselines to run (repeatable; default all).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the scores as JSON on stdout (logs stay on stderr).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Folder for a Markdown report with PNG figures.")] = None,
-    keep: Annotated[Optional[Path], typer.Option(help="Folder for gappy.nc, truth.nc and filled.nc (for independent checks).")] = None,
+    keep: Annotated[Optional[Path], typer.Option(help="Folder for gappy.nc, truth.nc, filled.nc and the model trained on gappy.nc (for independent checks).")] = None,
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:

@@ -49,7 +49,7 @@ class EvaluateOptions:
     levels: tuple[float, ...] = (0.5, 0.9)
     baselines: list[str] | None = None  # None: all
     report: str | None = None  # folder for the Markdown report and figures
-    keep: str | None = None  # folder for gappy.nc, truth.nc and filled.nc
+    keep: str | None = None  # folder for gappy.nc, truth.nc, filled.nc and the model trained here
     device: str = "auto"
     command: str = "impute-cli evaluate"
     progress: bool = True
@@ -129,13 +129,19 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
     _write_nc(gappy_dataset(cube, gappy), path)
     opts.log(f"no --model: training a '{opts.preset}' model on the held-out cube only")
     t0 = time.perf_counter()
+    # With --keep the model is kept beside the files (it has never seen a hidden cell, so it can be
+    # scored again on the same holdout with --model); otherwise it goes with the temporary folder.
+    out = Path(opts.keep) / "model" if opts.keep else tmp / "model"
+    out.parent.mkdir(parents=True, exist_ok=True)
     model = train_model(path, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern, steps=opts.train_steps,
-                                           out=tmp / "model", variables=cube.variables,
+                                           out=out, overwrite=bool(opts.keep), variables=cube.variables,
                                            static_mask=cube.static_mask_var, device=opts.device, seed=opts.seed,
                                            progress=opts.progress, log=opts.log))
     card, den = load_model(model)
     info.update(model=f"'{opts.preset}' preset trained on the held-out cube ({card.training['steps']} steps, "
                 f"context strategy {card.mask_strategy['pattern']})", train_seconds=round(time.perf_counter() - t0, 1))
+    if opts.keep:
+        info["kept_model"] = str(out)
     return card, den, info
 
 
@@ -248,7 +254,8 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
 
 def keep_files(ev: Evaluation, filled: Any, opts: EvaluateOptions, folder: Path) -> None:
     """gappy.nc, truth.nc (the variables as they were + `observed`, the layout
-    ../shared/tools/holdout.py scores) and filled.nc (impute's output on gappy.nc)."""
+    ../shared/tools/holdout.py scores) and filled.nc (impute's output on gappy.nc); the model
+    trained on gappy.nc is already in folder/model."""
     from .writer import build_output, channel_to_variable
     folder.mkdir(parents=True, exist_ok=True)
     cube = ev.cube

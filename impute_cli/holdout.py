@@ -12,7 +12,8 @@ fraction of observed cells is hidden. The patterns:
 - `empirical`: each time step gets the gaps of another, randomly chosen, time step of the same
   data, grown or shrunk to the fraction (DINEOF / DINCAE cross-validation: Beckers & Rixen 2003,
   Alvera-Azcárate et al. 2005; Barth et al. 2020). The real gap shapes of the data set, so the
-  score is that of the gaps the user actually has."""
+  score is that of the gaps the user actually has. Clouds are grown or shrunk from their edges
+  (a signed distance), never thinned to scattered pixels."""
 
 from __future__ import annotations
 
@@ -66,9 +67,9 @@ def priority(pattern: str, observed: np.ndarray, valid: np.ndarray, rng: np.rand
 
 
 def _borrowed_gaps(observed: np.ndarray, valid: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Each time step t takes the missing-cell indicator of a random donor step t' != t that has
-    gaps (land is not a gap), smoothed over a few cells so that thresholding grows or shrinks
-    the donor's gaps without changing their shape much."""
+    """Each time step t takes the gaps of a random donor step t' != t that has gaps (land is not a
+    gap), as a signed distance to their edges, so that thresholding grows or shrinks the donor's
+    gaps without changing their shapes."""
     T = observed.shape[0]
     gaps = ~observed & valid[None]
     gappy = np.flatnonzero(gaps.reshape(T, -1).any(1) & observed.reshape(T, -1).any(1))
@@ -79,8 +80,24 @@ def _borrowed_gaps(observed: np.ndarray, valid: np.ndarray, rng: np.random.Gener
     for t in range(T):
         choices = gappy[gappy != t] if len(gappy) > 1 else gappy
         donors[t] = rng.choice(choices)
-    missing = gaps[donors].astype("float32")
-    return box_blur(missing, 2) + 1e-3 * rng.random(missing.shape)
+    return signed_distance(gaps[donors]) + 1e-3 * rng.random(observed.shape)
+
+
+def signed_distance(inside: np.ndarray) -> np.ndarray:
+    """Per frame, the distance (in cells) from each cell of `inside` to the nearest cell outside
+    it, and minus the distance to `inside` for the others: thresholding it shrinks the regions
+    from their edges inwards or grows them outwards, keeping their shapes (not a random subset
+    of their cells, which would make scattered pixels)."""
+    from scipy.ndimage import distance_transform_edt
+    out = np.zeros(inside.shape, "float32")
+    for t, m in enumerate(inside):
+        if m.all():
+            out[t] = 1e6  # a frame with no observation at all: every cell is deep inside
+        elif m.any():
+            out[t] = distance_transform_edt(m) - distance_transform_edt(~m)
+        else:
+            out[t] = -1e6
+    return out
 
 
 def box_blur(a: np.ndarray, r: int) -> np.ndarray:

@@ -55,7 +55,10 @@ def maps_figure(ev: Evaluation, report: dict[str, Any], path: Path) -> None:
         times: list[Any] = [slice(None)]
     else:
         times = pick_times(hid)
-    fig, axes = plt.subplots(len(times), len(panels), figsize=(2.6 * len(panels), 2.3 * len(times) + 0.4),
+    H, W = truth.shape[1:]
+    equal = not ev.cube.grid.is_series and 0.2 < H / W < 5  # maps keep the grid's shape
+    ph = 2.6 * H / W if equal else 2.3
+    fig, axes = plt.subplots(len(times), len(panels), figsize=(2.6 * len(panels), ph * len(times) + 0.9),
                              squeeze=False, constrained_layout=True)
     tname = ev.cube.grid.time_dim
     tvals = ev.cube.ds[tname].values if tname in ev.cube.ds.variables else np.arange(truth.shape[0])
@@ -69,7 +72,8 @@ def maps_figure(ev: Evaluation, report: dict[str, Any], path: Path) -> None:
                 kw = dict(cmap="viridis", vmin=0)
             else:
                 kw = dict(cmap="viridis", vmin=lo, vmax=hi)
-            im = ax.imshow(img, origin="lower" if _ascending(ev) else "upper", aspect="auto", interpolation="nearest", **kw)
+            im = ax.imshow(img, origin="lower" if _ascending(ev) else "upper", aspect="equal" if equal else "auto",
+                           interpolation="nearest", **kw)
             ax.set_xticks([]); ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=8)

@@ -160,9 +160,9 @@ def test_gp_kriging_subset_of_points_still_fills():
 
 
 def test_gp_kriging_refuses_large_grid():
-    values = np.zeros((2, 201, 301))
+    values = np.zeros((2, 501, 501))
     values[:, 0, 0] = np.nan
-    with pytest.raises(ValueError, match=r"gp_kriging: grid of 60501 cells is too large \(limit 40000\)"):
+    with pytest.raises(ValueError, match=r"gp_kriging: grid of 251001 cells is too large \(limit 250000\)"):
         gp_kriging(values)
 
 

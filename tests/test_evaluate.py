@@ -61,10 +61,13 @@ def test_block_holdout_hides_rectangles_lasting_several_steps():
     assert (h[1:] == h[:-1]).mean() > 0.7
 
 
-def test_cloud_and_empirical_holdouts_are_clustered():
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.6])
+def test_cloud_and_empirical_holdouts_are_clustered(fraction):
+    """Also when the donors' gaps are much larger than the fraction needs: clouds shrink from
+    their edges, they are never thinned to scattered pixels."""
     obs, valid = _observed("cloud")
     for pattern in ("cloud", "empirical"):
-        h = make_holdout(obs, valid, pattern, 0.3, seed=0).hidden
+        h = make_holdout(obs, valid, pattern, fraction, seed=0).hidden
         both = obs[:, 1:] & obs[:, :-1]
         p_neighbour = (h[:, 1:] & h[:, :-1] & both).sum() / max((h[:, 1:] & both).sum(), 1)
         assert p_neighbour > 0.7, (pattern, p_neighbour)  # pixel holdout: about 0.3
@@ -157,6 +160,7 @@ def test_evaluate_end_to_end(land_cube, tiny_preset, tmp_path):
     assert "| 1 |" in md
     # the kept files: the filled output keeps every observed cell of the held-out input
     gappy, truth, filled = (open_any(tmp_path / "keep" / f) for f in ("gappy.nc", "truth.nc", "filled.nc"))
+    assert (tmp_path / "keep" / "model" / "model.yaml").is_file() and rep["model"]["kept_model"]
     obs = np.isfinite(gappy["sst"].values)
     assert np.array_equal(filled["sst_filled"].values[obs], gappy["sst"].values[obs])
     hidden = ~truth["observed"].values & np.isfinite(truth["sst"].values)
@@ -230,3 +234,15 @@ def test_evaluate_with_a_model_for_other_variables(sst_model, tmp_path):
     cube = write_cube(ds, tmp_path / "chl.nc")
     res = run_cli("evaluate", cube, "--model", sst_model.model, "--quiet", expect_ok=False)
     assert_one_error_line(res, "trained on sst")
+
+
+def test_evaluate_station_holdout_on_series(tiny_preset, tmp_path):
+    from impute_cli.testing import tiny_series_dataset
+    cube = write_cube(tiny_series_dataset(T=48, S=12), tmp_path / "series.nc")
+    res = run_cli("evaluate", cube, "--preset", tiny_preset, "--holdout", "station", "--fraction", 0.25,
+                  "--baseline", "temporal_linear", "--report", tmp_path / "rep", "--json", "--device", "cpu",
+                  "--quiet")
+    rep = json.loads(res.stdout)
+    v = rep["variables"]["tas"]
+    assert v["methods"]["impute-cli"]["nan_left"] == 0 and v["cells"] > 0
+    assert (tmp_path / "rep" / "maps.png").is_file()
