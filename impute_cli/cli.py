@@ -6,15 +6,48 @@ from __future__ import annotations
 import functools
 import json
 import shlex
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Optional
 
 import typer
+import typer.core
+
+try:  # typer >= 0.2x vendors click as typer._click; older typer uses click itself
+    from typer.core import _click as click  # type: ignore[attr-defined]
+except ImportError:  # pragma: no cover
+    import click
 
 from .errors import ImputeError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class OneLineErrors(typer.core.TyperGroup):
+    """Click's own errors (an unknown option, a value out of its range, a missing argument) as one
+    line on stderr and exit code 2, like the project's own errors, instead of a usage box."""
+
+    def main(self, *args, standalone_mode: bool = True, **kw):  # type: ignore[override]
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kw)
+        try:
+            rv = super().main(*args, standalone_mode=False, **kw)
+        except click.exceptions.NoArgsIsHelpError as e:  # plain `impute-cli` or `impute-cli train`
+            typer.echo(e.ctx.get_help() if e.ctx else e.format_message())
+            sys.exit(2)
+        except click.exceptions.UsageError as e:
+            where = e.ctx.command_path if e.ctx else "impute-cli"
+            msg = " ".join(e.format_message().split())
+            _err(f"{msg} (see '{where} --help')")
+            sys.exit(2)
+        except click.exceptions.ClickException as e:
+            _err(" ".join(e.format_message().split()))
+            sys.exit(e.exit_code)
+        except typer.Abort:
+            _err("aborted; no output was written")
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrors,
                   help="Fill gaps in NetCDF/Zarr cubes with a diffusion model trained on the incomplete data itself.")
 
 
@@ -202,6 +235,7 @@ def evaluate(
     json_out: Annotated[bool, typer.Option("--json", help="Print the scores as JSON on stdout (logs stay on stderr).")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Folder for a Markdown report with PNG figures.")] = None,
     keep: Annotated[Optional[Path], typer.Option(help="Folder for gappy.nc, truth.nc, filled.nc and the model trained on gappy.nc (for independent checks).")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Replace the files of an earlier --report or --keep.")] = False,
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -213,7 +247,7 @@ def evaluate(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
         ensemble=ensemble, samples=samples, steps=steps, levels=tuple(level) if level else (0.5, 0.9),
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
-        device=device, command=command_line(ctx), progress=not quiet, log=_log))
+        overwrite=overwrite, device=device, command=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))
 
 

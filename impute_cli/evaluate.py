@@ -50,6 +50,7 @@ class EvaluateOptions:
     baselines: list[str] | None = None  # None: all
     report: str | None = None  # folder for the Markdown report and figures
     keep: str | None = None  # folder for gappy.nc, truth.nc, filled.nc and the model trained here
+    overwrite: bool = False  # replace the files of an earlier --report / --keep
     device: str = "auto"
     command: str = "impute-cli evaluate"
     progress: bool = True
@@ -78,6 +79,11 @@ def check_options(opts: EvaluateOptions) -> None:
             raise ImputeError(f"--level must lie strictly between 0 and 1 (e.g. 0.9), got {lv:g}")
     if opts.samples is not None and opts.samples < 2:
         raise ImputeError(f"--samples must be at least 2 to score uncertainty (e.g. --samples 16), got {opts.samples}")
+    for folder, marker, what in ((opts.report, "report.md", "a report"), (opts.keep, "filled.nc", "kept files")):
+        if folder and (Path(folder) / marker).exists() and not opts.overwrite:
+            raise ImputeError(f"'{folder}' already holds {what}; pass --overwrite or choose another folder")
+        if folder and Path(folder).exists() and not Path(folder).is_dir():
+            raise ImputeError(f"'{folder}' is a file; give a folder (it is created if missing)")
     unknown = [b for b in opts.baselines or [] if b not in BASELINES]
     if unknown:
         raise ImputeError(f"unknown --baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}")

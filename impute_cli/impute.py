@@ -213,6 +213,18 @@ def draw_samples(card: ModelCard, den: torch.nn.Module, cube: Cube, est: np.ndar
     return samples
 
 
+def _copy_through(cube: Cube, opts: ImputeOptions) -> Filled:
+    """No fillable gap: the output is the input (and N identical samples, zero spread)."""
+    opts.log("notice: the input has no gap to fill (every fillable cell is observed); "
+             "writing it through unchanged")
+    values = cube.memory if cube.memory is not None else np.asarray(cube.data.compute())
+    refuse_inf(int(np.isinf(values).sum()))
+    N = opts.samples or 0
+    samples = np.broadcast_to(values, (N, *values.shape)) if N else None
+    info = {"samples": N, "steps": 0, "note": "no gap: samples equal the input", "seed": opts.seed} if N else None
+    return Filled(values, samples, info)
+
+
 def parse_quantiles(text: str) -> tuple[float, float]:
     """'0.05,0.95' -> (0.05, 0.95), checked."""
     try:
@@ -237,27 +249,34 @@ def check_sampling_options(opts: ImputeOptions) -> None:
 
 
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
-    """Fill the gaps of INP and write OUT; trains a quick model on INP first without --model."""
+    """Fill the gaps of INP and write OUT; trains a quick model on INP first without --model.
+    A file with no gap to fill is copied through (V_filled = V, zero spread) with a notice."""
     check_output_path(out, inp, opts.overwrite)
     check_sampling_options(opts)
-    with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
-        model = opts.model
-        if model is None:
-            opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
-                     "(the method needs no complete data)")
-            model = str(train_model(inp, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern,
-                                                      steps=opts.train_steps, out=Path(tmp) / "model",
-                                                      variables=opts.variables, static_mask=opts.static_mask,
-                                                      device=opts.device, seed=opts.seed,
-                                                      progress=opts.progress, log=opts.log)))
-        card, den = load_model(model)
-    # The model's variables and static mask unless the user names others (then they must match).
     ds = open_dataset(inp)
-    variables = opts.variables or (card.variables if set(card.variables) <= set(ds.data_vars) else None)
-    cube = open_cube(inp, variables, opts.static_mask or card.static_mask_var, ds=ds)
-    check_compatible(card, cube)
+    card = den = None
+    if opts.model:  # the model's variables and static mask unless the user names others (then they must match)
+        card, den = load_model(opts.model)
+        variables = opts.variables or (card.variables if set(card.variables) <= set(ds.data_vars) else None)
+        cube = open_cube(inp, variables, opts.static_mask or card.static_mask_var, ds=ds)
+        check_compatible(card, cube)
+    else:
+        cube = open_cube(inp, opts.variables, opts.static_mask, ds=ds)
     cube.load()
-    filled = fill_cube(card, den, cube, opts)
+    if not (~observation_masks(cube) & cube.valid[None, None]).any():
+        filled = _copy_through(cube, opts)
+    else:
+        if card is None:
+            with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
+                opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
+                         "(the method needs no complete data)")
+                model = train_model(inp, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern,
+                                                      steps=opts.train_steps, out=Path(tmp) / "model",
+                                                      variables=cube.variables, static_mask=cube.static_mask_var,
+                                                      device=opts.device, seed=opts.seed,
+                                                      progress=opts.progress, log=opts.log))
+                card, den = load_model(model)
+        filled = fill_cube(card, den, cube, opts)
     if filled.sampler is not None:
         filled.sampler["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
     ds = build_output(cube, filled.estimate, opts.history, samples=filled.samples, sampler=filled.sampler,

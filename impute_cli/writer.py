@@ -87,7 +87,8 @@ def _spread_variables(ds: xr.Dataset, cube: Cube, v: str, src: xr.DataArray, sam
     std = np.where(observed, 0, std).astype(out.dtype)
     lo, hi = np.where(observed, out, lo), np.where(observed, out, hi)
     how = (f"{n} samples of the multi-step sampler (Zhou et al., App. E, Alg. 4; {sampler['steps']} steps, "
-           f"omega {sampler['omega']}, eta {sampler['eta']:g}, seed {sampler['seed']})")
+           f"omega {sampler['omega']}, eta {sampler['eta']:g}, seed {sampler['seed']})") if "omega" in sampler \
+        else f"{n} samples: {sampler.get('note', '')}"
     sn = src.attrs.get("standard_name")
     units = {"units": src.attrs["units"]} if "units" in src.attrs else {}
     long = src.attrs.get("long_name", v)

@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 import pytest
 
-from conftest import assert_one_error_line, listing, run_cli
+from conftest import assert_one_error_line, listing, open_any, run_cli
 from impute_cli.testing import tiny_cube_dataset, write_cube
 
 CPU = ("--device", "cpu", "--quiet")
@@ -75,10 +75,21 @@ def test_output_folder_missing(sst_model, tmp_path):
     assert not (tmp_path / "no").exists()
 
 
-def test_cube_without_gaps(sst_model, tmp_path, outdir):
-    inp = write_cube(tiny_cube_dataset(12, 16, 16, "none", 1.0, seed=4), tmp_path / "full.nc")
-    impute_fails(sst_model, inp, outdir / "o.nc", fragments=("no gap to fill", "nothing to do"))
-    assert listing(outdir) == []
+@pytest.mark.parametrize("extra", [[], ["--samples", "3", "--save-samples"], ["--no-model"]])
+def test_cube_without_gaps_is_copied_through(sst_model, tmp_path, outdir, extra):
+    """No gap at all: a notice, exit 0, and the input written through (zero spread); without
+    --model nothing is trained."""
+    ds = tiny_cube_dataset(12, 16, 16, "none", 1.0, seed=4)
+    inp = write_cube(ds, tmp_path / "full.nc")
+    model = [] if extra == ["--no-model"] else ["--model", sst_model.model]
+    args = [a for a in extra if a != "--no-model"]
+    res = run_cli("impute", inp, outdir / "o.nc", *model, *args, *CPU)
+    assert "no gap to fill" in res.stderr and "training" not in res.stderr
+    out = open_any(outdir / "o.nc")
+    assert np.array_equal(out["sst_filled"].values, ds["sst"].values)
+    assert (out["sst_imputed_flag"].values == 0).all()
+    if args:
+        assert (out["sst_std"].values == 0).all() and out.sizes["sample"] == 3
 
 
 def test_model_trained_on_other_variables(sst_model, tmp_path, outdir):
@@ -226,3 +237,18 @@ def test_demo_into_a_file_is_an_error(tmp_path):
     res = run_cli("demo", target, expect_ok=False)
     assert_one_error_line(res, "is a file")
     assert target.read_text() == "x"
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["evaluate", "x.nc", "--holdout", "foo"], "--holdout"),
+    (["evaluate"], "Missing argument"),
+    (["impute", "x.nc"], "Missing argument 'OUT'"),
+    (["train", "x.nc", "--steps", "0"], "--steps"),
+    (["impute", "x.nc", "o.nc", "--bogus"], "No such option: --bogus"),
+    (["confidence", "x.nc", "o.nc", "--level", "abc"], "--level"),
+])
+def test_usage_errors_are_one_line(args, fragment):
+    res = run_cli(*args, expect_ok=False)
+    assert res.exit_code == 2
+    line = assert_one_error_line(res, fragment)
+    assert "--help" in line

@@ -246,3 +246,19 @@ def test_evaluate_station_holdout_on_series(tiny_preset, tmp_path):
     v = rep["variables"]["tas"]
     assert v["methods"]["impute-cli"]["nan_left"] == 0 and v["cells"] > 0
     assert (tmp_path / "rep" / "maps.png").is_file()
+
+
+def test_evaluate_scores_each_variable_of_a_multilevel_cube(tiny_preset, tmp_path):
+    ds = tiny_cube_dataset(12, 16, 16, "cloud", 0.7, nvars=2, level_dim=True, var=["t", "q"])
+    cube = write_cube(ds, tmp_path / "multi.zarr")
+    res = run_cli("evaluate", cube, "--preset", tiny_preset, "--holdout", "block", "--fraction", 0.3,
+                  "--baseline", "laplace", "--baseline", "eof_dineof", "--samples", 3, "--json", "--device", "cpu",
+                  "--quiet")
+    rep = json.loads(res.stdout)
+    assert set(rep["variables"]) == {"t", "q"}
+    for v in ("t", "q"):
+        r = rep["variables"][v]
+        assert sorted(r["ranking"]) == ["eof_dineof", "impute-cli", "laplace"]
+        assert r["cells"] > 0 and r["methods"]["impute-cli"]["samples"] == 3
+        # regions are per time step, over both levels of the variable
+        assert r["methods"]["impute-cli"]["levels"]["0.9"]["regions"] <= 12
