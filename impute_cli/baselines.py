@@ -217,10 +217,10 @@ def _col_mean(X: np.ndarray, M: np.ndarray) -> np.ndarray:
 
 def _cv_split(obs: np.ndarray, valid: np.ndarray, ever: np.ndarray, frac: float, seed: int) -> np.ndarray:
     """The cross-validation cells, (T, n) over the ever-observed cells: ~frac of the observed
-    cells withheld in cloud-shaped patches (Beckers et al. 2006, Ocean Sci. 2, 183-199: DINEOF
-    withholds clouds, not scattered pixels -- scattered pixels favour too many modes when the
-    real gaps are clouds), leaving each cell at least one observation; scattered pixels when the
-    cube is too small for patches."""
+    cells withheld in cloud-shaped patches spread over the record (Beckers et al. 2006, Ocean
+    Sci. 2, 183-199, withhold clouds rather than scattered pixels, which favour too many modes
+    when the real gaps are clouds), leaving each cell at least one observation; scattered
+    pixels when the cube is too small for patches."""
     from .errors import ImputeError
     from .holdout import make_holdout
     try:
@@ -269,7 +269,10 @@ def eof_dineof(values: np.ndarray, valid: np.ndarray | None = None, *, max_modes
         train = M & ~cv
         mean_cv = _col_mean(X, train)
         A = np.where(train, X - mean_cv, 0.0)
-        best_err, worse = np.inf, 0
+        # k = 0 (each cell's temporal mean) is a candidate too: with large gaps in a field that
+        # EOFs describe badly (travelling waves), every k can do worse than the mean
+        best_err = float(np.sqrt(np.mean((np.broadcast_to(mean_cv, X.shape)[cv] - X[cv]) ** 2)))
+        best_k, worse = 0, 0
         for k in range(1, kmax + 1):
             A = _dineof_iterate(A, ~train, k, tol, max_iter)  # warm start from k - 1
             err = float(np.sqrt(np.mean((A[cv] + np.broadcast_to(mean_cv, X.shape)[cv] - X[cv]) ** 2)))
@@ -280,6 +283,9 @@ def eof_dineof(values: np.ndarray, valid: np.ndarray | None = None, *, max_modes
                 worse += 1
                 if worse >= 3:
                     break
+
+    if best_k == 0:  # the mean wins the cross-validation: the climatology fill
+        return climatology(values, valid)
 
     # 2. final reconstruction with best_k and every observation (warm start from the CV run)
     mean = _col_mean(X, M)

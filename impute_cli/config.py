@@ -44,6 +44,9 @@ class NetworkConfig:
     # give the network each cell's mean over time of the values it may see (it cannot tell
     # where a tile lies otherwise); see batches.context_climatology
     climatology_input: bool = True
+    # give the network the push-pull interpolation of each frame's context values (see
+    # denoiser.push_pull_fill); off by default so that models written before it load unchanged
+    prefill_input: bool = False
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"network.arch '{self.arch}' is not known; use one of {', '.join(ARCHS)}")

@@ -23,7 +23,8 @@ CUBE_PATTERNS = ("cloud", "pixel", "block", "none")
 
 TINY_PRESET: dict[str, Any] = {
     "description": "tiny preset for tests (seconds on a CPU)",
-    "network": {"base_channels": 8, "channel_mult": [1, 2], "blocks_per_level": 1, "emb_dim": 16},
+    "network": {"base_channels": 8, "channel_mult": [1, 2], "blocks_per_level": 1, "emb_dim": 16,
+                "prefill_input": True},
     "window": {"frames": 3, "height": 16, "width": 16, "overlap": 0.25},
     "mask": {"pattern": "auto", "context_ratio": 0.7, "query": "observed", "query_ratio": 1.0,
              "block_sizes": [2, 4]},
