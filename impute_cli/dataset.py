@@ -38,6 +38,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
+from .classic_header import check_classic_header
 from .errors import ImputeError
 
 TIME_NAMES = ("time", "t", "valid_time", "date", "month", "day", "year")
@@ -84,6 +85,7 @@ def _check_classic_size(p: Path) -> None:
         magic = f.read(4)
     if magic[:3] != b"CDF":
         return
+    check_classic_header(p)  # before netCDF-C, which can crash on a corrupt header
     import netCDF4
     with netCDF4.Dataset(p) as nc:
         rec_dim = next((d for d in nc.dimensions.values() if d.isunlimited()), None)

@@ -136,7 +136,7 @@ def _small_file(path: Path, fmt: str) -> bytes:
     return path.read_bytes()
 
 
-@pytest.mark.parametrize("fmt", ["NETCDF3_CLASSIC", "NETCDF3_64BIT"])
+@pytest.mark.parametrize("fmt", ["NETCDF3_CLASSIC", "NETCDF3_64BIT", "NETCDF4_CLASSIC"])
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_malformed_headers_are_refused_cleanly(tmp_path, fmt, data):
@@ -158,3 +158,14 @@ def test_malformed_headers_are_refused_cleanly(tmp_path, fmt, data):
             cube.load()
     except ImputeError as e:
         assert "\n" not in str(e)
+
+
+def test_a_header_that_crashed_netcdf_c_is_refused(tmp_path):
+    """Found by the fuzz above: a classic header claiming 2 046 820 355 dimensions made
+    netCDF-C crash the process (segmentation fault) before impute-cli checked headers itself."""
+    blob = bytearray(_small_file(tmp_path / "good.nc", "NETCDF3_CLASSIC"))
+    blob[12] = 0x7A  # the high byte of the dimension count
+    bad = tmp_path / "bad.nc"
+    bad.write_bytes(bytes(blob))
+    with pytest.raises(ImputeError, match="header is corrupt"):
+        open_cube(bad)
