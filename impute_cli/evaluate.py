@@ -109,7 +109,8 @@ def _write_nc(ds: xr.Dataset, path: Path) -> None:
     from .writer import write_atomic
     ds = ds.copy()
     for name, v in ds.variables.items():
-        v.encoding = {k: e for k, e in v.encoding.items() if k in ("units", "calendar")}
+        keep = ("units", "calendar") if name in ds.data_vars else ("units", "calendar", "dtype")
+        v.encoding = {k: e for k, e in v.encoding.items() if k in keep}  # time stays as the input stores it
         if name in ds.data_vars and v.dtype.kind == "f":
             v.encoding["_FillValue"] = np.array(np.nan, v.dtype)
     write_atomic(ds, path, overwrite=True)
