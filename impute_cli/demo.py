@@ -1,6 +1,6 @@
 """demo: the main job end to end on data the project makes itself -- make a cube with cloud
 gaps (and its hidden truth), train a quick model on the gappy cube only, impute, and score the
-hidden cells against temporal interpolation and a Laplace fill."""
+hidden cells against the classical baselines of `evaluate` (baselines.BASELINES)."""
 
 from __future__ import annotations
 

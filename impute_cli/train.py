@@ -109,6 +109,9 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
     cube = open_cube(data, opts.variables, opts.static_mask)
     out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
     _check_out(out, opts)
+    if opts.resume:  # a write cut short by a kill leaves its temporary file (atomic_write_bytes)
+        for stale in out.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
     state = load_state(out / TRAIN_STATE) if opts.resume else None
     if state is not None:  # the resumed run keeps its own resolved config (steps may be raised)
         preset = from_dict(Preset, state["preset"], f"{out / TRAIN_STATE} preset")

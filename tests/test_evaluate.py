@@ -262,3 +262,17 @@ def test_evaluate_scores_each_variable_of_a_multilevel_cube(tiny_preset, tmp_pat
         assert r["cells"] > 0 and r["methods"]["impute-cli"]["samples"] == 3
         # regions are per time step, over both levels of the variable
         assert r["methods"]["impute-cli"]["levels"]["0.9"]["regions"] <= 12
+
+
+def test_the_kept_model_scores_the_same_holdout_again(land_cube, tiny_preset, tmp_path):
+    """--keep keeps the model trained on the held-out cube; --model with it, the same holdout and
+    seed, scores the same cells with the same model: same RMSE, and no 'optimistic' note."""
+    first = json.loads(run_cli("evaluate", land_cube, "--preset", tiny_preset, "--holdout", "cloud", "--fraction",
+                               0.3, "--baseline", "laplace", "--keep", tmp_path / "k", "--json", "--device", "cpu",
+                               "--quiet").stdout)
+    again = json.loads(run_cli("evaluate", land_cube, "--model", tmp_path / "k" / "model", "--holdout", "cloud",
+                               "--fraction", 0.3, "--baseline", "laplace", "--json", "--device", "cpu",
+                               "--quiet").stdout)
+    assert "note" not in again["model"]
+    a, b = (r["variables"]["sst"]["methods"]["impute-cli"]["rmse"] for r in (first, again))
+    assert b == pytest.approx(a, rel=1e-6)

@@ -78,3 +78,17 @@ def test_impute_killed_mid_run_leaves_no_output(tmp_path):
     assert not out.exists(), "a killed impute left a file under the output's name"
     assert not any(p.suffix == ".nc" for p in out.parent.rglob("*") if not p.name.startswith(".")), \
         "a file that looks like an output was left"
+
+
+def test_resume_removes_a_temporary_file_left_by_a_kill(tmp_path):
+    """SIGKILL while a checkpoint is being written leaves '.checkpoint.pt.XXXX.tmp' (the rename
+    never happened); the resumed training removes it."""
+    from conftest import run_cli
+    cube = write_cube(tiny_cube_dataset(12, 16, 16, "cloud", 0.7, seed=3), tmp_path / "cube.nc")
+    preset = tiny_preset_yaml(tmp_path / "p.yaml", train={"steps": 4, "checkpoint_every": 2, "batch_size": 2})
+    model = tmp_path / "m"
+    run_cli("train", cube, "--preset", preset, "--out", model, "--device", "cpu", "--quiet")
+    stale = model / ".checkpoint.pt.k1ll3d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    run_cli("train", cube, "--preset", preset, "--out", model, "--resume", "--steps", 6, "--device", "cpu", "--quiet")
+    assert not stale.exists()
