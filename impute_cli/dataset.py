@@ -336,6 +336,9 @@ def open_cube(path: str | Path, variables: list[str] | None = None, static_mask:
             sel.append((v, isel))
             units.append(str(da.attrs.get("units", "")))
     data = dsa.concatenate(arrays, axis=1) if len(arrays) > 1 else arrays[0]
+    check_monotonic(ds, t, increasing=True)
+    for d in space if y is not None else ():  # a station/feature dim is a set of labels, not an axis
+        check_monotonic(ds, d)
     T, H, W = ds.sizes[t], (1 if y is None else ds.sizes[y]), ds.sizes[x]
     # a series keeps its coordinate values (for the model's spacing check) only along a
     # latitude/longitude-like axis (time x lat); station or feature labels are not a spacing
@@ -349,6 +352,24 @@ def open_cube(path: str | Path, variables: list[str] | None = None, static_mask:
     valid, mask_name = _static_mask(ds, static_mask, space, observed_any)
     valid = np.ones((H, W), bool) if valid is None else valid.reshape(H, W)
     return Cube(ds, chosen, channels, sel, units, grid, valid, mask_name, data)
+
+
+def check_monotonic(ds: xr.Dataset, dim: str, increasing: bool = False) -> None:
+    """Refuse a coordinate with repeated values or out of order: windows, the grid spacing and
+    time interpolation all assume a regular, ordered axis. Time must increase; a spatial axis may
+    run either way (descending latitude is common)."""
+    if dim not in ds.indexes:
+        return
+    idx = ds.indexes[dim]
+    if not idx.is_unique:
+        dup = idx[idx.duplicated()][0]
+        raise ImputeError(f"coordinate '{dim}' repeats the value {dup}; drop the duplicates first "
+                          f"(e.g. xarray's drop_duplicates('{dim}'))")
+    if not (idx.is_monotonic_increasing or (not increasing and idx.is_monotonic_decreasing)):
+        order = "increasing" if increasing else "monotonic"
+        cdo = " or cdo's sorttimestamp" if increasing else ""
+        raise ImputeError(f"coordinate '{dim}' is not {order}; sort the file along it first "
+                          f"(e.g. xarray's sortby('{dim}'){cdo})")
 
 
 def _coord_label(ds: xr.Dataset, dim: str, i: int) -> str:

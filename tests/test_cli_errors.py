@@ -252,3 +252,39 @@ def test_usage_errors_are_one_line(args, fragment):
     assert res.exit_code == 2
     line = assert_one_error_line(res, fragment)
     assert "--help" in line
+
+
+def _reordered(kind: str):
+    ds = tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=4)
+    if kind == "lat repeated":
+        lat = ds.lat.values.copy()
+        lat[3] = lat[5]
+        return ds.assign_coords(lat=lat)
+    if kind == "lat out of order":
+        lat = ds.lat.values.copy()
+        lat[[3, 4]] = lat[[4, 3]]
+        return ds.assign_coords(lat=lat)
+    t = ds.time.values.copy()
+    if kind == "time repeated":
+        t[4] = t[3]
+    else:  # time out of order
+        t[[3, 4]] = t[[4, 3]]
+    return ds.assign_coords(time=t)
+
+
+@pytest.mark.parametrize("kind, fragments", [
+    ("lat repeated", ("coordinate 'lat' repeats", "drop_duplicates")),
+    ("lat out of order", ("coordinate 'lat' is not monotonic", "sortby('lat')")),
+    ("time repeated", ("coordinate 'time' repeats", "drop_duplicates")),
+    ("time out of order", ("coordinate 'time' is not increasing", "sorttimestamp")),
+])
+def test_unordered_or_repeated_coordinates(sst_model, tmp_path, outdir, kind, fragments):
+    inp = write_cube(_reordered(kind), tmp_path / "bad.nc")
+    impute_fails(sst_model, inp, outdir / "o.nc", fragments=fragments)
+    assert listing(outdir) == []
+
+
+def test_descending_latitude_is_not_refused(tmp_path, tiny_preset):
+    ds = tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=4).isel(lat=slice(None, None, -1))
+    inp = write_cube(ds, tmp_path / "desc.nc")
+    run_cli("impute", inp, tmp_path / "o.nc", "--preset", tiny_preset, "--train-steps", 3, *CPU)
