@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -36,7 +35,7 @@ import xarray as xr
 from . import __version__
 from .dataset import grid_dims, open_dataset
 from .errors import ImputeError
-from .writer import FLAG_IMPUTED, SAMPLE_DIM, check_output_path, write_atomic
+from .writer import FLAG_IMPUTED, SAMPLE_DIM, check_output_path, utc_stamp, write_atomic
 
 
 REGION_WORDS = {"time": "one region per time step", "all": "one region for the whole cube"}
@@ -336,7 +335,7 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
                 rep["calibrated"] = coverage(u, lo, hi, r, groups, truths[v])
         report["variables"][v] = rep
         _write_regions(new, v, u, lo, hi, r, groups, opts.level, factors.get(v), opts.group)
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = utc_stamp()
     prev = new.attrs.get("history", "")
     new.attrs["history"] = f"{stamp}: {opts.history} (impute-cli {__version__})" + (f"\n{prev}" if prev else "")
     write_atomic(new, out, opts.overwrite)

@@ -29,6 +29,7 @@ from .dataset import Cube, compute_stats, observation_masks, open_cube
 from .device import autocast, pick_device
 from .errors import ImputeError
 from .windows import random_tile, window_shape
+from .writer import utc_stamp
 
 MIN_OBSERVED = 0.02  # windows with fewer observed cells than this are redrawn
 
@@ -221,7 +222,7 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
                                                           * preset.mask.context_ratio)}
     card.training = {"data": str(data), "steps": tc.steps, "final_loss": loss_avg,
                      "seconds": round(seconds, 1), "device": str(device),
-                     "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+                     "finished": utc_stamp()}
     save_model(out, card, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
     opts.log(f"model written to {out} ({tc.steps} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device})")
     return out

@@ -152,9 +152,17 @@ def build_output(cube: Cube, filled: np.ndarray, history: str, *, samples: np.nd
         ds.attrs["impute_cli_model"] = str(sampler.get("model", ""))
         ds.attrs["impute_cli_sampler"] = ", ".join(f"{k}={val}" for k, val in sampler.items() if k != "model")
     prev = ds.attrs.get("history", "")
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    stamp = utc_stamp()
     ds.attrs["history"] = f"{stamp}: {history} (impute-cli {__version__})" + (f"\n{prev}" if prev else "")
     return ds
+
+
+def utc_stamp() -> str:
+    """The time written into `history` and model cards: now, or SOURCE_DATE_EPOCH when set (the
+    reproducible-builds convention), so that a rerun can give a byte-identical file."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    t = time.gmtime(int(epoch)) if epoch and epoch.isdigit() else time.gmtime()
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
 
 
 def _encodings(ds: xr.Dataset, fmt: str) -> None:
