@@ -128,8 +128,10 @@ def check_classic_header(path: str | Path) -> None:
             if r.u32() not in sizes:
                 raise _Corrupt("a variable of unknown type")
             r.count()  # vsize (may legitimately be wrong for huge variables; not used)
-            if r.offset() > size:
-                raise _Corrupt("a variable's data starts past the end of the file")
+            begin = r.offset()
+            if begin > size:  # the header is whole but the data are cut off
+                raise ImputeError(f"'{path}' is truncated: a variable's data start at byte {begin} but the "
+                                  f"file has {size} bytes; get a complete copy of the file")
     except _Corrupt as e:
         raise ImputeError(f"'{path}' is not a valid NetCDF file: its header is corrupt ({e}); "
                           "get a complete copy of the file") from None

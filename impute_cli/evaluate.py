@@ -74,9 +74,9 @@ def check_options(opts: EvaluateOptions) -> None:
     check_fraction(opts.fraction)
     if opts.holdout not in HOLDOUTS:
         raise ImputeError(f"unknown --holdout '{opts.holdout}'; use one of {', '.join(HOLDOUTS)}")
+    from .confidence import check_level
     for lv in opts.levels:
-        if not 0 < lv < 1:
-            raise ImputeError(f"--level must lie strictly between 0 and 1 (e.g. 0.9), got {lv:g}")
+        check_level(lv)
     if opts.samples is not None and opts.samples < 2:
         raise ImputeError(f"--samples must be at least 2 to score uncertainty (e.g. --samples 16), got {opts.samples}")
     for folder, marker, what in ((opts.report, "report.md", "a report"), (opts.keep, "filled.nc", "kept files")):

@@ -214,7 +214,7 @@ def test_evaluate_on_a_real_cloudy_file(tiny_preset, tmp_path):
     (["--fraction", "0"], ["--fraction must lie strictly between 0 and 1"]),
     (["--fraction", "1.2"], ["--fraction must lie strictly between 0 and 1"]),
     (["--fraction", "0.999999"], ["leaves nothing observed", "lower --fraction"]),
-    (["--samples", "4", "--level", "1.5"], ["--level must lie strictly between 0 and 1"]),
+    (["--samples", "4", "--level", "1.5"], ["--level must be strictly between 0 and 1"]),
     (["--samples", "1"], ["--samples must be at least 2"]),
     (["--baseline", "magic"], ["unknown --baseline 'magic'"]),
 ])

@@ -1,0 +1,199 @@
+"""The table of bad inputs (issue 6): each case is made here, refused with one line naming the
+problem and a non-zero exit, leaves nothing written, and its message is listed in the README's
+troubleshooting section. Add a case by adding a row."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import PROJECT_ROOT, assert_one_error_line, run_cli
+from impute_cli.testing import tiny_cube_dataset, write_cube
+
+CPU = ("--device", "cpu", "--quiet")
+
+
+def _cube(d: Path, name: str = "in.nc", **kw) -> Path:
+    return write_cube(tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=4, **kw), d / name)
+
+
+def _edit(d: Path, fn: Callable) -> Path:
+    ds = tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=4)
+    return write_cube(fn(ds), d / "in.nc")
+
+
+def _coord(name: str, how: str) -> Callable:
+    def fn(ds):
+        v = ds[name].values.copy()
+        if how == "repeat":
+            v[4] = v[3]
+        else:
+            v[[3, 4]] = v[[4, 3]]
+        return ds.assign_coords({name: v})
+    return fn
+
+
+def _with(ds, var: str, values) -> object:
+    ds = ds.copy(deep=True)
+    ds[var].values[...] = values
+    return ds
+
+
+def _model_card(model: Path, d: Path, change: Callable) -> Path:
+    import shutil
+    m = d / "m"
+    shutil.copytree(model, m)
+    card = yaml.safe_load((m / "model.yaml").read_text())
+    change(card)
+    (m / "model.yaml").write_text(yaml.safe_dump(card))
+    return m
+
+
+def _truncate(p: Path, frac: float = 0.5) -> Path:
+    b = p.read_bytes()
+    p.write_bytes(b[: int(len(b) * frac)])
+    return p
+
+
+def _classic(d: Path) -> Path:
+    p = d / "in.nc"
+    tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=4).to_netcdf(p, format="NETCDF3_CLASSIC")
+    return p
+
+
+def _corrupt_header(d: Path) -> Path:
+    p = _classic(d)
+    b = bytearray(p.read_bytes())
+    b[12] = 0x7A
+    p.write_bytes(bytes(b))
+    return p
+
+
+# case id -> (make the command's arguments from (tmp dir, trained model), fragment of the message)
+CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
+    "missing file": (lambda d, m: ["impute", d / "nope.nc", d / "o.nc", "--model", m], "does not exist"),
+    "not NetCDF (random bytes)": (lambda d, m: ["impute", _bytes(d), d / "o.nc", "--model", m], "cannot read"),
+    "text file named .nc": (lambda d, m: ["impute", _text(d), d / "o.nc", "--model", m], "cannot read"),
+    "truncated classic file": (lambda d, m: ["impute", _truncate(_classic(d), 0.8), d / "o.nc", "--model", m],
+                               "is truncated"),
+    "corrupt classic header": (lambda d, m: ["impute", _corrupt_header(d), d / "o.nc", "--model", m],
+                               "header is corrupt"),
+    "folder that is not Zarr": (lambda d, m: ["impute", _folder(d), d / "o.nc", "--model", m],
+                                "is a folder but not a Zarr store"),
+    "zero-length time dim": (lambda d, m: ["impute", _edit(d, lambda ds: ds.isel(time=slice(0, 0))), d / "o.nc",
+                                           "--model", m], "zero-length"),
+    "unknown variable": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--var", "tos"],
+                         "is not in the file"),
+    "non-numeric variable": (lambda d, m: ["impute", _edit(d, lambda ds: ds.assign(sst=ds["sst"].astype(str))),
+                                           d / "o.nc", "--var", "sst"], "is not numeric"),
+    "all-NaN variable": (lambda d, m: ["train", _edit(d, lambda ds: _with(ds, "sst", np.nan)), "--out", d / "m2"],
+                         "has no observed value"),
+    "Inf values": (lambda d, m: ["impute", _edit(d, lambda ds: _with_inf(ds)), d / "o.nc", "--model", m],
+                   "infinite values"),
+    "repeated time": (lambda d, m: ["impute", _edit(d, _coord("time", "repeat")), d / "o.nc", "--model", m],
+                      "repeats the value"),
+    "time out of order": (lambda d, m: ["impute", _edit(d, _coord("time", "swap")), d / "o.nc", "--model", m],
+                          "is not increasing"),
+    "latitude out of order": (lambda d, m: ["impute", _edit(d, _coord("lat", "swap")), d / "o.nc", "--model", m],
+                              "is not monotonic"),
+    "model for other variables": (lambda d, m: ["impute", _cube(d, var="chl"), d / "o.nc", "--model", m],
+                                  "the model was trained on"),
+    "model for other units": (lambda d, m: ["impute", _cube(d, units="K"), d / "o.nc", "--model", m],
+                              "but the model was trained on"),
+    "model for another grid": (lambda d, m: ["impute", _cube(d, spacing=0.5), d / "o.nc", "--model", m],
+                               "grid spacing along"),
+    "model card of another version": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model",
+                                                    _model_card(m, d, lambda c: c.update(format="impute-cli-model/0"))],
+                                      "train the model again with this version"),
+    "truncated weights": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", _weights_cut(m, d)],
+                          "not a readable"),
+    "unknown preset key": (lambda d, m: ["train", _cube(d), "--preset", _preset(d, {"trian": {}}), "--out", d / "m2"],
+                           "unknown key"),
+    "preset not found": (lambda d, m: ["train", _cube(d), "--preset", "no-such-preset", "--out", d / "m2"],
+                         "not found"),
+    "--samples 0": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--samples", 0],
+                    "--samples must be at least 1"),
+    "--quantiles out of order": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--samples", 2,
+                                               "--quantiles", "0.9,0.1"], "--quantiles must satisfy"),
+    "--level outside (0, 1)": (lambda d, m: ["evaluate", _cube(d), "--model", m, "--samples", 2, "--level", 1.5],
+                               "--level must be strictly between 0 and 1"),
+    "--fraction outside (0, 1)": (lambda d, m: ["evaluate", _cube(d), "--model", m, "--fraction", 1.5],
+                                  "--fraction must lie strictly between 0 and 1"),
+    "output exists": (lambda d, m: ["impute", _cube(d), _existing(d), "--model", m], "already exists"),
+    "output of unknown format": (lambda d, m: ["impute", _cube(d), d / "o.csv", "--model", m], "must end in .nc"),
+    "unknown option": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--bogus"], "No such option"),
+    "value out of an option's range": (lambda d, m: ["train", _cube(d), "--steps", 0], "Invalid value for '--steps'"),
+}
+
+
+def _bytes(d: Path) -> Path:
+    p = d / "in.nc"
+    p.write_bytes(np.random.default_rng(1).bytes(4096))
+    return p
+
+
+def _text(d: Path) -> Path:
+    p = d / "in.nc"
+    p.write_text("time,lat,lon,sst\n0,30,-40,18.2\n")
+    return p
+
+
+def _folder(d: Path) -> Path:
+    p = d / "in.nc"
+    p.mkdir()
+    return p
+
+
+def _with_inf(ds):
+    ds = ds.copy(deep=True)
+    ds["sst"].values[0, 0, 0] = np.inf
+    return ds
+
+
+def _weights_cut(model: Path, d: Path) -> Path:
+    m = _model_card(model, d, lambda c: None)
+    _truncate(m / "weights.pt")
+    return m
+
+
+def _preset(d: Path, extra: dict) -> Path:
+    p = d / "bad.yaml"
+    p.write_text(yaml.safe_dump({"description": "x", **extra}))
+    return p
+
+
+def _existing(d: Path) -> Path:
+    p = d / "o.nc"
+    p.write_bytes(b"keep me")
+    return p
+
+
+def test_the_table_has_at_least_twenty_cases():
+    assert len(CASES) >= 20
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_is_refused_in_one_line(case, sst_model, tmp_path):
+    make, fragment = CASES[case]
+    work = tmp_path / "w"
+    work.mkdir()
+    args = make(work, sst_model.model)
+    before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    res = run_cli(*args, *CPU, expect_ok=False)
+    assert res.exit_code != 0
+    assert_one_error_line(res, fragment)
+    after = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    assert after == before, f"{case}: files were written or changed"
+
+
+def test_every_message_is_in_the_readme_troubleshooting_section():
+    readme = (PROJECT_ROOT / "README.md").read_text()
+    section = readme[readme.index("## Troubleshooting"):]
+    missing = [f"{case}: {frag!r}" for case, (_, frag) in CASES.items()
+               if re.sub(r"\s+", " ", frag) not in re.sub(r"\s+", " ", section)]
+    assert not missing, "add these messages to the README's troubleshooting table:\n" + "\n".join(missing)
