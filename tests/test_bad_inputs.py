@@ -110,10 +110,14 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
     "model card of another version": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model",
                                                     _model_card(m, d, lambda c: c.update(format="impute-cli-model/0"))],
                                       "train the model again with this version"),
+    "model card with a Python object tag": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", _evil_card(m, d)],
+                                            "is not valid YAML; train the model again"),
     "truncated weights": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", _weights_cut(m, d)],
                           "not a readable"),
     "unknown preset key": (lambda d, m: ["train", _cube(d), "--preset", _preset(d, {"trian": {}}), "--out", d / "m2"],
                            "unknown key"),
+    "preset with a Python object tag": (lambda d, m: ["train", _cube(d), "--preset", _evil_preset(d), "--out",
+                                                      d / "m2"], "is not valid YAML"),
     "preset not found": (lambda d, m: ["train", _cube(d), "--preset", "no-such-preset", "--out", d / "m2"],
                          "not found"),
     "--samples 0": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--samples", 0],
@@ -167,6 +171,20 @@ def _preset(d: Path, extra: dict) -> Path:
     return p
 
 
+def _evil_preset(d: Path) -> Path:
+    """YAML that would run code if loaded unsafely; the test also checks nothing ran."""
+    p = d / "evil.yaml"
+    p.write_text(f"description: !!python/object/apply:os.system ['touch {d / 'PWNED'}']\n")
+    return p
+
+
+def _evil_card(model: Path, d: Path) -> Path:
+    m = _model_card(model, d, lambda c: None)
+    card = m / "model.yaml"
+    card.write_text(card.read_text() + f"evil: !!python/object/apply:os.system ['touch {d / 'PWNED'}']\n")
+    return m
+
+
 def _existing(d: Path) -> Path:
     p = d / "o.nc"
     p.write_bytes(b"keep me")
@@ -188,6 +206,7 @@ def test_bad_input_is_refused_in_one_line(case, sst_model, tmp_path):
     assert res.exit_code != 0
     assert_one_error_line(res, fragment)
     after = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
+    assert not (work / "PWNED").exists(), "code from a configuration file ran"
     assert after == before, f"{case}: files were written or changed"
 
 
