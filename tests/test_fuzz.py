@@ -49,15 +49,20 @@ def gappy_files(draw):
     return ds, {"v": enc}, expected.astype("float32"), missing
 
 
+def _written_and_read(ds: xr.Dataset, enc: dict, d: Path):
+    path = d / "c.nc"
+    ds.to_netcdf(path, encoding=enc)
+    cube = open_cube(path, ["v"])
+    cube.load()
+    return path, cube
+
+
 @FAST
 @given(gappy_files())
 def test_reading_finds_exactly_the_gaps_and_the_values(case):
     ds, enc, expected, missing = case
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "c.nc"
-        ds.to_netcdf(path, encoding=enc)
-        cube = open_cube(path, ["v"])
-        cube.load()
+        _, cube = _written_and_read(ds, enc, Path(d))
         obs = observation_masks(cube)[:, 0]
         assert np.array_equal(obs, ~missing)
         assert np.array_equal(cube.memory[:, 0][obs], expected[obs])
@@ -68,10 +73,7 @@ def test_reading_finds_exactly_the_gaps_and_the_values(case):
 def test_writing_keeps_observed_cells_bit_for_bit(case, seed):
     ds, enc, _, missing = case
     with tempfile.TemporaryDirectory() as d:
-        path = Path(d) / "c.nc"
-        ds.to_netcdf(path, encoding=enc)
-        cube = open_cube(path, ["v"])
-        cube.load()
+        path, cube = _written_and_read(ds, enc, Path(d))
         est = np.random.default_rng(seed).normal(size=cube.memory.shape).astype("float32")
         out = Path(d) / "o.nc"
         write_atomic(build_output(cube, est, "test"), out, overwrite=False)
