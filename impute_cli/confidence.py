@@ -122,11 +122,15 @@ def sampled_variables(ds: xr.Dataset, wanted: list[str] | None) -> list[str]:
     return have
 
 
+def half_widths(samples: np.ndarray, centre: np.ndarray, level: float) -> np.ndarray:
+    """Per cell, the level-quantile of the samples' distances |x^(b) - x̂*| to the centre."""
+    return np.quantile(np.abs(samples - centre), level, axis=0)
+
+
 def intervals(u: Uncertain, level: float) -> tuple[np.ndarray, np.ndarray]:
     """Per-cell interval: the one-cell case of the [UQ] region, x̂* ± the level-quantile of the
     samples' distances |x̂^(b) − x̂*| (observed cells: zero width)."""
-    d = np.quantile(np.abs(u.samples - u.centre), level, axis=0)
-    d = np.where(u.imputed, d, 0.0)
+    d = np.where(u.imputed, half_widths(u.samples, u.centre, level), 0.0)
     return u.centre - d, u.centre + d
 
 

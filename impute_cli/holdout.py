@@ -100,15 +100,6 @@ def signed_distance(inside: np.ndarray) -> np.ndarray:
     return out
 
 
-def box_blur(a: np.ndarray, r: int) -> np.ndarray:
-    """Mean over a (2r+1)^2 square per frame, edges padded by reflection (cumulative sums)."""
-    p = np.pad(a, ((0, 0), (r + 1, r), (r + 1, r)), mode="reflect")
-    c = p.cumsum(1).cumsum(2)
-    k = 2 * r + 1
-    s = c[:, k:, k:] - c[:, :-k, k:] - c[:, k:, :-k] + c[:, :-k, :-k]
-    return s / k**2
-
-
 def make_holdout(observed: np.ndarray, valid: np.ndarray, pattern: str, fraction: float,
                  seed: int = 0) -> Holdout:
     """Hide `fraction` of the observed cells of `observed` (T, H, W) with `pattern`.

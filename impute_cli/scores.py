@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .confidence import half_widths
+
 RELIABILITY_LEVELS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 
@@ -43,8 +45,9 @@ def crps_ensemble(samples: np.ndarray, truth: np.ndarray) -> float:
 
 
 def cell_coverage(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, level: float) -> tuple[float, float]:
-    """(coverage, mean width) of the intervals centre ± q_level(|x^(b) − centre|)."""
-    d = np.quantile(np.abs(samples - centre[None]), level, axis=0)
+    """(coverage, mean width) of the intervals centre ± q_level(|x^(b) − centre|), as
+    `confidence` builds them."""
+    d = half_widths(samples, centre, level)
     return float(np.mean(np.abs(truth - centre) <= d)), float(np.mean(2 * d))
 
 
