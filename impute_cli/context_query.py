@@ -206,6 +206,28 @@ def observation_pool(observed: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return observed.any(1) | ~valid[None]
 
 
+POOL_BYTES = 64 * 1024**2  # the empirical pool is at most this big (1 byte a cell)
+
+
+def pool_from_cube(cube, frames: int, max_bytes: int = POOL_BYTES) -> np.ndarray:
+    """The `observation_pool` of a cube, read lazily: every time step when it fits in
+    `max_bytes`, else evenly spaced runs of 4 windows' worth of frames (real gap shapes in
+    their real sequence) up to that size, so memory does not grow with the cube."""
+    T, H, W = cube.grid.shape
+    cap = max(frames, max_bytes // max(H * W, 1))
+    if T <= cap:
+        runs = [slice(0, T)]
+    else:
+        run = min(4 * frames, cap)
+        n = max(1, cap // run)
+        runs = [slice(int(s), int(s) + run) for s in np.linspace(0, T - run, n).round()]
+    parts = []
+    for t in runs:
+        vals = cube.read(t, slice(None), slice(None))
+        parts.append(observation_pool(cube.observed(vals), cube.valid))
+    return np.concatenate(parts)
+
+
 def gap_statistics(pool: np.ndarray, valid: np.ndarray | None = None) -> dict[str, float]:
     """How the data's gaps look over fillable cells: missing fraction and how clustered they are
     (the probability that a gap's right/lower neighbour is also a gap, against the missing

@@ -402,23 +402,61 @@ def refuse_inf(n_inf: int) -> None:
                           "(missing) or a valid number first")
 
 
-def compute_stats(cube: Cube) -> Stats:
-    """Mean and std per channel over observed cells, in one lazy pass (sum, sum of squares,
-    count); refuses all-NaN variables and Inf values."""
+@dataclass(frozen=True)
+class Summary:
+    """One streaming pass over a cube (`summarise`): per cell and channel, the sum and count of
+    the observed raw values, and per channel the sum of squares; enough for the normalisation,
+    the climatology input, the observed fraction and the number of gaps, without ever holding
+    the cube. Chunks are reduced as they are read, so memory follows the chunk size."""
+
+    S: np.ndarray  # (C, H, W) float64 sum of observed values
+    N: np.ndarray  # (C, H, W) int64 number of observed values (over time)
+    s2: np.ndarray  # (C,) float64 sum of squares of observed values
+    n_inf: int
+    T: int
+    valid: np.ndarray  # (H, W) the fillable cells
+
+    def stats(self, channels: list[str]) -> Stats:
+        """Mean and std per channel over observed cells; refuses all-NaN variables and Inf."""
+        refuse_inf(self.n_inf)
+        n = self.N.sum(axis=(1, 2))
+        for c, cnt in enumerate(n):
+            if cnt == 0:
+                raise ImputeError(f"variable '{channels[c]}' has no observed value (all NaN); "
+                                  "drop it or choose others with --var")
+        mean = self.S.sum(axis=(1, 2)) / n
+        var = np.maximum(self.s2 / n - mean**2, 0.0)
+        std = np.where(var > 0, np.sqrt(var), 1.0)
+        return Stats(tuple(map(float, mean)), tuple(map(float, std)), self.observed_fraction)
+
+    @property
+    def observed_fraction(self) -> float:
+        """Of fillable cells, over the whole cube and every channel."""
+        return float(self.N.sum() / max(self.valid.sum() * self.T * self.N.shape[0], 1))
+
+    def gaps(self) -> np.ndarray:
+        """(C,) number of fillable cells that are missing, per channel."""
+        return (self.T * self.valid.sum() - self.N.sum(axis=(1, 2))).astype("int64")
+
+    def climatology_sums(self, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
+        """(C, H, W) sums and counts of the observed values in normalised units (the network's
+        climatology input, see `batches`)."""
+        mean = np.asarray(stats.mean)[:, None, None]
+        std = np.asarray(stats.std)[:, None, None]
+        return ((self.S - self.N * mean) / std).astype("float32"), self.N.astype("float32")
+
+
+def summarise(cube: Cube) -> Summary:
+    """The cube's `Summary` in one lazy pass (a dask reduction, chunk by chunk)."""
     x = cube.data
-    valid = dsa.from_array(cube.valid)[None, None]
-    obs = dsa.isfinite(x) & valid
+    obs = dsa.isfinite(x) & dsa.from_array(cube.valid)[None, None]
     xz = dsa.where(obs, x, 0).astype("float64")
-    s, s2, n, n_inf = dsa.compute(xz.sum(axis=(0, 2, 3)), (xz**2).sum(axis=(0, 2, 3)),
-                                  obs.sum(axis=(0, 2, 3)), dsa.isinf(x).sum())
-    refuse_inf(int(n_inf))
-    for c, cnt in enumerate(n):
-        if cnt == 0:
-            raise ImputeError(f"variable '{cube.channels[c]}' has no observed value (all NaN); "
-                              "drop it or choose others with --var")
-    mean = s / n
-    var = np.maximum(s2 / n - mean**2, 0.0)
-    std = np.where(var > 0, np.sqrt(var), 1.0)
-    total_valid = cube.valid.sum() * x.shape[0]
-    frac = float(n.sum() / max(total_valid * x.shape[1], 1))
-    return Stats(tuple(map(float, mean)), tuple(map(float, std)), frac)
+    S, N, s2, n_inf = dsa.compute(xz.sum(axis=0), obs.sum(axis=0, dtype="int64"),
+                                  (xz**2).sum(axis=(0, 2, 3)), dsa.isinf(x).sum())
+    return Summary(np.asarray(S), np.asarray(N), np.asarray(s2), int(n_inf), int(x.shape[0]), cube.valid)
+
+
+def compute_stats(cube: Cube) -> Stats:
+    """Mean and std per channel over observed cells, in one lazy pass; refuses all-NaN
+    variables and Inf values."""
+    return summarise(cube).stats(cube.channels)
