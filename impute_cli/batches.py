@@ -64,9 +64,15 @@ def denormalise(values: np.ndarray, stats: Stats) -> np.ndarray:
 
 
 def read_tiles(cube: Cube, tiles: list[Tile], stats: Stats, sums: tuple[np.ndarray, np.ndarray]) -> TileBatch:
+    return tile_batch(cube, tiles, [cube.read(tl.t, tl.y, tl.x) for tl in tiles], stats, sums)
+
+
+def tile_batch(cube: Cube, tiles: list[Tile], raws: list[np.ndarray], stats: Stats,
+               sums: tuple[np.ndarray, np.ndarray]) -> TileBatch:
+    """The batch of tiles whose raw values (F, C, h, w) are already read (training reads each
+    tile once: it looks at its values to decide whether to keep it)."""
     xs, ms, vs = [], [], []
-    for tile in tiles:
-        raw = cube.read(tile.t, tile.y, tile.x)
+    for tile, raw in zip(tiles, raws):
         M = cube.observed(raw, tile.y, tile.x)
         xs.append(np.where(M, normalise(raw, stats), 0.0).astype("float32"))
         ms.append(M)

@@ -8,6 +8,7 @@ No complete sample is ever used."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import shutil
 import sys
@@ -20,14 +21,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .batches import climatology_sums, context_climatology, read_tiles
+from .batches import TileBatch, context_climatology, tile_batch
 from .checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
                          save_state)
 from .config import Preset, from_dict, load_preset, models_home
-from .context_query import ContextSampler, choose_pattern, observation_pool, query_mask
-from .dataset import Cube, compute_stats, observation_masks, open_cube
+from .context_query import ContextSampler, choose_pattern, pool_from_cube, query_mask
+from .dataset import Cube, Stats, Summary, open_cube, summarise
 from .device import autocast, pick_device
 from .errors import ImputeError
+from .ranks import Ranks
 from .windows import random_tile, window_shape
 from .writer import utc_stamp
 
@@ -71,17 +73,35 @@ def resolve_preset(opts: TrainOptions) -> Preset:
     return replace(p, mask=mask, train=train)
 
 
-def sample_batch(cube: Cube, stats, window: tuple[int, int, int], n: int, rng: np.random.Generator, sums):
-    """n random windows with enough observed cells."""
-    tiles = []
+def sample_batch(cube: Cube, stats: Stats, window: tuple[int, int, int], n: int, rng: np.random.Generator,
+                 sums: tuple[np.ndarray, np.ndarray]) -> TileBatch:
+    """n random windows with enough observed cells (after 20 tries, the last one drawn). Each
+    window is read once, lazily: its observed fraction comes from its own values, so no mask of
+    the whole cube is ever held."""
+    tiles, raws = [], []
     for _ in range(n):
         for _attempt in range(20):
             tile = random_tile(cube.grid.shape, window, rng)
-            frac = cube.obs_mask[tile.t, :, tile.y, tile.x].mean() if cube.obs_mask is not None else 1.0
-            if frac >= MIN_OBSERVED:
+            raw = cube.read(tile.t, tile.y, tile.x)
+            if cube.observed(raw, tile.y, tile.x).mean() >= MIN_OBSERVED:
                 break
         tiles.append(tile)
-    return read_tiles(cube, tiles, stats, sums)
+        raws.append(raw)
+    return tile_batch(cube, tiles, raws, stats, sums)
+
+
+def summarise_ranks(cube: Cube, ranks: Ranks) -> Summary:
+    """The cube's `Summary`; under torchrun each rank reads its share of the time steps and
+    the sums are added up, so the streaming pass takes 1/K of the time and every rank ends
+    with the same bits."""
+    if not ranks.distributed:
+        return summarise(cube)
+    T = cube.grid.shape[0]
+    lo, hi = T * ranks.rank // ranks.world_size, T * (ranks.rank + 1) // ranks.world_size
+    part = summarise(dataclasses.replace(cube, data=cube.data[lo:hi]))
+    n_inf = int(ranks.sum(np.array([part.n_inf], "int64"))[0])
+    return dataclasses.replace(part, S=ranks.sum(part.S), N=ranks.sum(part.N), s2=ranks.sum(part.s2),
+                               n_inf=n_inf, T=T)
 
 
 def draw_t(n: int, preset: Preset, gen: torch.Generator) -> torch.Tensor:
@@ -105,27 +125,43 @@ def lr_at(step: int, preset: Preset) -> float:
 
 
 def train_model(data: str | Path, opts: TrainOptions) -> Path:
-    """Train on the file's observed cells and write a model folder; returns its path."""
+    """Train on the file's observed cells and write a model folder; returns its path.
+
+    Under `torchrun --nproc-per-node K` the K processes train one model with
+    DistributedDataParallel (see `ranks`): each draws its own windows, ceil(batch_size / K) a
+    step, gradients are averaged, and rank 0 alone writes the folder and talks to the user."""
     preset = resolve_preset(opts)
+    ranks = Ranks.from_env(pick_device(opts.device))
+    try:
+        return _train(data, opts, preset, ranks)
+    finally:
+        ranks.close()
+
+
+def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -> Path:
+    log = opts.log if ranks.main else _silent
     cube = open_cube(data, opts.variables, opts.static_mask)
     out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
     _check_out(out, opts)
-    if opts.resume:  # a write cut short by a kill leaves its temporary file (atomic_write_bytes)
+    state = load_state(out / TRAIN_STATE) if opts.resume else None
+    ranks.barrier()  # every rank has looked at the folder before rank 0 changes it
+    if opts.resume and ranks.main:  # a write cut short by a kill leaves its temporary file (atomic_write_bytes)
         for stale in out.glob(".*.tmp"):
             stale.unlink(missing_ok=True)
-    state = load_state(out / TRAIN_STATE) if opts.resume else None
     if state is not None:  # the resumed run keeps its own resolved config (steps may be raised)
         preset = from_dict(Preset, state["preset"], f"{out / TRAIN_STATE} preset")
         if opts.steps is not None:
             preset = replace(preset, train=replace(preset.train, steps=opts.steps))
-    stats = compute_stats(cube)
+    # One streaming pass gives the normalisation, the climatology input and the observed
+    # fraction; nothing of the size of the cube is held unless `load` finds it small.
+    summary = summarise_ranks(cube, ranks)
+    stats = summary.stats(cube.channels)
     cube.load()
-    obs = observation_masks(cube)
-    cube.obs_mask = obs
-    pool = observation_pool(obs, cube.valid)
-    sums = climatology_sums(cube, stats)
+    sums = summary.climatology_sums(stats)
+    window = window_shape(cube.grid.shape, preset.window.frames, preset.window.height, preset.window.width)
 
     # Step 0: the context/query strategy that matches the gap pattern ([CQ] Principle 1).
+    pool = None
     if state is not None:  # the resumed run keeps the strategy it chose
         requested, reason = state["mask_requested"], state["mask_reason"]
         pattern = preset.mask.pattern
@@ -133,19 +169,22 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
             raise ImputeError(f"the training in {out} is on {', '.join(state['channels'])}, this file gives "
                               f"{', '.join(cube.channels)}; resume on the same data (and --var)")
     elif (requested := preset.mask.pattern) == "auto":
+        pool = pool_from_cube(cube, window[0])
         pattern, reason = choose_pattern(pool, cube.valid)
-        opts.log(f"mask pattern 'auto' chose '{pattern}': {reason}")
+        log(f"mask pattern 'auto' chose '{pattern}': {reason}")
     else:
         pattern, reason = requested, "chosen by the user"
     preset = replace(preset, mask=replace(preset.mask, pattern=pattern))
+    if pattern == "empirical" and pool is None:
+        pool = pool_from_cube(cube, window[0])
     sampler = ContextSampler(pattern, preset.mask.block_sizes, pool if pattern == "empirical" else None)
 
-    if state is None:  # only now, with the data checked, is the model folder (re)made
+    if state is None and ranks.main:  # only now, with the data checked, is the model folder (re)made
         if out.exists() and opts.overwrite:
             shutil.rmtree(out)
         out.mkdir(parents=True, exist_ok=True)
-    window = window_shape(cube.grid.shape, preset.window.frames, preset.window.height, preset.window.width)
-    device = pick_device(opts.device)
+    ranks.barrier()  # no rank goes on while rank 0 is making the folder
+    device = ranks.device
     with torch.random.fork_rng(devices=[]):  # initial weights from --seed, not torch's global RNG
         torch.manual_seed(preset.train.seed)
         den = build_denoiser(_card_stub(preset, cube, window)).to(device)
@@ -159,18 +198,22 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         ema.net.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         start, loss_avg, seconds = int(state["step"]), float(state["loss_avg"]), float(state["seconds"])
-        opts.log(f"resuming from step {start} of {preset.train.steps} ({out / TRAIN_STATE})")
+        log(f"resuming from step {start} of {preset.train.steps} ({out / TRAIN_STATE})")
+        if (before := int(state.get("world_size", 1))) != ranks.world_size:
+            log(f"the checkpoint was written by {before} process(es), this run has {ranks.world_size}: "
+                "training goes on, but draws other windows than an uninterrupted run would")
+    model = _parallel(den, ranks)
 
     tc = preset.train
+    per_rank = -(-tc.batch_size // ranks.world_size)  # the global batch stays the preset's (or just above)
     schedule = den.schedule
-    bar = tqdm(total=tc.steps, initial=start, desc="train", file=sys.stderr, disable=not opts.progress,
-               dynamic_ncols=True)
+    bar = tqdm(total=tc.steps, initial=start, desc="train", file=sys.stderr,
+               disable=not (opts.progress and ranks.main), dynamic_ncols=True)
     t_begin = time.perf_counter()
     for step in range(start, tc.steps):
-        # Per-step seeds: a resumed run draws exactly what an uninterrupted one would.
-        rng = np.random.default_rng([tc.seed, step])
+        rng = np.random.default_rng(step_seed(tc.seed, step, ranks))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        b = sample_batch(cube, stats, window, tc.batch_size, rng, sums)
+        b = sample_batch(cube, stats, window, per_rank, rng, sums)
         x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
         B = x_obs.shape[0]
         # Alg. 1 line 3: t ~ U(t_min, 1), ε ~ N(0, I)
@@ -187,29 +230,30 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
             g["lr"] = lr_at(step, preset)
         clim = context_climatology(b.S.to(device), b.N.to(device), x_obs, M, M_ctx)
         with autocast(device):
-            x_hat = den(x_t, M_ctx, valid, t, clim)
+            x_hat = model(x_t, M_ctx, valid, t, clim)
         # Alg. 1 line 7: per-cell loss, reduced over query cells only
         per_cell = (x_hat.float() - x_obs) ** 2
         loss = (per_cell * M_qry).sum() / M_qry.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loss.backward()  # under DDP the gradients arrive averaged over the ranks
         torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
         opt.step()
         decay = min(tc.ema, (1 + step) / (10 + step))
         with torch.no_grad():
             for pe, p_ in zip(ema.parameters(), den.parameters()):
                 pe.lerp_(p_, 1 - decay)
-        lv = float(loss.detach())
+        lv = ranks.mean(float(loss.detach()))  # every rank keeps the same running loss
         loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
         bar.update(1)
         bar.set_postfix(loss=f"{loss_avg:.4f}")
         done = step + 1
-        if done % tc.checkpoint_every == 0 or done == tc.steps:
+        if ranks.main and (done % tc.checkpoint_every == 0 or done == tc.steps):
             save_state(out / TRAIN_STATE, {"net": den.net.state_dict(), "ema": ema.net.state_dict(),
                                            "opt": opt.state_dict(), "step": done, "preset": preset.to_dict(),
                                            "channels": cube.channels, "mask_requested": requested,
                                            "mask_reason": reason, "loss_avg": loss_avg,
-                                           "seconds": seconds + time.perf_counter() - t_begin})
+                                           "seconds": seconds + time.perf_counter() - t_begin,
+                                           "world_size": ranks.world_size})
     bar.close()
     seconds += time.perf_counter() - t_begin
     card = _card_stub(preset, cube, window)
@@ -218,14 +262,37 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
                           "context_ratio": preset.mask.context_ratio, "query": preset.mask.query,
                           "query_ratio": preset.mask.query_ratio, "missdiff": preset.mask.is_missdiff,
                           # fraction of fillable cells the network sees as context ([CQ] App. G.3)
-                          "context_input_fraction": float(obs.mean(axis=(0, 1))[cube.valid].mean()
-                                                          * preset.mask.context_ratio)}
+                          "context_input_fraction": summary.observed_fraction * preset.mask.context_ratio}
     card.training = {"data": str(data), "steps": tc.steps, "final_loss": loss_avg,
-                     "seconds": round(seconds, 1), "device": str(device),
+                     "seconds": round(seconds, 1), "device": str(device), "world_size": ranks.world_size,
                      "finished": utc_stamp()}
-    save_model(out, card, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
-    opts.log(f"model written to {out} ({tc.steps} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device})")
+    if ranks.main:
+        save_model(out, card, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
+        log(f"model written to {out} ({tc.steps} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device}"
+            + (f", {ranks.world_size} processes" if ranks.distributed else "") + ")")
+    ranks.barrier()  # the model is whole before any rank returns
     return out
+
+
+def step_seed(seed: int, step: int, ranks: Ranks) -> list[int]:
+    """The seed of one step's draws: a resumed run draws exactly what an uninterrupted one
+    would, and under torchrun each rank draws its own windows (one process keeps the seeds
+    it always had, so its models do not change)."""
+    return [seed, step] if not ranks.distributed else [seed, step, ranks.rank]
+
+
+def _parallel(den: torch.nn.Module, ranks: Ranks) -> torch.nn.Module:
+    """The module the training step calls: DDP around the denoiser under torchrun (it averages
+    the gradients in backward), the denoiser itself otherwise."""
+    if not ranks.distributed:
+        return den
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [ranks.device.index] if ranks.device.type == "cuda" else None
+    return DistributedDataParallel(den, device_ids=ids)
+
+
+def _silent(_msg: str) -> None:
+    """The log of ranks other than 0: one voice per job."""
 
 
 def _card_stub(preset: Preset, cube: Cube, window: tuple[int, int, int]) -> ModelCard:

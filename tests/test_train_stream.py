@@ -1,0 +1,103 @@
+"""train reads windows lazily (issue 5): no mask of the whole cube is held; the streaming
+summary, the bounded gap pool and the per-window observed fraction give what the whole-cube
+masks gave, and the windows drawn are the ones drawn before."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from impute_cli import dataset
+from impute_cli.batches import read_tiles
+from impute_cli.context_query import observation_pool, pool_from_cube
+from impute_cli.dataset import observation_masks, open_cube, summarise
+from impute_cli.testing import tiny_cube_dataset, tiny_preset_yaml, write_cube
+from impute_cli.train import MIN_OBSERVED, TrainOptions, sample_batch, train_model
+from impute_cli.windows import random_tile
+
+QUIET = {"device": "cpu", "progress": False, "log": lambda s: None}
+
+
+@pytest.fixture
+def land_cube(tmp_path):
+    """Two channels, land, cloud gaps, and frames with almost nothing observed, so that some
+    windows are redrawn for having too few observed cells."""
+    ds = tiny_cube_dataset(16, 16, 20, "cloud", 0.6, seed=5, nvars=2, with_land=True)
+    for v in ("sst", "sst_1"):
+        ds[v][4:9] = np.nan
+        ds[v][6, 0, 10] = 1.0  # one observed cell: under MIN_OBSERVED, not zero
+    return write_cube(ds, tmp_path / "land.nc")
+
+
+def reference_tiles(obs: np.ndarray, shape, window, n: int, rng: np.random.Generator):
+    """The window draws of train.sample_batch before issue 5, from the whole-cube mask; and
+    how many draws were refused."""
+    tiles, refused = [], 0
+    for _ in range(n):
+        for _attempt in range(20):
+            tile = random_tile(shape, window, rng)
+            if obs[tile.t, :, tile.y, tile.x].mean() >= MIN_OBSERVED:
+                break
+            refused += 1
+        tiles.append(tile)
+    return tiles, refused
+
+
+def test_observed_fraction_equals_the_whole_cube_masks(land_cube):
+    cube = open_cube(land_cube)
+    obs = observation_masks(cube)
+    before = float(obs.mean(axis=(0, 1))[cube.valid].mean())  # the card's formula before issue 5
+    assert summarise(cube).observed_fraction == pytest.approx(before, rel=1e-12, abs=0)
+
+
+def test_pool_from_cube_equals_the_whole_cube_pool(land_cube):
+    cube = open_cube(land_cube)
+    expected = observation_pool(observation_masks(cube), cube.valid)
+    assert np.array_equal(pool_from_cube(cube, 3), expected)
+
+
+def test_windows_drawn_are_those_of_the_whole_cube_mask(land_cube):
+    cube = open_cube(land_cube)
+    obs = observation_masks(cube)
+    summary = summarise(cube)
+    stats = summary.stats(cube.channels)
+    sums = summary.climatology_sums(stats)
+    cube.load()
+    window = (3, 8, 8)
+    redrawn = 0
+    for step in range(40):
+        rng_a, rng_b = (np.random.default_rng([0, step]) for _ in range(2))
+        batch = sample_batch(cube, stats, window, 4, rng_a, sums)
+        tiles, refused = reference_tiles(obs, cube.grid.shape, window, 4, rng_b)
+        assert batch.tiles == tiles, f"step {step}: other windows than before"
+        assert rng_a.integers(2**62) == rng_b.integers(2**62), "the random stream moved on differently"
+        ref = read_tiles(cube, tiles, stats, sums)
+        for name in ("x_obs", "M", "valid", "S", "N"):
+            assert torch.equal(getattr(batch, name), getattr(ref, name)), name
+        redrawn += refused
+    assert redrawn, "no window was redrawn: the test does not exercise MIN_OBSERVED"
+
+
+def test_a_lazy_cube_trains_like_a_loaded_one(tmp_path, monkeypatch):
+    """The same Zarr cube read window by window (over the in-memory limit) and read whole
+    gives the same model, and the card's context fraction is the observed fraction times the
+    context ratio."""
+    ds = tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=2)
+    cube = write_cube(ds, tmp_path / "c.zarr")
+    preset = tiny_preset_yaml(tmp_path / "p.yaml", train={"steps": 4, "batch_size": 2})
+    train_model(cube, TrainOptions(preset=str(preset), out=tmp_path / "loaded", **QUIET))
+    read = []
+    real_read = dataset.Cube.read
+    monkeypatch.setattr(dataset, "IN_MEMORY_LIMIT", 0)
+    monkeypatch.setattr(dataset.Cube, "read", lambda self, *a: read.append(self.memory is None) or real_read(self, *a))
+    train_model(cube, TrainOptions(preset=str(preset), out=tmp_path / "lazy", **QUIET))
+    assert read and all(read), "the lazy run read from memory"
+    a, b = (torch.load(tmp_path / d / "weights.pt", weights_only=True) for d in ("loaded", "lazy"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    card = yaml.safe_load((tmp_path / "lazy" / "model.yaml").read_text())
+    c = open_cube(cube)
+    expected = float(observation_masks(c).mean(axis=(0, 1))[c.valid].mean()) * card["mask_strategy"]["context_ratio"]
+    assert card["mask_strategy"]["context_input_fraction"] == pytest.approx(expected, rel=1e-12)
+    assert card["training"]["world_size"] == 1
