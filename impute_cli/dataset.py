@@ -53,7 +53,7 @@ CHANNEL_STANDARD_NAMES = ("air_pressure", "depth", "height", "altitude", "model_
 BOUNDS_DIM_NAMES = ("bnds", "bounds", "bnd", "nv", "nbnd", "nbnds", "nb2", "vertices", "nvertex", "two")
 MASK_NAMES = ("mask", "lsm", "land_sea_mask", "landmask", "land_mask", "sea_mask", "seamask", "lsmask")
 MASK_STANDARD_NAMES = ("land_binary_mask", "sea_binary_mask", "land_area_fraction", "sea_area_fraction")
-IN_MEMORY_LIMIT = 2 * 1024**3  # cubes smaller than this (float32 bytes) are read into memory once
+IN_MEMORY_LIMIT = 256 * 1024**2  # cubes up to this size (float32 bytes) are read into memory once
 
 
 def open_dataset(path: str | Path) -> xr.Dataset:
@@ -70,7 +70,7 @@ def open_dataset(path: str | Path) -> xr.Dataset:
             if p.is_dir():
                 raise ImputeError(f"'{path}' is a folder but not a Zarr store; give a .nc file or a .zarr store")
             _check_classic_size(p)
-            return xr.open_dataset(p, chunks={})
+            return xr.open_dataset(p, chunks="auto")  # dask splits a large contiguous variable (~128 MiB chunks)
     except ImputeError:
         raise
     except Exception as e:  # netCDF4/zarr raise many types for corrupt files

@@ -11,29 +11,41 @@ observed, by the next one, so each sample is one coherent field."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import dask
+import dask.array as dsa
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from .batches import climatology_sums, denormalise, read_tiles
-from .checkpoint import ModelCard, load_model, resolve_model_dir
-from .context_query import ContextSampler, observation_pool
-from .dataset import Cube, Stats, observation_masks, open_cube, open_dataset, refuse_inf
+from .batches import denormalise, read_tiles
+from .checkpoint import ModelCard, build_denoiser, load_model, resolve_model_dir
+from .context_query import ContextSampler, pool_from_cube
+from .dataset import Cube, Stats, Summary, open_cube, open_dataset, refuse_inf, summarise
 from .device import pick_device
+from .engine import REGION_KEY, check_scheduler_options, compute_engine
 from .ensemble import ensemble_single_step
-from .sampler import OMEGAS, sample_window
 from .errors import ImputeError
+from .sampler import OMEGAS, sample_window
 from .train import TrainOptions, train_model
-from .windows import blend_weights, plan_tiles
-from .writer import build_output, check_output_path, write_atomic
+from .windows import Region, Tile, blend_weights, plan_regions, plan_tiles
+from .writer import check_output_path, lazy_output, output_arrays, output_specs, write_atomic
 
 GRID_SPACING_TOLERANCE = 0.01
+REGION_BYTES = 512 * 1024**2
+
+
+def region_bytes(channels: int, samples: int, save_samples: bool) -> int:
+    """Working memory per grid cell of a region: about 40 bytes a channel for the values, masks,
+    blending sums, estimate and output variables, and per sample 16 (the samples, their copy
+    per variable, the quantiles' sort) plus 4 more when they are written."""
+    return channels * (40 + samples * (16 + (4 if save_samples else 0)))
 
 
 @dataclass
@@ -54,6 +66,9 @@ class ImputeOptions:
     omega: str | None = None  # weight on E_diff in eq. 28 (default: the model's impute.omega)
     save_samples: bool = False
     history: str = "impute-cli impute"
+    scheduler: str | None = None  # a Dask scheduler address: regions run on its workers
+    workers: int | None = None  # a local Dask cluster of this many worker processes
+    region_bytes: int = REGION_BYTES  # working memory of one region (see windows.plan_regions)
     progress: bool = True
     log: Callable[[str], None] = field(default=lambda s: print(s, file=sys.stderr))
 
@@ -97,73 +112,199 @@ class Filled:
     sampler: dict | None = None  # how the samples were drawn, for the output's attributes
 
 
-def member_generator(seed: int, tile: int, member: int) -> torch.Generator:
-    """Member `member` of tile `tile`: its own random stream, whatever the batch size."""
-    state = np.random.SeedSequence([seed, tile, member]).generate_state(1)[0]
+def member_generator(seed: int, tile: int, member: int, region: int = 0) -> torch.Generator:
+    """Member `member` of tile `tile` of region `region`: its own random stream, whatever the
+    batch size and whichever worker runs the region."""
+    state = np.random.SeedSequence([seed, region, tile, member]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
 
 
-def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOptions) -> Filled:
-    """The blended point estimate for every cell and, with opts.samples, the samples."""
-    stats = Stats(tuple(card.normalisation["mean"]), tuple(card.normalisation["std"]),
-                  card.normalisation["observed_fraction"])
-    window = tuple(card.window)
+def tile_generator(seed: int, region: int, tile: int) -> torch.Generator:
+    """The point estimate's context draws for tile `tile` of region `region`."""
+    state = np.random.SeedSequence([seed, region, tile, 1_000_003]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+@dataclass
+class FillJob:
+    """Everything a region needs, resolved once for the whole cube and picklable, so that a
+    Dask worker gets it once: the model (card and weights), the cube-wide figures of the
+    streaming pass (normalisation, climatology sums, gap pool, test density), and the sampler
+    settings. The network and the opened cube are built on first use and kept on the job, so
+    each worker builds them once and reuses them for every region it runs."""
+
+    card: ModelCard | None  # None: no gap anywhere, the output is the input
+    weights: dict[str, torch.Tensor] | None
+    source: str  # the input file, opened again by a worker
+    variables: list[str]
+    static_mask: str | None
+    stats: Stats | None
+    sums: tuple[np.ndarray, np.ndarray] | None  # (C, H, W) climatology sums, normalised units
+    pool: np.ndarray | None  # (T', H, W) real gap shapes for the empirical context sampler
+    ratio: float  # [CQ] App. G.3 context rescaling at this test density
+    window: tuple[int, int, int]
+    samples: int
+    steps: int
+    ensemble: int
+    omega: str
+    seed: int
+    device: str
+    progress: bool = False
+    _cube: Cube | None = field(default=None, repr=False)
+    _den: torch.nn.Module | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cube"] = state["_den"] = None  # rebuilt on the worker
+        return state
+
+    @property
+    def cube(self) -> Cube:
+        if self._cube is None:
+            self._cube = open_cube(self.source, self.variables, self.static_mask)
+        return self._cube
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        if self._den is None:
+            assert self.card is not None and self.weights is not None
+            den = build_denoiser(self.card)
+            den.net.load_state_dict(self.weights)
+            self._den = den.eval().to(pick_device(self.device))
+        return self._den
+
+    @property
+    def sampler(self) -> ContextSampler:
+        assert self.card is not None
+        pattern = self.card.mask_strategy["pattern"]
+        return ContextSampler(pattern, self.card.preset.mask.block_sizes, self.pool if pattern == "empirical" else None)
+
+    def info(self) -> dict | None:
+        """How the samples were drawn, for the output's attributes."""
+        if not self.samples:
+            return None
+        if self.card is None:
+            return {"samples": self.samples, "steps": 0, "note": "no gap: samples equal the input", "seed": self.seed}
+        return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
+                "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed}
+
+
+def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, summary: Summary,
+             opts: ImputeOptions, source: str = "") -> FillJob:
+    """Resolve, once for the whole cube, what every region needs (see FillJob)."""
     T, H, W = cube.grid.shape
+    if card is None:
+        return FillJob(None, None, source, cube.variables, cube.static_mask_var, None, None, None, 1.0,
+                       (min(T, 8), min(H, 64), min(W, 64)), opts.samples or 0, 0, 0, "", opts.seed, opts.device, opts.progress, cube)
+    window = tuple(card.window)
     if any(w > n for w, n in zip(window, (T, H, W))):
         window = tuple(min(w, n) for w, n in zip(window, (T, H, W)))
         if window[0] != card.window[0]:
             raise ImputeError(f"the model needs windows of {card.window[0]} time steps but the file has {T}; "
                               "train a model with fewer frames (window.frames) on this file")
-    refuse_inf(int(np.isinf(cube.data).sum().compute()))
-    obs = observation_masks(cube)
-    fillable_gaps = int((~obs & cube.valid[None, None]).sum())
-    if fillable_gaps == 0:
-        raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
-    pattern = card.mask_strategy["pattern"]
-    pool = observation_pool(obs, cube.valid)
-    sampler = ContextSampler(pattern, card.preset.mask.block_sizes, pool if pattern == "empirical" else None)
+    stats = Stats(tuple(card.normalisation["mean"]), tuple(card.normalisation["std"]),
+                  card.normalisation["observed_fraction"])
     # [CQ] App. G.3: keep the network's input density as in training when the test density differs.
-    r_test = float(obs.mean(axis=(0, 1))[cube.valid].mean())
-    ratio = min(1.0, card.mask_strategy["context_input_fraction"] / max(r_test, 1e-6))
+    ratio = min(1.0, card.mask_strategy["context_input_fraction"] / max(summary.observed_fraction, 1e-6))
     if card.mask_strategy.get("missdiff"):
         ratio = 1.0
-    device = pick_device(opts.device)
-    den = den.to(device)
     cfg = card.preset.impute
-    K = opts.ensemble or cfg.ensemble
-    N = opts.samples or 0
-    steps = opts.steps or cfg.steps
-    tiles = [tl for tl in plan_tiles((T, H, W), window, card.preset.window.overlap)
-             if not obs[tl.t, :, tl.y, tl.x].all()]  # a tile without gaps changes nothing
+    return FillJob(card, {k: v.detach().cpu() for k, v in den.net.state_dict().items()}, source, cube.variables,
+                   cube.static_mask_var, stats, summary.climatology_sums(stats), pool_from_cube(cube, window[0]),
+                   ratio, window, opts.samples or 0, opts.steps or cfg.steps, opts.ensemble or cfg.ensemble,
+                   opts.omega or cfg.omega, opts.seed, opts.device, opts.progress, cube, den.eval())
+
+
+def _sub_cube(cube: Cube, values: np.ndarray, box: Tile) -> Cube:
+    """The values of `box` as an in-memory cube of their own (tiles then index it from 0)."""
+    grid = dataclasses.replace(cube.grid, shape=values.shape[:1] + values.shape[2:])
+    return dataclasses.replace(cube, data=dsa.from_array(values, chunks=-1), memory=values, obs_mask=None,
+                               valid=cube.valid[box.y, box.x], grid=grid)
+
+
+def region_outputs(job: FillJob, region: Region, quantiles: tuple[float, float],
+                   save_samples: bool) -> dict[str, np.ndarray]:
+    """The output variables over one region's core (a Dask task: any worker may run it)."""
+    with dask.config.set(scheduler="synchronous"):  # reads inside a task stay in this task
+        filled = fill_region(job, region)
+        return output_arrays(job.cube, filled.estimate, filled.samples, region.core, quantiles, save_samples)
+
+
+def fill_region(job: FillJob, region: Region) -> Filled:
+    """The point estimate and samples of one region's core, in data units (C channel layout):
+    the region's outer box is read and imputed as a cube of its own, then cut to the core."""
+    box, core = region.outer, region.core
+    values = job.cube.read(box.t, box.y, box.x)
+    rel = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip((core.t, core.y, core.x),
+                                                                          (box.t, box.y, box.x)))
+    if job.card is None:  # nothing to fill anywhere: the estimate is the input
+        v = values[rel[0], :, rel[1], rel[2]]
+        return Filled(v, np.broadcast_to(v, (job.samples, *v.shape)) if job.samples else None)
+    sub = _sub_cube(job.cube, values, box)
+    sums = tuple(s[:, box.y, box.x] for s in job.sums)
+    est, samples = _fill_box(job, sub, sums, region.index)
+    est = est[rel[0], :, rel[1], rel[2]]
+    if samples is not None:
+        samples = samples[:, rel[0], :, rel[1], rel[2]]
+    return Filled(est, samples)
+
+
+def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
+              region: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """[CQ] §3.3 on an in-memory cube: the blended ensemble estimate of every tile with a gap,
+    and with job.samples the samples of [CQ] Alg. 4 (see draw_samples). Data units."""
+    card, den, stats = job.card, job.denoiser, job.stats
+    assert card is not None and stats is not None
+    T, H, W = cube.grid.shape
+    window = tuple(min(a, b) for a, b in zip(job.window, (T, H, W)))
+    obs = cube.observed(cube.memory)
+    gap = ~obs & cube.valid[None, None]
+    device = next(den.parameters()).device
+    cfg = card.preset.impute
+    K = job.ensemble
+    sampler = job.sampler
+    tiles = [(i, tl) for i, tl in enumerate(plan_tiles((T, H, W), window, card.preset.window.overlap))
+             if gap[tl.t, :, tl.y, tl.x].any()]  # a tile without a fillable gap changes nothing
     w = torch.from_numpy(blend_weights(window))[:, None]  # (F, 1, h, w)
-    num = np.zeros(cube.data.shape, "float32")
+    num = np.zeros(cube.memory.shape, "float32")
     den_w = np.zeros((T, 1, H, W), "float32")
     per_batch = max(1, cfg.batch_size // K)
-    sums = climatology_sums(cube, stats)
-    bar = tqdm(total=len(tiles), desc="impute", file=sys.stderr,
-               disable=not opts.progress, dynamic_ncols=True)
+    bar = tqdm(total=len(tiles), desc="impute", file=sys.stderr, disable=not job.progress, dynamic_ncols=True)
     for i in range(0, len(tiles), per_batch):
         chunk = tiles[i:i + per_batch]
-        b = read_tiles(cube, chunk, stats, sums)
-        gens = [torch.Generator().manual_seed(opts.seed * 1_000_003 + i + j) for j in range(len(chunk))]
+        b = read_tiles(cube, [tl for _, tl in chunk], stats, sums)
+        gens = [tile_generator(job.seed, region, k) for k, _ in chunk]
         x = ensemble_single_step(den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), sampler=sampler,
-                                 ratio=ratio, K=K, delta=cfg.delta, generators=gens,
+                                 ratio=job.ratio, K=K, delta=cfg.delta, generators=gens,
                                  batch_size=cfg.batch_size, sums=(b.S.to(device), b.N.to(device))).cpu()
-        for tl, xi in zip(chunk, x):
+        for (_, tl), xi in zip(chunk, x):
             num[tl.t, :, tl.y, tl.x] += (xi * w).numpy()
             den_w[tl.t, :, tl.y, tl.x] += w.numpy()
         bar.update(len(chunk))
     bar.close()
     est = np.divide(num, den_w, out=np.full_like(num, np.nan), where=den_w > 0)
+    del num
     samples = None
-    if N:
-        samples = draw_samples(card, den, cube, est, stats, sums, sampler, pool, obs, opts, steps)
-        for n in range(N):  # in place, one member at a time
+    if job.samples:
+        samples = draw_samples(job, cube, est, sums, region)
+        for n in range(job.samples):  # in place, one member at a time
             samples[n] = denormalise(samples[n], stats)
             samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
-    info = {"samples": N, "steps": steps, "eta": cfg.eta, "omega": opts.omega or cfg.omega, "ensemble": K,
-            "seed": opts.seed} if N else None
-    return Filled(denormalise(est, stats), samples, info)
+    return denormalise(est, stats), samples
+
+
+def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOptions) -> Filled:
+    """The blended point estimate for every cell and, with opts.samples, the samples, of an
+    in-memory cube in one piece (evaluate, confidence --calibrate, benchmarks)."""
+    if cube.memory is None:
+        cube.load()
+    summary = summarise(cube)
+    refuse_inf(summary.n_inf)
+    if int(summary.gaps().sum()) == 0:
+        raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
+    job = make_job(card, den, cube, summary, opts)
+    est, samples = _fill_box(job, cube, job.sums, 0)
+    return Filled(est, samples, job.info())
 
 
 def sampling_window(window: tuple[int, int, int], grid: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -175,34 +316,39 @@ def sampling_window(window: tuple[int, int, int], grid: tuple[int, int, int]) ->
     return f, (H if H <= 1.5 * h else h), (W if W <= 1.5 * w else w)
 
 
-def draw_samples(card: ModelCard, den: torch.nn.Module, cube: Cube, est: np.ndarray, stats: Stats,
-                 sums: tuple[np.ndarray, np.ndarray], sampler: ContextSampler, pool: np.ndarray, obs: np.ndarray,
-                 opts: ImputeOptions, steps: int) -> np.ndarray:
-    """(N, T, C, H, W) samples in normalised units ([CQ] Alg. 4 per tile, see sample_window).
+def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarray, np.ndarray],
+                 region: int) -> np.ndarray:
+    """(N, T, C, H, W) samples of an in-memory cube in normalised units ([CQ] Alg. 4 per tile,
+    see sample_window).
 
     Tiles are visited in order; a tile's cells sampled by an earlier tile are held fixed with
     each member's values. E_imp of a tile is the blended point estimate `est` there."""
+    card, den, stats = job.card, job.denoiser, job.stats
+    assert card is not None and stats is not None
     cfg = card.preset.impute
-    N = opts.samples or 0
+    N = job.samples
     T, H, W = cube.grid.shape
     device = next(den.parameters()).device
-    window = sampling_window(tuple(min(a, b) for a, b in zip(card.window, (T, H, W))), (T, H, W))
-    tiles = [tl for tl in plan_tiles((T, H, W), window, card.preset.window.overlap)
-             if not obs[tl.t, :, tl.y, tl.x].all()]
-    samples = np.zeros((N, *cube.data.shape), "float32")
+    window = sampling_window(tuple(min(a, b) for a, b in zip(job.window, (T, H, W))), (T, H, W))
+    gap = ~cube.observed(cube.memory) & cube.valid[None, None]
+    tiles = [(i, tl) for i, tl in enumerate(plan_tiles((T, H, W), window, card.preset.window.overlap))
+             if gap[tl.t, :, tl.y, tl.x].any()]
+    samples = np.zeros((N, *cube.memory.shape), "float32")
     done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
     members = min(N, max(cfg.batch_size, 64))  # members of one tile go through the network together
-    bar = tqdm(total=len(tiles), desc=f"sample x{N}", file=sys.stderr, disable=not opts.progress, dynamic_ncols=True)
-    for i, tl in enumerate(tiles):
+    sampler = job.sampler
+    pool = job.pool if job.pool is not None else np.ones((1, H, W), bool)
+    bar = tqdm(total=len(tiles), desc=f"sample x{N}", file=sys.stderr, disable=not job.progress, dynamic_ncols=True)
+    for i, tl in tiles:
         b = read_tiles(cube, [tl], stats, sums)
         e = est[tl.t, :, tl.y, tl.x]
         x_imp = torch.from_numpy(np.where(np.isfinite(e), e, b.x_obs[0].numpy()))
         fixed = torch.from_numpy(np.broadcast_to(done[tl.t, :, tl.y, tl.x], b.M[0].shape).copy()) & ~b.M[0]
         new = sample_window(
             den, b.x_obs[0].to(device), b.M[0].to(device), b.valid[0].to(device), x_imp.to(device),
-            sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=steps,
-            delta=cfg.delta, eta=cfg.eta, omega_kind=opts.omega or cfg.omega,
-            generators=[member_generator(opts.seed, i, m) for m in range(N)], batch_size=members,
+            sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
+            delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega,
+            generators=[member_generator(job.seed, i, m, region) for m in range(N)], batch_size=members,
             sums=(b.S[0].to(device), b.N[0].to(device)), fixed=fixed.to(device),
             fixed_values=torch.from_numpy(samples[:, tl.t, :, tl.y, tl.x]))
         keep = done[tl.t, :, tl.y, tl.x]
@@ -211,18 +357,6 @@ def draw_samples(card: ModelCard, den: torch.nn.Module, cube: Cube, est: np.ndar
         bar.update(1)
     bar.close()
     return samples
-
-
-def _copy_through(cube: Cube, opts: ImputeOptions) -> Filled:
-    """No fillable gap: the output is the input (and N identical samples, zero spread)."""
-    opts.log("notice: the input has no gap to fill (every fillable cell is observed); "
-             "writing it through unchanged")
-    values = cube.memory if cube.memory is not None else np.asarray(cube.data.compute())
-    refuse_inf(int(np.isinf(values).sum()))
-    N = opts.samples or 0
-    samples = np.broadcast_to(values, (N, *values.shape)) if N else None
-    info = {"samples": N, "steps": 0, "note": "no gap: samples equal the input", "seed": opts.seed} if N else None
-    return Filled(values, samples, info)
 
 
 def parse_quantiles(text: str) -> tuple[float, float]:
@@ -249,10 +383,12 @@ def check_sampling_options(opts: ImputeOptions) -> None:
 
 
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
-    """Fill the gaps of INP and write OUT; trains a quick model on INP first without --model.
-    A file with no gap to fill is copied through (V_filled = V, zero spread) with a notice."""
+    """Fill the gaps of INP and write OUT, region by region in bounded memory (see `plan`);
+    trains a quick model on INP first without --model. A file with no gap to fill is copied
+    through (V_filled = V, zero spread) with a notice."""
     check_output_path(out, inp, opts.overwrite)
     check_sampling_options(opts)
+    check_scheduler_options(opts)
     ds = open_dataset(inp)
     card = den = None
     if opts.model:  # the model's variables and static mask unless the user names others (then they must match)
@@ -262,27 +398,46 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
         check_compatible(card, cube)
     else:
         cube = open_cube(inp, opts.variables, opts.static_mask, ds=ds)
-    cube.load()
-    if not (~observation_masks(cube) & cube.valid[None, None]).any():
-        filled = _copy_through(cube, opts)
-    else:
-        if card is None:
-            with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
-                opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
-                         "(the method needs no complete data)")
-                model = train_model(inp, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern,
-                                                      steps=opts.train_steps, out=Path(tmp) / "model",
-                                                      variables=cube.variables, static_mask=cube.static_mask_var,
-                                                      device=opts.device, seed=opts.seed,
-                                                      progress=opts.progress, log=opts.log))
-                card, den = load_model(model)
-        filled = fill_cube(card, den, cube, opts)
-    if filled.sampler is not None:
-        filled.sampler["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
-    ds = build_output(cube, filled.estimate, opts.history, samples=filled.samples, sampler=filled.sampler,
-                      quantiles=opts.quantiles or (0.05, 0.95), save_samples=opts.save_samples)
-    write_atomic(ds, out, opts.overwrite)
-    n = int(((ds[f"{cube.variables[0]}_imputed_flag"] == 1).sum()))
+    cube.load()  # small cubes are read once; large ones stay lazy and are read region by region
+    summary = summarise(cube)  # one streaming pass: sums, counts, Inf
+    refuse_inf(summary.n_inf)
+    gaps = summary.gaps()
+    with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
+        if not gaps.any():
+            opts.log("notice: the input has no gap to fill (every fillable cell is observed); "
+                     "writing it through unchanged")
+            card = den = None
+        elif card is None:
+            opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
+                     "(the method needs no complete data)")
+            model = train_model(inp, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern,
+                                                  steps=opts.train_steps, out=Path(tmp) / "model",
+                                                  variables=cube.variables, static_mask=cube.static_mask_var,
+                                                  device=opts.device, seed=opts.seed,
+                                                  progress=opts.progress, log=opts.log))
+            card, den = load_model(model)
+        job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=False),
+                       source=str(Path(inp).resolve()))
+    sampler = job.info()
+    if sampler is not None:
+        sampler["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
+    plan = plan_regions(cube.grid.shape, job.window, region_bytes(len(cube.channels), job.samples, opts.save_samples),
+                        opts.region_bytes)
+    quantiles = opts.quantiles or (0.05, 0.95)
+    # One task per region, all reading the one job (shipped once to each Dask worker).
+    # deterministic names (dask orders ties by key, and the order of writes is the file's layout)
+    name = f"{REGION_KEY}-{dask.base.tokenize(str(Path(out).resolve()), str(Path(inp).resolve()), opts.seed)}"
+    job_d = dask.delayed(job, name=f"impute-job-{name[-12:]}")
+    regions = plan.regions()
+    parts = [dask.delayed(region_outputs, pure=True)(job_d, r, quantiles, opts.save_samples, dask_key_name=(name, r.index))
+             for r in regions]
+    ds = lazy_output(cube, plan, parts, opts.history, sampler=sampler, quantiles=quantiles,
+                     save_samples=opts.save_samples)
+    with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log) as run:
+        write_atomic(ds, out, opts.overwrite, compute=run,
+                     together=[s.name for s in output_specs(cube, sampler, quantiles, opts.save_samples)])
+    c0 = [c for c, (v, _) in enumerate(cube.channel_sel) if v == cube.variables[0]]
+    n = int(gaps[c0].sum())
     opts.log(f"wrote {out}: {n} cells of {cube.variables[0]} imputed"
              + (f" (and {len(cube.variables) - 1} more variables)" if len(cube.variables) > 1 else ""))
     return Path(out)

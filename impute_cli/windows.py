@@ -55,3 +55,83 @@ def blend_weights(window: tuple[int, int, int]) -> np.ndarray:
 
     f, h, w = window
     return (ramp(f)[:, None, None] * ramp(h)[None, :, None] * ramp(w)[None, None, :]).astype("float32")
+
+
+@dataclass(frozen=True)
+class Region:
+    """One piece of the cube imputed on its own: `core` is what it writes, `outer` what it
+    reads and fills (the core with a margin of context, clipped at the cube's edges)."""
+
+    index: int
+    core: Tile
+    outer: Tile
+
+
+@dataclass(frozen=True)
+class RegionPlan:
+    """The cube cut into a regular grid of regions (equal sizes along each axis but the last),
+    so that every output variable gets the same chunks. The plan depends only on sizes, never
+    on how many workers run it, so any scheduler computes the same regions."""
+
+    bounds: tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]  # cut points along t, y, x
+    margin: tuple[int, int, int]
+    window: tuple[int, int, int]  # an outer region is never smaller than this (when the cube is not)
+
+    @property
+    def counts(self) -> tuple[int, int, int]:
+        return tuple(len(b) - 1 for b in self.bounds)  # type: ignore[return-value]
+
+    def chunks(self, axis: int) -> tuple[int, ...]:
+        b = self.bounds[axis]
+        return tuple(b[i + 1] - b[i] for i in range(len(b) - 1))
+
+    def regions(self) -> list[Region]:
+        out = []
+        ends = [b[-1] for b in self.bounds]
+        for it in range(self.counts[0]):
+            for iy in range(self.counts[1]):
+                for ix in range(self.counts[2]):
+                    idx = (it, iy, ix)
+                    core = [slice(self.bounds[a][idx[a]], self.bounds[a][idx[a] + 1]) for a in range(3)]
+                    outer = [_widen(c, m, k, n) for c, m, k, n in zip(core, self.margin, self.window, ends)]
+                    out.append(Region(len(out), Tile(*core), Tile(*outer)))
+        return out
+
+
+def _widen(core: slice, margin: int, window: int, n: int) -> slice:
+    """The core plus `margin` on each side, clipped to [0, n), and widened (backwards first) to
+    at least `window` so that a short last region still holds whole windows."""
+    a, b = max(0, core.start - margin), min(n, core.stop + margin)
+    if b - a < window:
+        a = max(0, b - window)
+        b = min(n, a + window)
+    return slice(a, b)
+
+
+def _cuts(n: int, size: int) -> tuple[int, ...]:
+    """0, size, 2 size, ..., n (the last piece may be shorter: Zarr's rule for chunks)."""
+    return tuple(range(0, n, size)) + (n,)
+
+
+def plan_regions(grid_shape: tuple[int, int, int], window: tuple[int, int, int], cell_bytes: int,
+                 budget: int) -> RegionPlan:
+    """Regions of at most about `budget` bytes of working memory at `cell_bytes` a grid cell
+    (all channels and samples together). Whole maps are kept when at least 4 windows' worth of
+    time steps fit, since cutting in space costs more seams than cutting in time; else the
+    larger spatial side is halved until they fit (or the side is down to 2 windows). The
+    margin -- context read around each region and thrown away -- is half a window along each
+    cut axis."""
+    T, H, W = grid_shape
+    f, h, w = window
+    cells = max(1, budget // max(cell_bytes, 1))
+    hy, wx = H, W
+    while 4 * f * hy * wx > cells and (hy > 2 * h or wx > 2 * w):
+        if hy / h >= wx / w and hy > 2 * h:
+            hy = -(-hy // 2)
+        else:
+            wx = -(-wx // 2)
+    mt, my, mx = f // 2, (h // 2 if hy < H else 0), (w // 2 if wx < W else 0)
+    L = max(4 * f, cells // max((hy + 2 * my) * (wx + 2 * mx), 1) - 2 * mt)
+    if L >= T:
+        mt = 0
+    return RegionPlan((_cuts(T, min(L, T)), _cuts(H, hy), _cuts(W, wx)), (mt, my, mx), (f, h, w))
