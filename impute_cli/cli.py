@@ -6,7 +6,9 @@ from __future__ import annotations
 import functools
 import json
 import shlex
+import signal
 import sys
+import threading
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Callable, Optional
@@ -28,6 +30,9 @@ class OneLineErrors(typer.core.TyperGroup):
     def main(self, *args, standalone_mode: bool = True, **kw):  # type: ignore[override]
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kw)
+        # SIGTERM (a batch system's time limit, `kill`) as Ctrl-C, so that temporary outputs are
+        # removed on the way out instead of left beside OUT
+        previous = signal.signal(signal.SIGTERM, _terminated) if threading.current_thread() is threading.main_thread() else None
         try:
             rv = super().main(*args, standalone_mode=False, **kw)
         except click.exceptions.NoArgsIsHelpError as e:  # plain `impute-cli` or `impute-cli train`
@@ -44,7 +49,14 @@ class OneLineErrors(typer.core.TyperGroup):
         except typer.Abort:
             _err("aborted; no output was written")
             sys.exit(130)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _terminated(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrors,
@@ -90,7 +102,7 @@ def handled(fn: Callable) -> Callable:
                  "interrupted; continue from the last checkpoint with the same command and --resume")
             raise typer.Exit(130) from None
         except MemoryError:
-            _err("out of memory; use a smaller preset or window")
+            _err("out of memory; use a smaller --region-mb (impute), preset or window")
             raise typer.Exit(3) from None
     return wrapper
 
@@ -172,6 +184,9 @@ def impute(
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    scheduler: Annotated[Optional[str], typer.Option(metavar="ADDRESS", help="Run the regions on the workers of this Dask scheduler (e.g. tcp://host:8786); they must see IN and OUT.")] = None,
+    workers: Annotated[Optional[int], typer.Option(help="Run the regions on a local Dask cluster of N worker processes.")] = None,
+    region_mb: Annotated[int, typer.Option(min=1, help="Working memory of one region in MiB: the cube is imputed region by region, so peak memory follows this, not the cube's size.")] = 512,
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
@@ -182,7 +197,8 @@ def impute(
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
-        omega=omega, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log))
+        omega=omega, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
+        scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
 
 
 @app.command()

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from .errors import ImputeError
 
 REGION_KEY = "impute-region"  # the name of every region task (keys are (name-token, index))
+CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
 
 
 def check_scheduler_options(opts: Any) -> None:
@@ -46,7 +47,7 @@ class _RegionBar(Callback):
             self.bar.update(1)
 
 
-def _regions_done(dask_scheduler, name: str) -> int:  # noqa: ANN001 (runs on the scheduler)
+def _regions_done(name: str, dask_scheduler=None) -> int:  # noqa: ANN001 (runs on the scheduler)
     group = dask_scheduler.task_groups.get(name)
     if group is None:
         return 0
@@ -75,10 +76,10 @@ def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, n
     try:
         if workers:
             cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)
+                                   dashboard_address=None, silence_logs=50)
             client = Client(cluster)
         else:
-            client = Client(scheduler, timeout="20s")
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as e:
         if cluster is not None:
             cluster.close()

@@ -41,7 +41,7 @@ GRID_SPACING_TOLERANCE = 0.01
 REGION_BYTES = 512 * 1024**2
 
 
-def region_bytes(channels: int, samples: int, save_samples: bool) -> int:
+def cell_bytes(channels: int, samples: int, save_samples: bool) -> int:
     """Working memory per grid cell of a region: about 40 bytes a channel for the values, masks,
     blending sums, estimate and output variables, and per sample 16 (the samples, their copy
     per variable, the quantiles' sort) plus 4 more when they are written."""
@@ -150,6 +150,7 @@ class FillJob:
     seed: int
     device: str
     progress: bool = False
+    threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -195,7 +196,7 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     T, H, W = cube.grid.shape
     if card is None:
         return FillJob(None, None, source, cube.variables, cube.static_mask_var, None, None, None, 1.0,
-                       (min(T, 8), min(H, 64), min(W, 64)), opts.samples or 0, 0, 0, "", opts.seed, opts.device, opts.progress, cube)
+                       (min(T, 8), min(H, 64), min(W, 64)), opts.samples or 0, 0, 0, "", opts.seed, opts.device, opts.progress, _cube=cube)
     window = tuple(card.window)
     if any(w > n for w, n in zip(window, (T, H, W))):
         window = tuple(min(w, n) for w, n in zip(window, (T, H, W)))
@@ -212,7 +213,7 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     return FillJob(card, {k: v.detach().cpu() for k, v in den.net.state_dict().items()}, source, cube.variables,
                    cube.static_mask_var, stats, summary.climatology_sums(stats), pool_from_cube(cube, window[0]),
                    ratio, window, opts.samples or 0, opts.steps or cfg.steps, opts.ensemble or cfg.ensemble,
-                   opts.omega or cfg.omega, opts.seed, opts.device, opts.progress, cube, den.eval())
+                   opts.omega or cfg.omega, opts.seed, opts.device, opts.progress, _cube=cube, _den=den.eval())
 
 
 def _sub_cube(cube: Cube, values: np.ndarray, box: Tile) -> Cube:
@@ -224,10 +225,19 @@ def _sub_cube(cube: Cube, values: np.ndarray, box: Tile) -> Cube:
 
 def region_outputs(job: FillJob, region: Region, quantiles: tuple[float, float],
                    save_samples: bool) -> dict[str, np.ndarray]:
-    """The output variables over one region's core (a Dask task: any worker may run it)."""
-    with dask.config.set(scheduler="synchronous"):  # reads inside a task stay in this task
-        filled = fill_region(job, region)
-        return output_arrays(job.cube, filled.estimate, filled.samples, region.core, quantiles, save_samples)
+    """The output variables over one region's core (a Dask task: any worker may run it).
+
+    Torch runs with the thread count of the process that planned the job: CPU kernels split
+    their sums by thread, so another count changes the last bits, and a region must come out
+    the same on every worker."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    try:
+        with dask.config.set(scheduler="synchronous"):  # reads inside a task stay in this task
+            filled = fill_region(job, region)
+            return output_arrays(job.cube, filled.estimate, filled.samples, region.core, quantiles, save_samples)
+    finally:
+        torch.set_num_threads(prev)
 
 
 def fill_region(job: FillJob, region: Region) -> Filled:
@@ -421,13 +431,13 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     sampler = job.info()
     if sampler is not None:
         sampler["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
-    plan = plan_regions(cube.grid.shape, job.window, region_bytes(len(cube.channels), job.samples, opts.save_samples),
+    plan = plan_regions(cube.grid.shape, job.window, cell_bytes(len(cube.channels), job.samples, opts.save_samples),
                         opts.region_bytes)
     quantiles = opts.quantiles or (0.05, 0.95)
     # One task per region, all reading the one job (shipped once to each Dask worker).
     # deterministic names (dask orders ties by key, and the order of writes is the file's layout)
     name = f"{REGION_KEY}-{dask.base.tokenize(str(Path(out).resolve()), str(Path(inp).resolve()), opts.seed)}"
-    job_d = dask.delayed(job, name=f"impute-job-{name[-12:]}")
+    job_d = dask.delayed(job, name=f"impute-job-{name[-12:]}", traverse=False)  # never look inside (its cube is lazy)
     regions = plan.regions()
     parts = [dask.delayed(region_outputs, pure=True)(job_d, r, quantiles, opts.save_samples, dask_key_name=(name, r.index))
              for r in regions]

@@ -80,6 +80,28 @@ def test_impute_killed_mid_run_leaves_no_output(tmp_path):
         "a file that looks like an output was left"
 
 
+def test_impute_terminated_while_writing_removes_its_temporary_output(tmp_path):
+    """SIGTERM (a batch system's time limit) while regions are being written: exit 130, one
+    line, and nothing at all left beside the output, not even the hidden temporary folder."""
+    cube = write_cube(tiny_cube_dataset(96, 32, 32, "cloud", 0.5, seed=2), tmp_path / "cube.nc")
+    preset = tiny_preset_yaml(tmp_path / "p.yaml", train={"steps": 5})
+    out = tmp_path / "out" / "filled.zarr"
+    out.parent.mkdir()
+    proc = cli("impute", cube, out, "--preset", preset, "--samples", 8, "--steps", 30, "--region-mb", 1)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # until the first region is on disk
+        if any(p.name.startswith(".filled.zarr.") for p in out.parent.iterdir()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert err.decode().strip().splitlines()[-1].startswith("impute-cli: error: interrupted")
+    assert list(out.parent.iterdir()) == []
+
+
 def test_resume_removes_a_temporary_file_left_by_a_kill(tmp_path):
     """SIGKILL while a checkpoint is being written leaves '.checkpoint.pt.XXXX.tmp' (the rename
     never happened); the resumed training removes it."""
