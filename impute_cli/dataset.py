@@ -307,9 +307,11 @@ def _axis_values(ds: xr.Dataset, dim: str, n: int, positions: bool) -> tuple[flo
 
 
 def open_cube(path: str | Path, variables: list[str] | None = None, static_mask: str | None = None,
-              ds: xr.Dataset | None = None) -> Cube:
+              ds: xr.Dataset | None = None, valid: np.ndarray | None = None) -> Cube:
     """Open a file as a lazy Cube: variables selected, dims found, extra dims made channels.
-    A series (time x station) becomes a grid of height 1 (see the module docstring)."""
+    A series (time x station) becomes a grid of height 1 (see the module docstring). `valid`,
+    the fillable cells found by an earlier opening, skips finding the static mask's polarity
+    (a pass over the data)."""
     ds = open_dataset(path) if ds is None else ds
     chosen, (t, y, x) = select_variables(ds, variables)
     space = (x,) if y is None else (y, x)
@@ -346,6 +348,8 @@ def open_cube(path: str | Path, variables: list[str] | None = None, static_mask:
     yv = (0.0,) if y is None else _axis_values(ds, y, H, False)
     xv = _axis_values(ds, x, W, not real_axis)
     grid = Grid(t, y, x, tuple(extra_all), (T, H, W), yv, xv)
+    if valid is not None:
+        return Cube(ds, chosen, channels, sel, units, grid, valid, static_mask, data)
     observed_any = None
     if static_mask is not None or any(_is_mask_candidate(ds, str(v), space) for v in ds.data_vars):
         observed_any = grid.to_file(np.asarray(dsa.isfinite(data).any(axis=(0, 1)).compute()))

@@ -150,6 +150,7 @@ class FillJob:
     seed: int
     device: str
     progress: bool = False
+    valid: np.ndarray | None = None  # (H, W) the fillable cells, as the planning process found them
     threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
@@ -162,7 +163,7 @@ class FillJob:
     @property
     def cube(self) -> Cube:
         if self._cube is None:
-            self._cube = open_cube(self.source, self.variables, self.static_mask)
+            self._cube = open_cube(self.source, self.variables, self.static_mask, valid=self.valid)
         return self._cube
 
     @property
@@ -196,7 +197,7 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     T, H, W = cube.grid.shape
     if card is None:
         return FillJob(None, None, source, cube.variables, cube.static_mask_var, None, None, None, 1.0,
-                       (min(T, 8), min(H, 64), min(W, 64)), opts.samples or 0, 0, 0, "", opts.seed, opts.device, opts.progress, _cube=cube)
+                       (min(T, 8), min(H, 64), min(W, 64)), opts.samples or 0, 0, 0, "", opts.seed, opts.device, opts.progress, valid=cube.valid, _cube=cube)
     window = tuple(card.window)
     if any(w > n for w, n in zip(window, (T, H, W))):
         window = tuple(min(w, n) for w, n in zip(window, (T, H, W)))
@@ -213,7 +214,8 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     return FillJob(card, {k: v.detach().cpu() for k, v in den.net.state_dict().items()}, source, cube.variables,
                    cube.static_mask_var, stats, summary.climatology_sums(stats), pool_from_cube(cube, window[0]),
                    ratio, window, opts.samples or 0, opts.steps or cfg.steps, opts.ensemble or cfg.ensemble,
-                   opts.omega or cfg.omega, opts.seed, opts.device, opts.progress, _cube=cube, _den=den.eval())
+                   opts.omega or cfg.omega, opts.seed, opts.device, opts.progress, valid=cube.valid,
+                   _cube=cube, _den=den.eval())
 
 
 def _sub_cube(cube: Cube, values: np.ndarray, box: Tile) -> Cube:

@@ -117,3 +117,22 @@ def test_unreachable_scheduler_is_one_line(long_cube, sst_model, tmp_path, monke
                 *CPU, expect_ok=False)
     assert_one_error_line(r, "Dask scheduler", "tcp://127.0.0.1:9")
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_regions_on_a_cluster_with_land_levels_and_two_variables(tmp_path, tiny_preset):
+    """Channels from two variables with a level dim, a land mask, several regions: the workers
+    (which open the file themselves and get the fillable cells from the job) write what one
+    process writes, land stays unfilled and every sea gap is filled."""
+    ds = tiny_cube_dataset(40, 16, 16, "cloud", 0.6, seed=6, nvars=2, with_land=True, level_dim=True)
+    cube = write_cube(ds, tmp_path / "land.nc")
+    run_cli("train", cube, "--preset", tiny_preset, "--out", tmp_path / "m", "--steps", 10, *CPU)
+    args = ("--model", tmp_path / "m", "--samples", 2, "--steps", 2, "--region-mb", 1, *CPU)
+    run_cli("impute", cube, tmp_path / "one.zarr", *args)
+    run_cli("impute", cube, tmp_path / "two.zarr", *args, "--workers", 2)
+    a, b = open_any(tmp_path / "one.zarr"), open_any(tmp_path / "two.zarr")
+    _same(a, b)
+    sea = ds["mask"].values.astype(bool)
+    for v in ("sst", "sst_1"):
+        filled, flag = a[f"{v}_filled"].transpose("time", "level", "lat", "lon").values, a[f"{v}_imputed_flag"]
+        assert not np.isnan(filled[..., sea]).any()
+        assert np.isnan(filled[..., ~sea]).all() and (flag.transpose("time", "level", "lat", "lon").values[..., ~sea] == 2).all()
