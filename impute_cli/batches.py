@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .dataset import Cube, Stats
+from .dataset import Cube, Stats, compute
 from .windows import Tile
 
 
@@ -35,7 +35,7 @@ def climatology_sums(cube: Cube, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
     x = cube.data
     obs = dsa.isfinite(x) & dsa.from_array(cube.valid)[None, None]
     xn = dsa.where(obs, normalise(x, stats), 0)
-    S, N = dsa.compute(xn.sum(axis=0, dtype="float64"), obs.sum(axis=0))
+    S, N = compute(xn.sum(axis=0, dtype="float64"), obs.sum(axis=0))
     return S.astype("float32"), N.astype("float32")
 
 

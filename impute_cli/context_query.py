@@ -212,7 +212,8 @@ POOL_BYTES = 64 * 1024**2  # the empirical pool is at most this big (1 byte a ce
 def pool_from_cube(cube, frames: int, max_bytes: int = POOL_BYTES) -> np.ndarray:
     """The `observation_pool` of a cube, read lazily: every time step when it fits in
     `max_bytes`, else evenly spaced runs of 4 windows' worth of frames (real gap shapes in
-    their real sequence) up to that size, so memory does not grow with the cube."""
+    their real sequence) up to that size, so memory does not grow with the cube (the data are
+    read a block of time steps at a time, each block within `max_bytes` too)."""
     T, H, W = cube.grid.shape
     cap = max(frames, max_bytes // max(H * W, 1))
     if T <= cap:
@@ -221,10 +222,14 @@ def pool_from_cube(cube, frames: int, max_bytes: int = POOL_BYTES) -> np.ndarray
         run = min(4 * frames, cap)
         n = max(1, cap // run)
         runs = [slice(int(s), int(s) + run) for s in np.linspace(0, T - run, n).round()]
+    # Read the data (4 bytes a cell and channel) in blocks of time steps that also fit in
+    # max_bytes, and keep only each block's pool (1 byte a cell).
+    step = max(1, max_bytes // max(4 * len(cube.channels) * H * W, 1))
     parts = []
     for t in runs:
-        vals = cube.read(t, slice(None), slice(None))
-        parts.append(observation_pool(cube.observed(vals), cube.valid))
+        for s in range(t.start, t.stop, step):
+            vals = cube.read(slice(s, min(s + step, t.stop)), slice(None), slice(None))
+            parts.append(observation_pool(cube.observed(vals), cube.valid))
     return np.concatenate(parts)
 
 

@@ -29,11 +29,13 @@ a time_bnds(time, bnds) or a station table beside a gridded field is never picke
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import dask
 import dask.array as dsa
 import numpy as np
 import xarray as xr
@@ -54,6 +56,14 @@ BOUNDS_DIM_NAMES = ("bnds", "bounds", "bnd", "nv", "nbnd", "nbnds", "nb2", "vert
 MASK_NAMES = ("mask", "lsm", "land_sea_mask", "landmask", "land_mask", "sea_mask", "seamask", "lsmask")
 MASK_STANDARD_NAMES = ("land_binary_mask", "sea_binary_mask", "land_area_fraction", "sea_area_fraction")
 IN_MEMORY_LIMIT = 256 * 1024**2  # cubes up to this size (float32 bytes) are read into memory once
+PASS_THREADS = 4  # threads of a pass over the file: its memory is this many chunks' working sets
+
+
+def compute(*arrays: Any) -> tuple:
+    """dask.compute on at most PASS_THREADS threads of this process, so that the memory of a
+    pass over the file is bounded whatever the machine's core count (and never sent to a
+    Dask cluster)."""
+    return dask.compute(*arrays, scheduler="threads", num_workers=min(PASS_THREADS, os.cpu_count() or 1))
 
 
 def open_dataset(path: str | Path) -> xr.Dataset:
@@ -215,7 +225,7 @@ class Cube:
     def read(self, t: slice, y: slice, x: slice) -> np.ndarray:
         if self.memory is not None:  # loaded: plain numpy slicing (a dask compute costs ~4 ms)
             return self.memory[t, :, y, x].copy()
-        return np.asarray(self.data[t, :, y, x].compute())
+        return np.asarray(self.data[t, :, y, x].compute())  # under the caller's scheduler (synchronous in a region)
 
     def observed(self, values: np.ndarray, y: slice = slice(None), x: slice = slice(None)) -> np.ndarray:
         """The observation mask M of a block of values: finite and inside the static mask."""
@@ -224,7 +234,7 @@ class Cube:
     def load(self) -> "Cube":
         """Read the whole cube into memory when it is small enough; else stay lazy."""
         if self.data.nbytes <= IN_MEMORY_LIMIT:
-            self.memory = np.asarray(self.data.compute())
+            self.memory = np.asarray(compute(self.data)[0])
             self.data = dsa.from_array(self.memory, chunks=-1)
         return self
 
@@ -352,7 +362,7 @@ def open_cube(path: str | Path, variables: list[str] | None = None, static_mask:
         return Cube(ds, chosen, channels, sel, units, grid, valid, static_mask, data)
     observed_any = None
     if static_mask is not None or any(_is_mask_candidate(ds, str(v), space) for v in ds.data_vars):
-        observed_any = grid.to_file(np.asarray(dsa.isfinite(data).any(axis=(0, 1)).compute()))
+        observed_any = grid.to_file(np.asarray(compute(dsa.isfinite(data).any(axis=(0, 1)))[0]))
     valid, mask_name = _static_mask(ds, static_mask, space, observed_any)
     valid = np.ones((H, W), bool) if valid is None else valid.reshape(H, W)
     return Cube(ds, chosen, channels, sel, units, grid, valid, mask_name, data)
@@ -385,7 +395,7 @@ def _coord_label(ds: xr.Dataset, dim: str, i: int) -> str:
 
 def observation_masks(cube: Cube) -> np.ndarray:
     """(T, C, H, W) observation mask M of the whole cube (bool, 1 byte a cell)."""
-    return np.asarray(dsa.isfinite(cube.data).compute()) & cube.valid[None, None]
+    return np.asarray(compute(dsa.isfinite(cube.data))[0]) & cube.valid[None, None]
 
 
 @dataclass(frozen=True)
@@ -455,7 +465,7 @@ def summarise(cube: Cube) -> Summary:
     x = cube.data
     obs = dsa.isfinite(x) & dsa.from_array(cube.valid)[None, None]
     xz = dsa.where(obs, x, 0).astype("float64")
-    S, N, s2, n_inf = dsa.compute(xz.sum(axis=0), obs.sum(axis=0, dtype="int64"),
+    S, N, s2, n_inf = compute(xz.sum(axis=0), obs.sum(axis=0, dtype="int64"),
                                   (xz**2).sum(axis=(0, 2, 3)), dsa.isinf(x).sum())
     return Summary(np.asarray(S), np.asarray(N), np.asarray(s2), int(n_inf), int(x.shape[0]), cube.valid)
 

@@ -18,6 +18,9 @@ def pick_device(name: str = "auto") -> torch.device:
         raise ImputeError(f"device '{name}' is not known; use auto, cpu, cuda or cuda:N") from None
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ImputeError(f"device '{name}' asked for but CUDA is not available here; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ImputeError(f"device '{name}' asked for but this machine has {torch.cuda.device_count()} CUDA "
+                          f"device(s); use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return dev
 
 

@@ -14,6 +14,7 @@ them, so the output is the same too (test_scale checks it byte for byte)."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from typing import Any, Callable, Iterator
@@ -26,6 +27,7 @@ from .errors import ImputeError
 
 REGION_KEY = "impute-region"  # the name of every region task (keys are (name-token, index))
 CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
+STOP_WAIT_S = 60.0  # after a failure, how long to wait for a shared cluster's running tasks to end
 
 
 def check_scheduler_options(opts: Any) -> None:
@@ -56,7 +58,8 @@ def _regions_done(name: str, dask_scheduler=None) -> int:  # noqa: ANN001 (runs 
 
 @contextlib.contextmanager
 def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, name: str,
-                   progress: bool, log: Callable[[str], None]) -> Iterator[Callable[[Any], None]]:
+                   progress: bool, log: Callable[[str], None],
+                   torch_threads: int = 1) -> Iterator[Callable[[Any], None]]:
     """Yields `run(store)`: computes a dask collection (the writer's store) on the chosen engine,
     with a progress bar over the `n_regions` region tasks named `name`."""
     bar_args = dict(total=n_regions, desc="impute regions", file=sys.stderr, disable=not progress,
@@ -72,36 +75,91 @@ def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, n
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - distributed is a dependency
         raise ImputeError("--scheduler and --workers need dask's 'distributed' package; pip install distributed") from None
-    cluster = None
+    cluster = client = None
     try:
+        try:
+            if workers:
+                cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                       dashboard_address=None, silence_logs=50)
+                client = Client(cluster)
+            else:
+                client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+            n = len(client.scheduler_info().get("workers", {}))
+        except Exception as e:  # OSError, TimeoutError, ValueError, and whatever a cluster's start raises
+            first = str(e).splitlines()[0] if str(e) else type(e).__name__
+            where = f"the Dask scheduler at '{scheduler}'" if scheduler else f"a local cluster of {workers} workers"
+            raise ImputeError(f"cannot start or reach {where} ({first}); check the address "
+                              "(e.g. tcp://host:8786) or run without --scheduler") from None
+        log(f"running {n_regions} regions on {n} Dask workers ({client.scheduler.address})")
         if workers:
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=50)
-            client = Client(cluster)
-        else:
-            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
-    except (OSError, TimeoutError, ValueError) as e:
-        if cluster is not None:
-            cluster.close()
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        where = f"the Dask scheduler at '{scheduler}'" if scheduler else f"a local cluster of {workers} workers"
-        raise ImputeError(f"cannot start or reach {where} ({first}); check the address "
-                          "(e.g. tcp://host:8786) or run without --scheduler") from None
-    n = len(client.scheduler_info().get("workers", {}))
-    log(f"running {n_regions} regions on {n} Dask workers ({client.scheduler.address})")
+            _warn_oversubscribed(workers, torch_threads, log)
 
-    def run_distributed(store: Any) -> None:
-        fut = client.compute(store)
-        with tqdm(**bar_args) as bar:
-            while not fut.done():
-                done = client.run_on_scheduler(_regions_done, name)
-                bar.update(max(0, min(done, n_regions) - bar.n))
-                time.sleep(0.5)
-            fut.result()  # raises a region's error here
-            bar.update(n_regions - bar.n)
-    try:
+        def run_distributed(store: Any) -> None:
+            fut = client.compute(store)
+            try:
+                with tqdm(**bar_args) as bar:
+                    while not fut.done():
+                        done = client.run_on_scheduler(_regions_done, name)
+                        bar.update(max(0, min(done, n_regions) - bar.n))
+                        time.sleep(0.5)
+                    fut.result()  # raises a region's error here
+                    bar.update(n_regions - bar.n)
+            except BaseException as e:
+                # Stop the computation before the caller removes its temporary output: a
+                # worker still running a task could otherwise write into it afterwards.
+                _stop(client, cluster, fut, store)
+                if isinstance(e, (ImputeError, KeyboardInterrupt)) or not isinstance(e, Exception):
+                    raise
+                raise _region_error(e) from None
         yield run_distributed
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _warn_oversubscribed(workers: int, threads: int, log: Callable[[str], None]) -> None:
+    """Every worker runs torch with the planning process's thread count (see
+    impute.region_outputs); say so when the workers then ask for more threads than there are cores."""
+    cores = os.cpu_count() or 1
+    if workers * threads > cores:
+        log(f"note: {workers} workers x {threads} torch threads each is more than the {cores} cores here; "
+            f"for speed set OMP_NUM_THREADS={max(1, cores // workers)} (the output then equals a "
+            "single-process run with the same OMP_NUM_THREADS)")
+
+
+def _region_error(e: Exception) -> ImputeError:
+    """A failed region as one line: a dead worker (most often out of memory) or the task's error."""
+    first = str(e).splitlines()[0] if str(e) else ""
+    if type(e).__name__ == "KilledWorker":
+        return ImputeError(f"a Dask worker died while running a region ({first}); most often it ran out of "
+                           "memory: use a smaller --region-mb or --samples, or give the workers more memory")
+    if isinstance(e, MemoryError):
+        return ImputeError("a Dask worker ran out of memory; use a smaller --region-mb or --samples")
+    return ImputeError(f"a region failed on a Dask worker ({type(e).__name__}: {first}); "
+                       "check that the workers run this impute-cli version and can read the input")
+
+
+def _executing(names: set[str], dask_worker=None) -> int:  # noqa: ANN001 (runs on each worker)
+    """How many tasks of this computation the worker is running now."""
+    def name(key: Any) -> str:
+        return str(key[0] if isinstance(key, tuple) else key)
+    return sum(name(ts.key) in names for ts in dask_worker.state.executing)
+
+
+def _stop(client: Any, cluster: Any, fut: Any, store: Any, wait_s: float = STOP_WAIT_S) -> None:
+    """Cancel the computation and make sure no worker still runs a task of it: a local cluster
+    is shut down (its workers are ours); on a shared cluster, wait until the running tasks end."""
+    with contextlib.suppress(Exception):
+        client.cancel(fut, force=True)
+    if cluster is not None:
+        with contextlib.suppress(Exception):
+            client.close()
+            cluster.close()
+        return
+    names = {str(n) for n in store.__dask_graph__().layers}
+    deadline = time.monotonic() + wait_s
+    with contextlib.suppress(Exception):
+        while time.monotonic() < deadline and sum(client.run(_executing, names).values()):
+            time.sleep(0.5)

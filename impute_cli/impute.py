@@ -7,13 +7,16 @@ put back from the input bit for bit; the result is written atomically.
 
 Samples are not blended (averaging two independent draws would shrink their spread): tiles
 are sampled in order, and the cells an earlier tile already sampled are held fixed, as if
-observed, by the next one, so each sample is one coherent field."""
+observed, by the next one, so each sample is one coherent field within a region (the cube is
+imputed region by region in bounded memory, see `windows.plan_regions`; across a region's edge
+the draws are independent)."""
 
 from __future__ import annotations
 
 import dataclasses
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -215,7 +218,7 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
                    cube.static_mask_var, stats, summary.climatology_sums(stats), pool_from_cube(cube, window[0]),
                    ratio, window, opts.samples or 0, opts.steps or cfg.steps, opts.ensemble or cfg.ensemble,
                    opts.omega or cfg.omega, opts.seed, opts.device, opts.progress, valid=cube.valid,
-                   _cube=cube, _den=den.eval())
+                   _cube=cube, _den=den.eval().to(pick_device(opts.device)))
 
 
 def _sub_cube(cube: Cube, values: np.ndarray, box: Tile) -> Cube:
@@ -401,6 +404,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     check_output_path(out, inp, opts.overwrite)
     check_sampling_options(opts)
     check_scheduler_options(opts)
+    pick_device(opts.device)  # an unknown or absent device is refused before anything is read
     ds = open_dataset(inp)
     card = den = None
     if opts.model:  # the model's variables and static mask unless the user names others (then they must match)
@@ -437,15 +441,17 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
                         opts.region_bytes)
     quantiles = opts.quantiles or (0.05, 0.95)
     # One task per region, all reading the one job (shipped once to each Dask worker).
-    # deterministic names (dask orders ties by key, and the order of writes is the file's layout)
-    name = f"{REGION_KEY}-{dask.base.tokenize(str(Path(out).resolve()), str(Path(inp).resolve()), opts.seed)}"
+    # A name of its own for each run, so that two runs on a shared scheduler never share a task
+    # (the file's layout does not depend on task names: see writer._write_netcdf).
+    name = f"{REGION_KEY}-{uuid.uuid4().hex}"
     job_d = dask.delayed(job, name=f"impute-job-{name[-12:]}", traverse=False)  # never look inside (its cube is lazy)
     regions = plan.regions()
     parts = [dask.delayed(region_outputs, pure=True)(job_d, r, quantiles, opts.save_samples, dask_key_name=(name, r.index))
              for r in regions]
     ds = lazy_output(cube, plan, parts, opts.history, sampler=sampler, quantiles=quantiles,
                      save_samples=opts.save_samples)
-    with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log) as run:
+    with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log,
+                        job.threads) as run:
         write_atomic(ds, out, opts.overwrite, compute=run,
                      together=[s.name for s in output_specs(cube, sampler, quantiles, opts.save_samples)])
     c0 = [c for c, (v, _) in enumerate(cube.channel_sel) if v == cube.variables[0]]

@@ -281,6 +281,7 @@ def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool,
     fmt = output_format(out)
     _encodings(ds, fmt)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    _umask_permissions(tmp)  # mkdtemp makes it 0700: Dask workers running as another user write here too
     target = tmp / out.name
     run = compute or dask.compute
     try:
@@ -303,6 +304,13 @@ def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool,
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _umask_permissions(path: Path) -> None:
+    """Give a folder the permissions a plain mkdir would (0777 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)
+
+
 def _write_netcdf(ds: xr.Dataset, target: Path, stage: Path, run: Callable[[Any], None],
                   together: list[str]) -> None:
     """NetCDF in bounded memory and in a fixed order. HDF5 lays a variable out where it is
@@ -323,6 +331,11 @@ def _write_netcdf(ds: xr.Dataset, target: Path, stage: Path, run: Callable[[Any]
         run(part.to_zarr(stage, mode="w", compute=False, consolidated=False))
         staged = xr.open_zarr(stage, consolidated=False)
     ds.drop_vars(lazy).to_netcdf(target)
+    if "coordinates" not in ds.attrs:  # with no data variable left, xarray keeps the auxiliary
+        import netCDF4  # coordinates in a global 'coordinates' attribute, which CF does not define
+        with netCDF4.Dataset(target, "a") as nc:
+            if "coordinates" in nc.ncattrs():
+                nc.delncattr("coordinates")
     with dask.config.set(scheduler="synchronous"):
         for k in lazy:
             v = ds[k].variable

@@ -128,6 +128,10 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
                                "--level must be strictly between 0 and 1"),
     "--fraction outside (0, 1)": (lambda d, m: ["evaluate", _cube(d), "--model", m, "--fraction", 1.5],
                                   "--fraction must lie strictly between 0 and 1"),
+    "absent CUDA device (impute)": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--device", "cuda:7"],
+                                    "asked for but"),
+    "unknown device (train)": (lambda d, m: ["train", _cube(d), "--out", d / "m2", "--device", "tpu9"],
+                               "is not known"),
     "output exists": (lambda d, m: ["impute", _cube(d), _existing(d), "--model", m], "already exists"),
     "output of unknown format": (lambda d, m: ["impute", _cube(d), d / "o.csv", "--model", m], "must end in .nc"),
     "unknown option": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--bogus"], "No such option"),
@@ -202,7 +206,7 @@ def test_bad_input_is_refused_in_one_line(case, sst_model, tmp_path):
     work.mkdir()
     args = make(work, sst_model.model)
     before = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}
-    res = run_cli(*args, *CPU, expect_ok=False)
+    res = run_cli(args[0], *CPU, *args[1:], expect_ok=False)  # the case's own --device comes last and wins
     assert res.exit_code != 0
     assert_one_error_line(res, fragment)
     after = {p: p.read_bytes() for p in work.rglob("*") if p.is_file()}

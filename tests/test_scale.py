@@ -136,3 +136,33 @@ def test_regions_on_a_cluster_with_land_levels_and_two_variables(tmp_path, tiny_
         filled, flag = a[f"{v}_filled"].transpose("time", "level", "lat", "lon").values, a[f"{v}_imputed_flag"]
         assert not np.isnan(filled[..., sea]).any()
         assert np.isnan(filled[..., ~sea]).all() and (flag.transpose("time", "level", "lat", "lon").values[..., ~sea] == 2).all()
+
+
+def test_lazy_cube_with_noleap_bounds_strings_and_a_scalar_coordinate(sst_model, tmp_path, monkeypatch):
+    """A lazily read NetCDF file with cftime bounds on a noleap calendar, a string variable
+    (object dtypes, which Dask cannot size) and a scalar coordinate (ERA5's height = 2 m) goes
+    through region by region: the other variables come out as they went in, the scalar
+    coordinate stays a coordinate of the variables (no global 'coordinates' attribute), and
+    the invariants hold."""
+    import netCDF4
+    import impute_cli.dataset as dataset
+    ds = tiny_cube_dataset(40, 16, 16, "cloud", 0.6, seed=4, var="sst")
+    t = xr.date_range("2001-01-01", periods=40, freq="D", calendar="noleap", use_cftime=True)
+    ds = ds.assign_coords(time=("time", t, ds.time.attrs))
+    ds["time_bnds"] = (("time", "bnds"), np.stack([t.values, t.values], 1))
+    ds.time.attrs["bounds"] = "time_bnds"
+    ds.time.encoding.update(units="days since 2001-01-01", calendar="noleap")
+    ds["station_name"] = (("lat",), np.array([f"s{i}" * (i % 3 + 1) for i in range(16)], dtype=object))
+    ds = ds.assign_coords(height=((), 2.0, {"units": "m", "standard_name": "height"}))
+    cube = write_cube(ds, tmp_path / "noleap.nc")
+    monkeypatch.setattr(dataset, "IN_MEMORY_LIMIT", 0)
+    run_cli("impute", cube, tmp_path / "o.nc", "--model", sst_model.model, "--region-mb", 1, *CPU)
+    o, i = open_any(tmp_path / "o.nc", use_cftime=True), open_any(cube, use_cftime=True)
+    for v in ("time", "time_bnds", "station_name", "sst"):
+        assert np.array_equal(o[v].values, i[v].values, equal_nan=v == "sst"), v
+    assert o.time.encoding["calendar"] == "noleap"
+    assert "height" in o.sst_filled.coords and "height" in o.sst_imputed_flag.coords
+    with netCDF4.Dataset(tmp_path / "o.nc") as nc:
+        assert "coordinates" not in nc.ncattrs()
+    obs = np.isfinite(i.sst.values)
+    assert np.array_equal(o.sst_filled.values[obs], i.sst.values[obs]) and not np.isnan(o.sst_filled.values).any()
