@@ -157,7 +157,8 @@ def test_lazy_cube_with_noleap_bounds_strings_and_a_scalar_coordinate(sst_model,
     cube = write_cube(ds, tmp_path / "noleap.nc")
     monkeypatch.setattr(dataset, "IN_MEMORY_LIMIT", 0)
     run_cli("impute", cube, tmp_path / "o.nc", "--model", sst_model.model, "--region-mb", 1, *CPU)
-    o, i = open_any(tmp_path / "o.nc", use_cftime=True), open_any(cube, use_cftime=True)
+    coder = xr.coders.CFDatetimeCoder(use_cftime=True)
+    o, i = open_any(tmp_path / "o.nc", decode_times=coder), open_any(cube, decode_times=coder)
     for v in ("time", "time_bnds", "station_name", "sst"):
         assert np.array_equal(o[v].values, i[v].values, equal_nan=v == "sst"), v
     assert o.time.encoding["calendar"] == "noleap"
