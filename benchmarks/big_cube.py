@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +24,7 @@ from pathlib import Path
 import dask.array as dsa
 import numpy as np
 import xarray as xr
+from timing import timed
 
 H = W = 512
 CHUNK_T = 32
@@ -68,18 +67,6 @@ def make_cube(path: Path, steps: int) -> None:
 
 def du(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
-
-
-def timed(cmd: list[str], log: Path) -> dict:
-    """Run under /usr/bin/time -v; wall seconds and peak RSS (MB) of the process tree's largest."""
-    t0 = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    log.write_text(r.stdout + r.stderr)
-    if r.returncode != 0:
-        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
-    return {"wall_s": round(wall, 1), "peak_rss_mb": round(rss / 1024, 1)}
 
 
 def main() -> None:

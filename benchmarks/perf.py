@@ -24,29 +24,17 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 import xarray as xr
+from timing import timed
 
 from impute_cli.checkpoint import load_model
 from impute_cli.device import autocast, pick_device
 from impute_cli.synthetic import write_demo
-
-
-def timed(cmd: list[str], log: Path) -> dict:
-    t0 = time.perf_counter()
-    r = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    log.write_text(r.stdout + r.stderr)
-    if r.returncode != 0:
-        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
-    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
-    return {"wall_s": round(wall, 2), "peak_rss_mb": round(rss / 1024, 1)}
 
 
 def matmul_rate(device: torch.device, n: int = 2048, reps: int = 10) -> float:
