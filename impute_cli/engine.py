@@ -35,6 +35,9 @@ def check_scheduler_options(opts: Any) -> None:
         raise ImputeError("give --scheduler ADDRESS (a running Dask cluster) or --workers N (a local one), not both")
     if opts.workers is not None and opts.workers < 1:
         raise ImputeError(f"--workers must be at least 1, got {opts.workers}")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # K copies would each write the whole output
+        raise ImputeError("impute does not run under torchrun (that is for train); run it as one process, "
+                          "with --workers N or --scheduler ADDRESS to spread the regions")
 
 
 class _RegionBar(Callback):

@@ -109,6 +109,14 @@ def test_scheduler_and_workers_together_are_refused(long_cube, sst_model, tmp_pa
     assert not (tmp_path / "o.nc").exists()
 
 
+def test_impute_under_torchrun_is_refused(long_cube, sst_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    cube, _ = long_cube
+    r = run_cli("impute", cube, tmp_path / "o.nc", "--model", sst_model.model, *CPU, expect_ok=False)
+    assert_one_error_line(r, "impute does not run under torchrun")
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
 def test_unreachable_scheduler_is_one_line(long_cube, sst_model, tmp_path, monkeypatch):
     import impute_cli.engine as engine
     monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "2s")
