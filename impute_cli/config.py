@@ -15,7 +15,7 @@ from .errors import ImputeError
 
 MASK_PATTERNS = ("pixel", "block", "mixed", "empirical", "auto")
 QUERY_MODES = ("observed", "rest")
-ARCHS = ("unet", "dit")
+ARCHS = ("unet", "stunet", "dit")
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -25,12 +25,14 @@ def _check(cond: bool, msg: str) -> None:
 
 @dataclass
 class NetworkConfig:
-    """The backbone: 'unet', the fully convolutional U-Net (frames x variables as channels), or
-    'dit', the diffusion transformer on space-time patches (see `dit`). Each reads only its own
-    fields; emb_dim (the noise-level embedding) and climatology_input are shared."""
+    """The backbone: 'unet', the fully convolutional U-Net (frames x variables as channels);
+    'stunet', the space-time U-Net (the same U-Net run on every frame with features of its own,
+    its blocks mixing along time; see network.STUNet); or 'dit', the diffusion transformer on
+    space-time patches (see `dit`). The U-Nets share base_channels, channel_mult and
+    blocks_per_level; emb_dim (the noise-level embedding) and climatology_input are shared by all."""
 
     arch: str = "unet"
-    # unet
+    # unet and stunet
     base_channels: int = 32
     channel_mult: list[int] = field(default_factory=lambda: [1, 2, 2])
     blocks_per_level: int = 1
