@@ -8,7 +8,7 @@ full figures as JSON lines to OUT/results.jsonl.
 
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
-    python benchmarks/uncertainty.py OUT --runs omega dit
+    python benchmarks/uncertainty.py OUT --runs omega dit st
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -37,6 +37,7 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
              ("block, trained on 8192 steps", "block-s100-t8192", "block", ["--mask-pattern", "block"], [])],
     "omega": [("block, omega=t (literal eq. 28)", "block", "block", ["--mask-pattern", "block"], ["--omega", "t"])],
     "dit": [("block, DiT", "block", "block", ["--mask-pattern", "block", "--arch-preset", "dit"], [])],
+    "st": [("pixel, space-time U-Net", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st"], [])],
 }
 
 
