@@ -41,7 +41,7 @@ import numpy as np
 import xarray as xr
 
 from .classic_header import check_classic_header
-from .errors import ImputeError
+from .errors import ImputeError, first_line
 
 TIME_NAMES = ("time", "t", "valid_time", "date", "month", "day", "year")
 Y_NAMES = ("lat", "latitude", "y", "rlat", "nav_lat", "grid_latitude", "south_north")
@@ -84,8 +84,7 @@ def open_dataset(path: str | Path) -> xr.Dataset:
     except ImputeError:
         raise
     except Exception as e:  # netCDF4/zarr raise many types for corrupt files
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ImputeError(f"cannot read '{path}' as NetCDF or Zarr ({first}); is the file complete?") from None
+        raise ImputeError(f"cannot read '{path}' as NetCDF or Zarr ({first_line(e)}); is the file complete?") from None
 
 
 def _check_classic_size(p: Path) -> None:

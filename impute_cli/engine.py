@@ -23,7 +23,7 @@ import dask
 from dask.callbacks import Callback
 from tqdm import tqdm
 
-from .errors import ImputeError
+from .errors import ImputeError, first_line
 
 REGION_KEY = "impute-region"  # the name of every region task (keys are (name-token, index))
 CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
@@ -89,10 +89,11 @@ def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, n
                 client = Client(scheduler, timeout=CONNECT_TIMEOUT)
             n = len(client.scheduler_info().get("workers", {}))
         except Exception as e:  # OSError, TimeoutError, ValueError, and whatever a cluster's start raises
-            first = str(e).splitlines()[0] if str(e) else type(e).__name__
-            where = f"the Dask scheduler at '{scheduler}'" if scheduler else f"a local cluster of {workers} workers"
-            raise ImputeError(f"cannot start or reach {where} ({first}); check the address "
-                              "(e.g. tcp://host:8786) or run without --scheduler") from None
+            if scheduler:
+                raise ImputeError(f"cannot start or reach the Dask scheduler at '{scheduler}' ({first_line(e)}); "
+                                  "check the address (e.g. tcp://host:8786) or run without --scheduler") from None
+            raise ImputeError(f"cannot start or reach a local cluster of {workers} workers ({first_line(e)}); "
+                              "try fewer --workers, or run without --workers") from None
         log(f"running {n_regions} regions on {n} Dask workers ({client.scheduler.address})")
         if workers:
             _warn_oversubscribed(workers, torch_threads, log)
@@ -111,7 +112,7 @@ def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, n
                 # Stop the computation before the caller removes its temporary output: a
                 # worker still running a task could otherwise write into it afterwards.
                 _stop(client, cluster, fut, store)
-                if isinstance(e, (ImputeError, KeyboardInterrupt)) or not isinstance(e, Exception):
+                if isinstance(e, ImputeError) or not isinstance(e, Exception):  # e.g. Ctrl-C
                     raise
                 raise _region_error(e) from None
         yield run_distributed
@@ -134,7 +135,7 @@ def _warn_oversubscribed(workers: int, threads: int, log: Callable[[str], None])
 
 def _region_error(e: Exception) -> ImputeError:
     """A failed region as one line: a dead worker (most often out of memory) or the task's error."""
-    first = str(e).splitlines()[0] if str(e) else ""
+    first = first_line(e)
     if type(e).__name__ == "KilledWorker":
         return ImputeError(f"a Dask worker died while running a region ({first}); most often it ran out of "
                            "memory: use a smaller --region-mb or --samples, or give the workers more memory")

@@ -10,3 +10,10 @@ class ImputeError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of an exception's message (its type's name when it has none), to quote
+    a library's error inside a one-line ImputeError."""
+    text = str(e)
+    return text.splitlines()[0] if text.strip() else type(e).__name__

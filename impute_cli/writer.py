@@ -27,7 +27,7 @@ import xarray as xr
 
 from . import __version__
 from .dataset import Cube
-from .errors import ImputeError
+from .errors import ImputeError, first_line
 from .windows import RegionPlan, Tile
 
 FLAG_OBSERVED, FLAG_IMPUTED, FLAG_NOT_FILLED = 0, 1, 2
@@ -293,8 +293,7 @@ def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool,
                 else:
                     _write_netcdf(ds, target, tmp / "stage.zarr", run, together or [])
             except (ValueError, TypeError, OSError, RuntimeError) as e:
-                first = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise ImputeError(f"could not write '{out}' ({first}); nothing was written") from None
+                raise ImputeError(f"could not write '{out}' ({first_line(e)}); nothing was written") from None
         if out.exists():
             if not overwrite:
                 raise ImputeError(f"output '{out}' appeared while writing; pass --overwrite or choose another name")
