@@ -34,9 +34,9 @@ import xarray as xr
 
 from . import __version__
 from .dataset import grid_dims, open_dataset
+from .device import pick_device
 from .errors import ImputeError
 from .writer import FLAG_IMPUTED, SAMPLE_DIM, check_output_path, utc_stamp, write_atomic
-
 
 REGION_WORDS = {"time": "one region per time step", "all": "one region for the whole cube"}
 
@@ -309,6 +309,8 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
         raise ImputeError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
     if opts.model is not None and not opts.calibrate:
         raise ImputeError("--model is used by --calibrate only; add --calibrate or drop --model")
+    if opts.calibrate:
+        pick_device(opts.device)  # --calibrate runs the model; refuse a bad device before reading
     check_output_path(out, result, opts.overwrite)
     ds = open_dataset(result)
     variables = sampled_variables(ds, opts.variables)

@@ -25,6 +25,7 @@ import xarray as xr
 
 from .baselines import BASELINES, BaselineSkipped
 from .dataset import Cube, observation_masks, open_cube, open_dataset, refuse_inf
+from .device import pick_device
 from .errors import ImputeError
 from .holdout import HOLDOUTS, Holdout, check_fraction, make_holdout
 from .scores import point_scores, sample_scores
@@ -72,6 +73,7 @@ class Evaluation:
 
 def check_options(opts: EvaluateOptions) -> None:
     check_fraction(opts.fraction)
+    pick_device(opts.device)  # before the holdout and any training
     if opts.holdout not in HOLDOUTS:
         raise ImputeError(f"unknown --holdout '{opts.holdout}'; use one of {', '.join(HOLDOUTS)}")
     from .confidence import check_level

@@ -130,6 +130,8 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
                                   "--fraction must lie strictly between 0 and 1"),
     "absent CUDA device (impute)": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--device", "cuda:7"],
                                     "asked for but"),
+    "absent CUDA device (evaluate)": (lambda d, m: ["evaluate", _cube(d), "--model", m, "--device", "cuda:7"],
+                                      "asked for but"),
     "unknown device (train)": (lambda d, m: ["train", _cube(d), "--out", d / "m2", "--device", "tpu9"],
                                "is not known"),
     "output exists": (lambda d, m: ["impute", _cube(d), _existing(d), "--model", m], "already exists"),
