@@ -10,7 +10,7 @@ observed cells left out of the context."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -81,3 +81,31 @@ def tile_batch(cube: Cube, tiles: list[Tile], raws: list[np.ndarray], stats: Sta
     N = np.stack([sums[1][:, tl.y, tl.x] for tl in tiles])
     return TileBatch(torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ms)),
                      torch.from_numpy(np.stack(vs)), tiles, torch.from_numpy(S), torch.from_numpy(N))
+
+
+def augment_batch(b: TileBatch, kinds: list[str], rng: np.random.Generator) -> TileBatch:
+    """Each window of a training batch under a random symmetry of `kinds` (preset
+    `train.augment`): "flip" mirrors it left-right and up-down, each with probability 1/2, and
+    transposes it when it is square; "reverse_time" runs its frames backwards. Values, masks,
+    land mask and climatology sums move together, so every invariant of the batch holds. A
+    model trained on one short record otherwise learns that record's values by heart (see
+    benchmarks/RESULTS.md, issue 3); these symmetries multiply the windows it sees by up to 16,
+    and are only right for fields whose statistics do not change under them."""
+    if not kinds:
+        return b
+    spatial = [b.x_obs, b.M, b.valid[:, None], b.S, b.N]  # all (B, ..., h, w)
+    xs, ms, vs, Ss, Ns = ([] for _ in range(5))
+    for i in range(b.x_obs.shape[0]):
+        parts = [p[i] for p in spatial]
+        if "flip" in kinds:
+            for dim in (-1, -2):
+                if rng.random() < 0.5:
+                    parts = [p.flip(dim) for p in parts]
+            if parts[0].shape[-1] == parts[0].shape[-2] and rng.random() < 0.5:
+                parts = [p.transpose(-1, -2) for p in parts]
+        if "reverse_time" in kinds and rng.random() < 0.5:
+            parts[0], parts[1] = parts[0].flip(0), parts[1].flip(0)  # frames are dim 0 of x_obs, M
+        for acc, p in zip((xs, ms, vs, Ss, Ns), parts):
+            acc.append(p.contiguous())
+    return replace(b, x_obs=torch.stack(xs), M=torch.stack(ms), valid=torch.stack(vs)[:, 0],
+                   S=torch.stack(Ss), N=torch.stack(Ns))

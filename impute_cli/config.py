@@ -15,6 +15,7 @@ from .errors import ImputeError
 
 MASK_PATTERNS = ("pixel", "block", "mixed", "empirical", "auto")
 QUERY_MODES = ("observed", "rest")
+AUGMENTATIONS = ("flip", "reverse_time")
 ARCHS = ("unet", "stunet", "dit")
 
 
@@ -138,6 +139,10 @@ class TrainConfig:
     ema: float = 0.995
     checkpoint_every: int = 250
     seed: int = 0
+    # Random symmetries of each training window (batches.augment_batch): "flip" mirrors it
+    # left-right and up-down (and transposes a square window), "reverse_time" runs it backwards.
+    # Only for fields whose statistics do not change under them (isotropic, time-reversible).
+    augment: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps must be at least 1")
@@ -146,6 +151,8 @@ class TrainConfig:
         _check(self.warmup >= 0, "train.warmup must be >= 0")
         _check(0 <= self.ema < 1, "train.ema must be in [0, 1)")
         _check(self.checkpoint_every >= 1, "train.checkpoint_every must be at least 1")
+        _check(isinstance(self.augment, list) and set(self.augment) <= set(AUGMENTATIONS),
+               f"train.augment must be a list of {', '.join(AUGMENTATIONS)} (or empty), got {self.augment!r}")
 
 
 @dataclass

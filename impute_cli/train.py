@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .batches import TileBatch, context_climatology, tile_batch
+from .batches import TileBatch, augment_batch, context_climatology, tile_batch
 from .checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
                          save_state)
 from .config import Preset, from_dict, load_preset, models_home
@@ -213,7 +213,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
     for step in range(start, tc.steps):
         rng = np.random.default_rng(step_seed(tc.seed, step, ranks))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        b = sample_batch(cube, stats, window, per_rank, rng, sums)
+        b = augment_batch(sample_batch(cube, stats, window, per_rank, rng, sums), preset.train.augment, rng)
         x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
         B = x_obs.shape[0]
         # Alg. 1 line 3: t ~ U(t_min, 1), ε ~ N(0, I)

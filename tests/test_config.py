@@ -122,6 +122,8 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, text, where):
     ("diffusion:\n  beta_min: 30\n", "beta_min"),
     ("diffusion:\n  t_min: 0.1\n", "t_min"),
     ("diffusion:\n  low_noise_fraction: 1.5\n", "low_noise_fraction"),
+    ("train:\n  augment: [rotate]\n", "train.augment"),
+    ("train:\n  augment: flip\n", "train.augment"),
 ])
 def test_out_of_range_value_is_an_error(tmp_path, text, word):
     with pytest.raises(ImputeError) as e:

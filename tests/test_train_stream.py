@@ -101,3 +101,58 @@ def test_a_lazy_cube_trains_like_a_loaded_one(tmp_path, monkeypatch):
     expected = float(observation_masks(c).mean(axis=(0, 1))[c.valid].mean()) * card["mask_strategy"]["context_ratio"]
     assert card["mask_strategy"]["context_input_fraction"] == pytest.approx(expected, rel=1e-12)
     assert card["training"]["world_size"] == 1
+
+
+def test_augmented_windows_keep_the_batch_invariants(land_cube):
+    """train.augment: every window comes out as a flip / transpose / time reversal of itself, its
+    values, observation mask, land mask and climatology sums moved together (so values stay
+    zero off the mask and no land cell becomes sea), and without kinds the batch is untouched."""
+    from impute_cli.batches import augment_batch
+    cube = open_cube(land_cube)
+    s = summarise(cube)
+    stats = s.stats(cube.channels)
+    rng = np.random.default_rng(0)
+    b = sample_batch(cube, stats, (8, 16, 16), 24, rng, s.climatology_sums(stats))
+    assert augment_batch(b, [], rng) is b
+    a = augment_batch(b, ["flip", "reverse_time"], np.random.default_rng(1))
+    assert a.x_obs.shape == b.x_obs.shape and a.M.shape == b.M.shape and a.valid.shape == b.valid.shape
+    assert not (a.x_obs[~a.M] != 0).any()
+    seen = set()
+    for i in range(len(b.tiles)):
+        ops = None
+        for tr in (False, True):
+            for fy in (False, True):
+                for fx in (False, True):
+                    for rt in (False, True):
+                        def f(x, time_dim=None):
+                            if tr:
+                                x = x.transpose(-1, -2)
+                            if fy:
+                                x = x.flip(-2)
+                            if fx:
+                                x = x.flip(-1)
+                            if rt and time_dim is not None:
+                                x = x.flip(time_dim)
+                            return x
+                        # the symmetry group is closed, so "the window is some element of it" is the check
+                        if (torch.equal(f(b.x_obs[i], 0), a.x_obs[i]) and torch.equal(f(b.M[i], 0), a.M[i])
+                                and torch.equal(f(b.valid[i]), a.valid[i]) and torch.equal(f(b.S[i]), a.S[i])
+                                and torch.equal(f(b.N[i]), a.N[i])):
+                            ops = (tr, fy, fx, rt)
+        assert ops is not None, f"window {i} is not a symmetry of its original"
+        seen.add(ops)
+    assert len(seen) > 4  # the draws vary (with symmetric windows several ops can match: any is fine)
+    only_time = augment_batch(b, ["reverse_time"], np.random.default_rng(2))
+    assert torch.equal(only_time.valid, b.valid) and torch.equal(only_time.S, b.S)
+
+
+def test_training_with_augment_writes_a_model_that_imputes(tmp_path):
+    from impute_cli.impute import ImputeOptions, impute_file
+    ds = tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=2)
+    cube = write_cube(ds, tmp_path / "c.nc")
+    preset = tiny_preset_yaml(tmp_path / "p.yaml", train={"steps": 4, "batch_size": 2,
+                                                          "augment": ["flip", "reverse_time"]})
+    train_model(cube, TrainOptions(preset=str(preset), out=tmp_path / "m", **QUIET))
+    card = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    assert card["preset"]["train"]["augment"] == ["flip", "reverse_time"]
+    impute_file(cube, tmp_path / "o.nc", ImputeOptions(model=str(tmp_path / "m"), device="cpu", progress=False, log=lambda s: None))
