@@ -212,7 +212,7 @@ def confidence(
     truth: Annotated[Optional[Path], typer.Option(help="Complete field on the same grid: report coverage on the imputed cells.")] = None,
     calibrate: Annotated[bool, typer.Option("--calibrate", help="Split-conformal correction from observed cells hidden with the data's own gap shapes.")] = False,
     model: Annotated[Optional[str], typer.Option(help="Model that made the samples (default: the one recorded in RESULT); for --calibrate.")] = None,
-    calibration_frames: Annotated[int, typer.Option(help="Time steps hidden and resampled for --calibrate.")] = 64,
+    calibration_frames: Annotated[int, typer.Option(help="Time steps hidden and resampled for --calibrate (more: steadier factors, longer run).")] = 256,
     var: Vars = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed for --calibrate.")] = 0,

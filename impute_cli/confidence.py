@@ -14,8 +14,8 @@ With a truth file: the fraction of imputed cells inside their intervals, the fra
 regions whose true values lie in their ball, and the mean interval width.
 
 `--calibrate` (split conformal): hide observed cells of the same data with the data's own gap
-shapes (the gaps of another time step laid over a quarter of this one, as DINEOF cross-validation
-does), draw
+shapes (the gaps of another run of time steps laid over a quarter of this one, as DINEOF
+cross-validation does), draw
 samples for them with the same model and settings, and take the conformal quantile of the
 normalised scores — per cell |y − x̂*| / d (d the interval's half-width), per region ‖y − x̂*‖ / D̂.
 The intervals and radii are then widened (or narrowed) by those factors around x̂*, and the
@@ -49,7 +49,7 @@ class ConfidenceOptions:
     truth: str | None = None
     calibrate: bool = False
     model: str | None = None
-    calibration_frames: int = 64  # time steps hidden-and-resampled for --calibrate
+    calibration_frames: int = 256  # time steps hidden-and-resampled for --calibrate
     seed: int = 0
     device: str = "auto"
     overwrite: bool = False
@@ -218,6 +218,24 @@ def _sampler_settings(ds: xr.Dataset) -> dict[str, str]:
     return dict(p.split("=", 1) for p in text.split(", ") if "=" in p)
 
 
+def calibration_cells(obs: np.ndarray, s0: int, L: int, valid: np.ndarray,
+                      rng: np.random.Generator) -> np.ndarray:
+    """The observed cells of time steps s0..s0+L-1 that --calibrate hides, (L, C, H, W) bool:
+    those that are gaps in another run of L time steps, frame by frame, inside one random
+    rectangle of a quarter of the domain. Real gap shapes that last as long as real gaps do
+    (borrowing each frame from a random other time step, or moving the rectangle from frame to
+    frame, cut lasting outages into one-step holes, much easier to fill), while the observation
+    density of the whole frame (and so the model's input, [CQ] App. G.3) stays close to the
+    data's. obs: (T, C, H, W); valid: (H, W)."""
+    T, _, H, W = obs.shape
+    t1 = int(rng.integers(T - L + 1))
+    box = np.zeros((1, 1, H, W), bool)
+    bh, bw = max(1, -(-H // 2)), max(1, -(-W // 2))
+    y0, x0 = int(rng.integers(H - bh + 1)), int(rng.integers(W - bw + 1))
+    box[..., y0:y0 + bh, x0:x0 + bw] = True
+    return obs[s0:s0 + L] & ~obs[t1:t1 + L] & valid[None, None] & box
+
+
 def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: float, group: str,
               opts: ConfidenceOptions) -> dict[str, dict[str, float]]:
     """Split-conformal factors per variable from observed cells hidden with the data's own gap
@@ -257,17 +275,7 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     cell_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
     reg_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
     for k, s0 in enumerate(seg_starts):
-        # Hide, at each time step, the observed cells that are gaps at another random time step,
-        # inside a random rectangle of a quarter of the domain: real gap shapes, while the
-        # observation density (and so the model's input, [CQ] App. G.3) stays close to the data's.
-        others = rng.integers(T, size=L)
-        H, W = cube.grid.shape[1:]
-        box = np.zeros((L, 1, H, W), bool)
-        bh, bw = max(1, -(-H // 2)), max(1, -(-W // 2))
-        for i in range(L):
-            y0, x0 = int(rng.integers(H - bh + 1)), int(rng.integers(W - bw + 1))
-            box[i, :, y0:y0 + bh, x0:x0 + bw] = True
-        hidden = obs[s0:s0 + L] & ~obs[others] & cube.valid[None, None] & box
+        hidden = calibration_cells(obs, s0, L, cube.valid, rng)
         if not hidden.any():
             continue
         truth = np.where(hidden, full[s0:s0 + L], np.nan)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_error_line, listing, open_any, run_cli, check_filled_output
-from impute_cli.confidence import (Uncertain, cell_scores, conformal_quantile, coverage, distances,
-                                   group_index, intervals, radii, widen)
+from impute_cli.confidence import (Uncertain, calibration_cells, cell_scores, conformal_quantile, coverage,
+                                   distances, group_index, intervals, radii, widen)
 from impute_cli.testing import tiny_cube_dataset, write_cube
 
 CPU = ("--device", "cpu", "--quiet")
@@ -57,6 +57,35 @@ def test_too_narrow_samples_undercover_and_calibration_repairs_it():
     cal = coverage(u, lo2, hi2, r * f_reg, groups, truth)
     assert cal["cell_coverage"] == pytest.approx(0.9, abs=0.03)
     assert cal["region_coverage"] == pytest.approx(0.9, abs=0.07)
+
+
+def test_calibration_hides_observed_cells_in_gaps_that_last_as_long_as_the_real_ones():
+    """--calibrate hides the gaps of another *run* of time steps: on a cube of 6-step outages
+    of 4 x 4 blocks, the hidden cells of a block are hidden for whole runs, never for a single
+    step cut out of one; only observed, valid cells are hidden, all inside a quarter-size box."""
+    rng = np.random.default_rng(3)
+    T, H, W, run = 60, 16, 16, 6
+    out = rng.random((T // run, H // 4, W // 4)) < 0.5  # True: the block is out for the run
+    obs = ~np.repeat(np.repeat(np.repeat(out, run, 0), 4, 1), 4, 2)[:, None]  # (T, 1, H, W)
+    valid = np.ones((H, W), bool)
+    valid[0, 0] = False
+    s0, L = 12, 24
+    for seed in range(5):
+        hid = calibration_cells(obs, s0, L, valid, np.random.default_rng(seed))
+        assert hid.shape == (L, 1, H, W)
+        assert not (hid & ~obs[s0:s0 + L]).any() and not hid[:, 0, 0, 0].any()
+        # some run of L steps whose gaps cover every hidden cell
+        assert any(not (hid & obs[t1:t1 + L]).any() for t1 in range(T - L + 1))
+        for i in range(L):
+            ys, xs = np.nonzero(hid[i, 0])
+            if ys.size:
+                assert ys.max() - ys.min() < H // 2 + 1 and xs.max() - xs.min() < W // 2 + 1
+        # lasting: a cell hidden at one step is hidden at a neighbouring step too (runs of >= 2)
+        h = hid[:, 0]
+        lone = h & ~np.roll(h, 1, 0) & ~np.roll(h, -1, 0)
+        lone[0] &= ~h[1]
+        lone[-1] &= ~h[-2]
+        assert lone.sum() < 0.2 * max(h.sum(), 1)
 
 
 def test_conformal_quantile_counts_infinite_misses_and_refuses_too_few_scores():
