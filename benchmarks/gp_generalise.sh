@@ -55,7 +55,7 @@ run block gp 500; run block gp 1000
 run block gp_aug; run block gp_aug 6000
 run block gp_noclim; run block gp_prefill; run block gp_low09
 run pixel gp; run pixel gp_aug
-run pixel gp_st; run pixel gp_st_aug
+run pixel gp_st; run pixel gp_st_aug; run pixel gp_st_aug 4000
 echo "== perfect network, the method's limit"
 python benchmarks/gp_method_limit.py "$W/block" --pattern block --runs 16:0.7,64:0.7,16:0.9
 python benchmarks/gp_method_limit.py "$W/pixel" --pattern pixel --runs 16:0.7,16:0.9
