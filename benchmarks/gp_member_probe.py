@@ -23,8 +23,7 @@ import argparse
 
 import numpy as np
 import torch
-import xarray as xr
-from gp_method_limit import cond_mean, window_cov
+from gp_method_limit import cond_mean, read_truth, window_cov
 
 from impute_cli.batches import context_climatology
 from impute_cli.checkpoint import load_model
@@ -41,11 +40,8 @@ def main() -> None:
     torch.set_num_threads(2)
     card, den = load_model(a.model_dir)
     den.eval()
-    truth = xr.open_dataset(f"{a.cube_dir}/truth.nc")
-    x = truth["tas"].values.astype("float64")
-    M = truth["observed"].values.astype(bool)
-    phi, ell = float(truth.attrs["gp_phi"]), float(truth.attrs["gp_ell_cells"])
-    loc, scale = float(truth.attrs["gp_loc"]), float(truth.attrs["gp_scale"])
+    x, M, gp = read_truth(a.cube_dir)
+    phi, ell, loc, scale = gp["phi"], gp["ell"], gp["loc"], gp["scale"]
     mean, std = card.normalisation["mean"][0], card.normalisation["std"][0]
     T, H, W = x.shape
     f, h, w = card.window

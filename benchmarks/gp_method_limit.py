@@ -46,6 +46,15 @@ def cond_mean(C: np.ndarray, y: np.ndarray, ctx: np.ndarray) -> np.ndarray:
     return C[:, o] @ np.linalg.solve(S, y[o])
 
 
+def read_truth(cube_dir: str) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """A `gp_exact.py make` folder's complete field (T, H, W) in K, its observed mask, and the
+    process parameters phi, ell, loc, scale."""
+    truth = xr.open_dataset(f"{cube_dir}/truth.nc")
+    p = {k: float(truth.attrs[f"gp_{a}"]) for k, a in
+         (("phi", "phi"), ("ell", "ell_cells"), ("loc", "loc"), ("scale", "scale"))}
+    return truth["tas"].values.astype("float64"), truth["observed"].values.astype(bool), p
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir")
@@ -55,13 +64,9 @@ def main() -> None:
     ap.add_argument("--runs", default="16:0.7,64:0.7,16:0.9", help="K:ratio pairs, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
-    truth = xr.open_dataset(f"{a.dir}/truth.nc")
-    post = xr.open_dataset(f"{a.dir}/posterior.nc")
-    x = truth["tas"].values.astype("float64")
-    M = truth["observed"].values.astype(bool)
-    phi, ell = float(truth.attrs["gp_phi"]), float(truth.attrs["gp_ell_cells"])
-    loc, scale = float(truth.attrs["gp_loc"]), float(truth.attrs["gp_scale"])
-    pm = post["tas_mean"].values
+    x, M, gp = read_truth(a.dir)
+    phi, ell, loc, scale = gp["phi"], gp["ell"], gp["loc"], gp["scale"]
+    pm = xr.open_dataset(f"{a.dir}/posterior.nc")["tas_mean"].values
     T, H, W = x.shape
     hidden = ~M
     mse_post = float(((pm - x)[hidden] ** 2).mean())

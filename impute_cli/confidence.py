@@ -229,6 +229,8 @@ def calibration_cells(obs: np.ndarray, s0: int, L: int, valid: np.ndarray,
     data's. obs: (T, C, H, W); valid: (H, W)."""
     T, _, H, W = obs.shape
     t1 = int(rng.integers(T - L + 1))
+    if t1 == s0 and T > L:  # the segment's own gaps hide nothing: take another run
+        t1 = (s0 + 1 + int(rng.integers(T - L))) % (T - L + 1)
     box = np.zeros((1, 1, H, W), bool)
     bh, bw = max(1, -(-H // 2)), max(1, -(-W // 2))
     y0, x0 = int(rng.integers(H - bh + 1)), int(rng.integers(W - bw + 1))

@@ -86,6 +86,11 @@ def test_calibration_hides_observed_cells_in_gaps_that_last_as_long_as_the_real_
         lone[0] &= ~h[1]
         lone[-1] &= ~h[-2]
         assert lone.sum() < 0.2 * max(h.sum(), 1)
+    # the run borrowed is never the segment itself (whose own gaps would hide nothing)
+    short = obs[:L + 1]
+    short[L] = ~short[L - 1]  # the only other run differs from the segment in its last step
+    for seed in range(8):
+        assert calibration_cells(short, 0, L, valid, np.random.default_rng(seed)).any()
 
 
 def test_conformal_quantile_counts_infinite_misses_and_refuses_too_few_scores():
