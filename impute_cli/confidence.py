@@ -242,13 +242,15 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
               opts: ConfidenceOptions) -> dict[str, dict[str, float]]:
     """Split-conformal factors per variable from observed cells hidden with the data's own gap
     shapes: segments of time steps are resampled with the model and settings that made the
-    samples, and the hidden cells scored (in the cube's (T, C, H, W) channel layout)."""
+    samples -- each as a piece of the whole record, with the record's climatology input and
+    context density less the hidden cells -- and the hidden cells scored (in the cube's
+    (T, C, H, W) channel layout)."""
     import dataclasses
 
     import dask.array as dsa
 
     from .checkpoint import load_model
-    from .dataset import observation_masks, open_cube
+    from .dataset import observation_masks, open_cube, summarise
     from .impute import ImputeOptions, fill_cube
 
     model = opts.model or str(ds.attrs.get("impute_cli_model", ""))
@@ -268,6 +270,7 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     cube.load()
     full = np.asarray(cube.data.compute())
     obs = observation_masks(cube)
+    record = summarise(cube)  # each segment is imputed as a piece of the whole record (see fill_cube)
     T = full.shape[0]
     rng = np.random.default_rng(opts.seed + 7919)
     L = min(T, max(2 * card.window[0], 8))
@@ -290,7 +293,7 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
             samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
             ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
             seed=opts.seed + 1 + k, device=opts.device,
-            progress=opts.progress, log=opts.log))
+            progress=opts.progress, log=opts.log), record=record.without(full[s0:s0 + L], hidden))
         groups = group_index(L, group)
         for v, idx in chans.items():
             u = Uncertain(v, (), filled.estimate[:, idx].astype("float64"),

@@ -29,6 +29,8 @@ a time_bnds(time, bnds) or a station table beside a gridded field is never picke
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import warnings
 from dataclasses import dataclass
@@ -450,6 +452,13 @@ class Summary:
     def gaps(self) -> np.ndarray:
         """(C,) number of fillable cells that are missing, per channel."""
         return (self.T * self.valid.sum() - self.N.sum(axis=(1, 2))).astype("int64")
+
+    def without(self, values: np.ndarray, hidden: np.ndarray) -> "Summary":
+        """This summary with the observed cells `hidden` of `values` ((L, C, H, W), some of its
+        time steps) taken out, as if they had been gaps: the record a calibration run sees."""
+        v = np.where(hidden, values, 0.0).astype("float64")
+        return dataclasses.replace(self, S=self.S - v.sum(0), N=self.N - hidden.sum(0),
+                                   s2=self.s2 - (v**2).sum(axis=(0, 2, 3)))
 
     def climatology_sums(self, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
         """(C, H, W) sums and counts of the observed values in normalised units (the network's

@@ -308,16 +308,20 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     return denormalise(est, stats), samples
 
 
-def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOptions) -> Filled:
+def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: ImputeOptions,
+              record: Summary | None = None) -> Filled:
     """The blended point estimate for every cell and, with opts.samples, the samples, of an
-    in-memory cube in one piece (evaluate, confidence --calibrate, benchmarks)."""
+    in-memory cube in one piece (evaluate, confidence --calibrate, benchmarks). `record`: the
+    summary of the whole record when `cube` is a few time steps cut from it, so that the network
+    gets the climatology input and the context density ([CQ] App. G.3) that imputing the whole
+    record gives; default: the cube's own."""
     if cube.memory is None:
         cube.load()
     summary = summarise(cube)
     refuse_inf(summary.n_inf)
     if int(summary.gaps().sum()) == 0:
         raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
-    job = make_job(card, den, cube, summary, opts)
+    job = make_job(card, den, cube, record or summary, opts)
     est, samples = _fill_box(job, cube, job.sums, 0)
     return Filled(est, samples, job.info())
 

@@ -203,3 +203,53 @@ def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
         assert_one_error_line(run_cli(*args, *CPU, expect_ok=False), frag)
         assert not out.exists()
     assert listing(tmp_path) == ["other.nc"]
+
+
+def test_summary_without_hidden_cells_is_the_summary_of_the_record_with_them_missing():
+    from impute_cli.dataset import open_cube, summarise
+    import dask.array as dsa
+    import dataclasses
+    ds = tiny_cube_dataset(12, 8, 10, "cloud", 0.7, seed=4, var="sst")
+    cube = open_cube(None, ["sst"], None, ds=ds)
+    cube.load()
+    x = np.asarray(cube.data.compute())
+    hidden = np.zeros(x.shape, bool)
+    hidden[3:7, :, 2:6, 1:8] = np.isfinite(x[3:7, :, 2:6, 1:8])
+    gone = np.where(hidden, np.nan, x).astype("float32")
+    expect = summarise(dataclasses.replace(cube, data=dsa.from_array(gone, chunks=-1), memory=gone, obs_mask=None))
+    got = summarise(cube).without(x[3:7], hidden[3:7])
+    assert hidden.sum() > 20 and got.T == expect.T == 12
+    assert np.array_equal(got.N, expect.N)
+    assert np.allclose(got.S, expect.S) and np.allclose(got.s2, expect.s2)
+    assert got.observed_fraction == pytest.approx(expect.observed_fraction)
+
+
+def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled, sst_model, tmp_path, monkeypatch):
+    """The network's climatology input and context density must be those of the record the
+    samples were drawn from, less the hidden cells -- not those of the few time steps cut out
+    (a segment's own climatology misled a DiT into a 3x larger error on the hidden cells)."""
+    from impute_cli import impute
+    from impute_cli.dataset import summarise, open_cube
+    whole = open_cube(sampled, ["sst"], None)
+    whole.load()
+    x = np.asarray(whole.data.compute())
+    N_whole = summarise(whole).N
+    seen = []
+    real = impute.fill_cube
+
+    def spy(card, den, cube, opts, record=None):
+        seen.append((np.asarray(cube.memory).copy(), record))
+        return real(card, den, cube, opts, record=record)
+
+    monkeypatch.setattr(impute, "fill_cube", spy)
+    run_cli("confidence", sampled, tmp_path / "cal.nc", "--calibrate", "--calibration-frames", 6, "--level", 0.6, *CPU)
+    assert seen
+    for seg, record in seen:
+        assert record is not None and record.T == x.shape[0]
+        L = seg.shape[0]
+        starts = [s for s in range(x.shape[0] - L + 1)
+                  if np.array_equal(seg[np.isfinite(seg)], x[s:s + L][np.isfinite(seg)])
+                  and not (np.isfinite(seg) & ~np.isfinite(x[s:s + L])).any()]
+        assert starts, "the segment is a run of the record's time steps"
+        hidden = np.isfinite(x[starts[0]:starts[0] + L]) & np.isnan(seg)
+        assert hidden.any() and np.array_equal(record.N, N_whole - hidden.sum(0))
