@@ -52,7 +52,8 @@ def main() -> None:
     N = torch.tensor(M.sum(0), dtype=torch.float32)[None, None]
     C = window_cov(f, h, w, phi, ell)
     pattern = card.mask_strategy["pattern"]
-    sampler = ContextSampler(pattern, card.preset.mask.block_sizes)
+    # empirical: borrow real gap shapes from this cube, as impute does (its pool is M itself)
+    sampler = ContextSampler(pattern, card.preset.mask.block_sizes, M if pattern == "empirical" else None)
     ratio = card.preset.mask.context_ratio
     gen = torch.Generator().manual_seed(a.seed)
     delta = card.preset.impute.delta

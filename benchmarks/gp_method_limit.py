@@ -14,7 +14,7 @@ the exact posterior mean's MSE (benchmarks/gp_exact.py's figure):
 
 Run from the project root after `python benchmarks/gp_exact.py make DIR --pattern P`:
 
-    python benchmarks/gp_method_limit.py DIR --pattern block [--frames 16] [--overlap 0.25]
+    python benchmarks/gp_method_limit.py DIR --pattern block [--context empirical] [--frames 16] [--overlap 0.25]
 """
 
 from __future__ import annotations
@@ -59,6 +59,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("dir")
     ap.add_argument("--pattern", choices=["pixel", "block"], required=True)
+    ap.add_argument("--context", choices=["pixel", "block", "empirical"], default=None,
+                    help="the context sampler (default: the gap pattern); empirical borrows the cube's own gaps")
     ap.add_argument("--frames", type=int, default=16)
     ap.add_argument("--overlap", type=float, default=0.25)
     ap.add_argument("--runs", default="16:0.7,64:0.7,16:0.9", help="K:ratio pairs, comma-separated")
@@ -75,7 +77,8 @@ def main() -> None:
     C = window_cov(*win, phi, ell)
     taper = blend_weights(win).astype("float64")
     tiles = plan_tiles((T, H, W), win, a.overlap)
-    sampler = ContextSampler(a.pattern, [4, 8])
+    context = a.context or a.pattern
+    sampler = ContextSampler(context, [4, 8], M if context == "empirical" else None)
     runs = [("window", 1, 1.0)] + [(f"ens K={k} r={r}", int(k), float(r))
                                    for k, r in (p.split(":") for p in a.runs.split(","))]
     print(f"posterior-mean MSE {mse_post:.4f} K^2; {len(tiles)} tiles of {win}")
