@@ -8,7 +8,7 @@ full figures as JSON lines to OUT/results.jsonl.
 
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
-    python benchmarks/uncertainty.py OUT --runs omega dit st
+    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -38,6 +38,9 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     "omega": [("block, omega=t (literal eq. 28)", "block", "block", ["--mask-pattern", "block"], ["--omega", "t"])],
     "dit": [("block, DiT", "block", "block", ["--mask-pattern", "block", "--arch-preset", "dit"], [])],
     "st": [("pixel, space-time U-Net", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st"], [])],
+    # the best models of session 7: trained under the grid's symmetries (train.augment)
+    "block_aug": [("block, U-Net + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "aug"], [])],
+    "st_aug": [("pixel, space-time U-Net + augment", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st_aug"], [])],
 }
 
 

@@ -40,17 +40,23 @@ def block_pattern(shape: tuple[int, int, int, int], ratio: float, gen: torch.Gen
                   device: torch.device, sizes: list[int]) -> torch.Tensor:
     """Whole s x s blocks kept with probability `ratio`, on a block grid with a random phase
     (so every cell can fall in any position of a block). Half the samples draw blocks
-    independently per frame, half keep or drop each block for the whole window (outages that
-    last), so both short and lasting block gaps are learned."""
+    independently per frame; in the other half each block may be out for one run of
+    consecutive frames of any length from 1 to the window's (`outage_pattern` on the block
+    grid), so outages that last are learned with observed frames before and after them as well
+    as without. (Dropping blocks for the whole window only, as before, never asked the network
+    to bridge an 8-step outage from both sides: on the GP block cube the run lengths lowered the
+    MSE ratio to the exact posterior mean from 2.32 to 2.16 on the training cube's gaps and from
+    2.15 to 1.98 on another realisation, 2000 steps; the same with a second training seed.)"""
     B, Fr, h, w = shape
     out = []
     for _ in range(B):
         s = sizes[int(torch.randint(len(sizes), (1,), generator=gen))]
         oy, ox = (int(torch.randint(s, (1,), generator=gen)) for _ in range(2))
         nh, nw = -(-(h + oy) // s), -(-(w + ox) // s)
-        lasting = bool(torch.rand(1, generator=gen) < 0.5)
-        keep = _rand((1 if lasting else Fr, nh, nw), gen, device) < ratio
-        keep = keep.expand(Fr, nh, nw)
+        if bool(torch.rand(1, generator=gen) < 0.5):  # lasting: runs of frames
+            keep = outage_pattern((1, Fr, nh, nw), ratio, gen, device)[0]
+        else:
+            keep = _rand((Fr, nh, nw), gen, device) < ratio
         full = keep.repeat_interleave(s, 1).repeat_interleave(s, 2)
         out.append(full[:, oy:oy + h, ox:ox + w])
     return torch.stack(out)

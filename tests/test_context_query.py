@@ -147,12 +147,24 @@ def test_block_pattern_phase_varies():
     assert not common
 
 
-def test_block_pattern_has_short_and_lasting_outages():
-    """Some samples keep the same blocks in every frame (lasting outages), others redraw them
-    per frame."""
-    out = block_pattern((64, 3, 16, 16), 0.5, gen(8), torch.device("cpu"), [4]).numpy()
-    same = [bool((p == p[0]).all()) for p in out]
-    assert 10 < sum(same) < 54
+def test_block_pattern_has_short_and_lasting_outages_of_every_length():
+    """Blocks go out for single frames and for runs of frames of every length, including runs
+    with observed frames before and after them inside the window (what an 8-step outage in a
+    16-frame window asks of the network), and for the whole window."""
+    Fr = 16
+    out = block_pattern((400, Fr, 16, 16), 0.7, gen(8), torch.device("cpu"), [4]).numpy()
+    assert abs(out.mean() - 0.7) < 0.03
+    runs, bridged = set(), set()
+    for p in out:
+        cell = ~p[:, 1::4, 1::4].reshape(Fr, -1)  # one cell of each block: True while out
+        for c in cell.T:
+            d = np.diff(np.concatenate([[0], c.astype(int), [0]]))
+            for a, b in zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)):
+                runs.add(b - a)
+                if a > 0 and b < Fr:
+                    bridged.add(b - a)
+    assert runs == set(range(1, Fr + 1))
+    assert set(range(2, Fr - 1)) <= bridged, "outages of every length with observed frames on both sides"
 
 
 def _is_blocky_at(p: np.ndarray, s: int, oy: int, ox: int) -> bool:
