@@ -65,6 +65,7 @@ def main() -> None:
     ap.add_argument("--overlap", type=float, default=0.25)
     ap.add_argument("--runs", default="16:0.7,64:0.7,16:0.9", help="K:ratio pairs, comma-separated")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", default=None, help="write each estimate (T, H, W, in K) to SAVE-<n>.npy")
     a = ap.parse_args()
     x, M, gp = read_truth(a.dir)
     phi, ell, loc, scale = gp["phi"], gp["ell"], gp["loc"], gp["scale"]
@@ -99,6 +100,8 @@ def main() -> None:
             wsum[tl.t, tl.y, tl.x] += taper
         e = loc + scale * acc / wsum
         mse = float(((e - x)[hidden] ** 2).mean())
+        if a.save:
+            np.save(f"{a.save}-{runs.index((name, K, r))}.npy", e)
         print(f"| {name} | {mse / mse_post:.3f} | {time.perf_counter() - t0:.0f} |", flush=True)
 
 
