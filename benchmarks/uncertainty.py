@@ -8,7 +8,7 @@ full figures as JSON lines to OUT/results.jsonl.
 
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
-    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug
+    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -41,6 +41,7 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     # the best models of session 7: trained under the grid's symmetries (train.augment)
     "block_aug": [("block, U-Net + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "aug"], [])],
     "st_aug": [("pixel, space-time U-Net + augment", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st_aug"], [])],
+    "block_st_aug": [("block, space-time U-Net + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "st_aug"], [])],
 }
 
 
