@@ -29,11 +29,9 @@ a time_bnds(time, bnds) or a station table beside a gridded field is never picke
 
 from __future__ import annotations
 
-import dataclasses
-
 import os
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -457,8 +455,8 @@ class Summary:
         """This summary with the observed cells `hidden` of `values` ((L, C, H, W), some of its
         time steps) taken out, as if they had been gaps: the record a calibration run sees."""
         v = np.where(hidden, values, 0.0).astype("float64")
-        return dataclasses.replace(self, S=self.S - v.sum(0), N=self.N - hidden.sum(0),
-                                   s2=self.s2 - (v**2).sum(axis=(0, 2, 3)))
+        return replace(self, S=self.S - v.sum(0), N=self.N - hidden.sum(0),
+                       s2=self.s2 - (v**2).sum(axis=(0, 2, 3)))
 
     def climatology_sums(self, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
         """(C, H, W) sums and counts of the observed values in normalised units (the network's
