@@ -76,15 +76,21 @@ def open_dataset(path: str | Path) -> xr.Dataset:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # e.g. '_FillValue = NaN' on packed shorts (eraint_uvz.nc)
             if is_zarr:
-                return xr.open_zarr(p, chunks={})
-            if p.is_dir():
+                ds = xr.open_zarr(p, chunks={})
+            elif p.is_dir():
                 raise ImputeError(f"'{path}' is a folder but not a Zarr store; give a .nc file or a .zarr store")
-            _check_classic_size(p)
-            return xr.open_dataset(p, chunks="auto")  # dask splits a large contiguous variable (~128 MiB chunks)
+            else:
+                _check_classic_size(p)
+                ds = xr.open_dataset(p, chunks="auto")  # dask splits a large contiguous variable (~128 MiB chunks)
     except ImputeError:
         raise
     except Exception as e:  # netCDF4/zarr raise many types for corrupt files
         raise ImputeError(f"cannot read '{path}' as NetCDF or Zarr ({first_line(e)}); is the file complete?") from None
+    for name, v in ds.variables.items():  # xarray opens these but fails on first use
+        if len(set(v.dims)) < len(v.dims):
+            raise ImputeError(f"variable '{name}' of '{path}' uses a dimension twice {v.dims}; the header is "
+                              "corrupt or the file is not CF (rename one of the dimensions)")
+    return ds
 
 
 def _check_classic_size(p: Path) -> None:

@@ -171,3 +171,17 @@ def test_a_header_that_crashed_netcdf_c_is_refused(tmp_path):
     bad.write_bytes(bytes(blob))
     with pytest.raises(ImputeError, match="header is corrupt"):
         open_cube(bad)
+
+
+def test_a_variable_that_uses_a_dimension_twice_is_refused(tmp_path):
+    """Found by the fuzz above (CI, a mutated NETCDF3_64BIT header): a variable on dims
+    (time, lat, time) opened, then crashed with xarray's ValueError on first use."""
+    import netCDF4
+    bad = tmp_path / "dup.nc"
+    with netCDF4.Dataset(bad, "w", format="NETCDF3_64BIT") as d:
+        d.createDimension("time", 3)
+        d.createDimension("lat", 2)
+        d.createVariable("time", "f8", ("time", "lat", "time"))[:] = 0
+        d.createVariable("sst", "f4", ("time", "lat"))[:] = 1
+    with pytest.raises(ImputeError, match="uses a dimension twice"):
+        open_cube(bad)
