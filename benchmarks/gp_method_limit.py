@@ -84,7 +84,7 @@ def main() -> None:
                                    for k, r in (p.split(":") for p in a.runs.split(","))]
     print(f"posterior-mean MSE {mse_post:.4f} K^2; {len(tiles)} tiles of {win}")
     print("| estimate | MSE / posterior-mean MSE | s |\n|---|---|---|")
-    for name, K, r in runs:
+    for i, (name, K, r) in enumerate(runs):
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(a.seed)
         acc, wsum = np.zeros((T, H, W)), np.zeros((T, H, W))
@@ -101,7 +101,7 @@ def main() -> None:
         e = loc + scale * acc / wsum
         mse = float(((e - x)[hidden] ** 2).mean())
         if a.save:
-            np.save(f"{a.save}-{runs.index((name, K, r))}.npy", e)
+            np.save(f"{a.save}-{i}.npy", e)
         print(f"| {name} | {mse / mse_post:.3f} | {time.perf_counter() - t0:.0f} |", flush=True)
 
 
