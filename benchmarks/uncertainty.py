@@ -8,7 +8,7 @@ full figures as JSON lines to OUT/results.jsonl.
 
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
-    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug
+    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -42,6 +42,8 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     "block_aug": [("block, U-Net + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "aug"], [])],
     "st_aug": [("pixel, space-time U-Net + augment", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st_aug"], [])],
     "block_st_aug": [("block, space-time U-Net + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "st_aug"], [])],
+    # session 8: a denser training context (ratio 0.85), where the perfect-network limit on pixel gaps is 1.09
+    "st_dense": [("pixel, space-time U-Net + augment, context 0.85", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st_dense"], [])],
 }
 
 

@@ -312,8 +312,34 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
         cs = np.concatenate(cell_s[v]) if cell_s[v] else np.array([])
         rs = np.concatenate(reg_s[v]) if reg_s[v] else np.array([])
         out[v] = {"cell_factor": conformal_quantile(cs, level), "region_factor": conformal_quantile(rs, level),
-                  "calibration_cells": int(len(cs)), "calibration_regions": int(len(rs))}
+                  "calibration_cells": int(len(cs)), "calibration_regions": int(len(rs)),
+                  "calibration_segments": len(cell_s[v]),
+                  "cell_factor_range": factor_range(cell_s[v], level, rng),
+                  "region_factor_range": factor_range(reg_s[v], level, rng)}
     return out
+
+
+def factor_range(per_segment: list[np.ndarray], level: float, rng: np.random.Generator,
+                 draws: int = 400) -> list[float]:
+    """5 % and 95 % quantiles of the conformal factor over resamples of the calibration segments
+    (drawn with replacement): how far the factor could move with another draw of segments.
+    Scores inside a segment are not independent (the same hidden outage lasts over many time
+    steps), so resampling whole segments, not scores, measures the calibration's own noise.
+    [nan, nan] with fewer than 5 segments (too few to resample: seeds of --calibrate spread wider)."""
+    n = len(per_segment)
+    if n < 5:
+        return [float("nan"), float("nan")]
+    qs = []
+    for _ in range(draws):
+        pick = np.concatenate([per_segment[i] for i in rng.integers(n, size=n)])
+        s = np.sort(pick[~np.isnan(pick)])
+        k = math.ceil((len(s) + 1) * level)
+        if k <= len(s):
+            qs.append(s[k - 1])
+    if len(qs) < draws // 2:
+        return [float("nan"), float("nan")]
+    lo, hi = np.quantile(np.asarray(qs), [0.05, 0.95])
+    return [float(lo), float(hi)]
 
 
 def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions) -> dict[str, Any]:
@@ -375,7 +401,7 @@ def _write_regions(ds: xr.Dataset, v: str, u: Uncertain, lo: np.ndarray, hi: np.
         ds[name] = xr.DataArray(np.where(np.isnan(centre), np.nan, vals).astype(src.dtype), dims=src.dims,
                                 coords=src.coords, attrs={
             **units, "long_name": f"{level:.0%} confidence interval of {v}_filled, {word} bound",
-            "confidence_level": level, **({"calibration_factor": factor["cell_factor"]} if factor else {}),
+            "confidence_level": level, **(_factor_attrs(factor, "cell") if factor else {}),
             "comment": f"{v}_filled -/+ the {level:g}-quantile of the samples' distances to it{cal}"})
         ds[name].encoding = {"_FillValue": np.array(np.nan, dtype=src.dtype), "dtype": src.dtype}
     t = u.dims[0]
@@ -383,7 +409,7 @@ def _write_regions(ds: xr.Dataset, v: str, u: Uncertain, lo: np.ndarray, hi: np.
     calr = (f"; scaled by the split-conformal factor {factor['region_factor']:.4g}" if factor else "; not calibrated")
     ds[f"{v}_ci_radius"] = xr.DataArray(rad, dims=(t,), coords={t: ds[t]} if t in ds.coords else None, attrs={
         **units, "long_name": f"radius of the {level:.0%} joint confidence region of the imputed {v}",
-        "confidence_level": level, **({"calibration_factor": factor["region_factor"]} if factor else {}),
+        "confidence_level": level, **(_factor_attrs(factor, "region") if factor else {}),
         "comment": (f"L2 ball around {v}_filled over the imputed cells of each region ({REGION_WORDS.get(group, f'blocks of {group} time steps')}; "
                     f"each time step holds its region's radius); the level-quantile of the samples' distances "
                     f"to {v}_filled ([UQ] Corollary 1){calr}")})
@@ -391,6 +417,15 @@ def _write_regions(ds: xr.Dataset, v: str, u: Uncertain, lo: np.ndarray, hi: np.
     anc = src.attrs.get("ancillary_variables", "")
     ds[f"{v}_filled"].attrs["ancillary_variables"] = " ".join(
         [a for a in anc.split() if a] + [f"{v}_ci_lower", f"{v}_ci_upper", f"{v}_ci_radius"])
+
+
+def _factor_attrs(factor: dict[str, Any], kind: str) -> dict[str, Any]:
+    """calibration_factor, and its 5-95 % range over resamples of the calibration segments."""
+    out: dict[str, Any] = {"calibration_factor": factor[f"{kind}_factor"]}
+    rng = factor.get(f"{kind}_factor_range")
+    if rng and all(map(math.isfinite, rng)):
+        out["calibration_factor_range"] = np.asarray(rng, "float64")
+    return out
 
 
 def format_report(report: dict[str, Any]) -> str:
@@ -405,6 +440,11 @@ def format_report(report: dict[str, Any]) -> str:
             lines.append(f"  calibrated on {c['calibration_cells']} hidden cells / {c['calibration_regions']} regions: "
                          f"intervals x{c['cell_factor']:.3f}, radii x{c['region_factor']:.3f} "
                          f"(mean width now {r['mean_width_calibrated']:.4g})")
+            cr, rr = c.get("cell_factor_range", [math.nan] * 2), c.get("region_factor_range", [math.nan] * 2)
+            if all(map(math.isfinite, cr + rr)):
+                lines.append(f"  another draw of the {c['calibration_segments']} calibration segments could give intervals "
+                             f"x{cr[0]:.3f}-{cr[1]:.3f}, radii x{rr[0]:.3f}-{rr[1]:.3f} (5-95 %); "
+                             "more --calibration-frames narrow this")
         for key in ("raw", "calibrated"):
             if key in r:
                 k = r[key]

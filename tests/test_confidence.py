@@ -179,6 +179,23 @@ def test_confidence_calibrate_records_factors(sampled, sst_model, tmp_path):
     assert "split-conformal" in ds["sst_ci_lower"].attrs["comment"]
     assert ds["sst_ci_lower"].attrs["calibration_factor"] == pytest.approx(f["cell_factor"])
     assert ds["sst_ci_radius"].attrs["calibration_factor"] == pytest.approx(f["region_factor"])
+    assert f["calibration_segments"] >= 1 and len(f["region_factor_range"]) == 2
+
+
+def test_factor_range_measures_how_much_the_calibration_segments_disagree():
+    from impute_cli.confidence import factor_range
+    rng = np.random.default_rng(0)
+    same = [rng.exponential(1.0, 40) for _ in range(8)]  # segments alike: a narrow range
+    split = [rng.exponential(1.0, 40) * (3.0 if i % 2 else 1.0) for i in range(8)]  # segments that disagree
+    lo_s, hi_s = factor_range(same, 0.9, np.random.default_rng(1))
+    lo_d, hi_d = factor_range(split, 0.9, np.random.default_rng(1))
+    assert lo_s <= conformal_quantile(np.concatenate(same), 0.9) <= hi_s
+    assert lo_d <= conformal_quantile(np.concatenate(split), 0.9) <= hi_d
+    assert hi_d - lo_d > 2 * (hi_s - lo_s)
+    many = [rng.exponential(1.0, 40) for _ in range(64)]  # more segments: a narrower range
+    lo_m, hi_m = factor_range(many, 0.9, np.random.default_rng(1))
+    assert hi_m - lo_m < hi_s - lo_s
+    assert all(np.isnan(factor_range(same[:4], 0.9, rng)))  # four segments are too few to resample
 
 
 def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
