@@ -164,6 +164,9 @@ class ImputeConfig:
     steps: int = 20  # denoising steps from t = 1 to t = delta
     eta: float = 0.0  # 0: deterministic DDIM (the paper's DiffusionODE); 1: ancestral sampling
     omega: str = "1-t"  # weight on the diffusion expectation in eq. 28; see sampler.py
+    # average the ensemble over the symmetries the model was trained under (train.augment;
+    # ensemble.symmetries): no extra cost, only for models trained with train.augment
+    symmetric: bool = True
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "impute.steps must be at least 1")
@@ -172,6 +175,7 @@ class ImputeConfig:
         _check(self.ensemble >= 1, "impute.ensemble must be at least 1")
         _check(0 < self.delta < 1, "impute.delta must be in (0, 1)")
         _check(self.batch_size >= 1, "impute.batch_size must be at least 1")
+        _check(isinstance(self.symmetric, bool), f"impute.symmetric must be true or false, got {self.symmetric!r}")
 
 
 @dataclass

@@ -15,14 +15,44 @@ from .denoiser import Denoiser
 from .device import autocast
 
 
+Symmetry = tuple[bool, bool, bool, bool]  # flip rows, flip columns, transpose, reverse time
+
+
+def symmetries(kinds: list[str], square: bool) -> list[Symmetry]:
+    """The symmetries a model was trained under (preset `train.augment`, batches.augment_batch):
+    the mirrors (and, on a square window, transposes) for "flip", time reversal for
+    "reverse_time". The identity comes first."""
+    flips = [(fy, fx, tr) for tr in (False, True) for fy in (False, True) for fx in (False, True)
+             if square or not tr] if "flip" in kinds else [(False, False, False)]
+    times = (False, True) if "reverse_time" in kinds else (False,)
+    return [(fy, fx, tr, rt) for rt in times for fy, fx, tr in flips]
+
+
+def _move(a: torch.Tensor, g: Symmetry, time_dim: int | None, inverse: bool = False) -> torch.Tensor:
+    """a (..., h, w) under symmetry g (or its inverse): mirrors, then transpose."""
+    fy, fx, tr, rt = g
+    if inverse and tr:
+        a = a.transpose(-1, -2)
+    dims = [d for d, on in ((-2, fy), (-1, fx)) if on] + ([time_dim] if rt and time_dim is not None else [])
+    if dims:
+        a = a.flip(dims)
+    if not inverse and tr:
+        a = a.transpose(-1, -2)
+    return a
+
+
 @torch.no_grad()
 def ensemble_single_step(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor, *,
                          sampler: ContextSampler, ratio: float, K: int, delta: float,
                          generators: list[torch.Generator], batch_size: int = 16,
-                         sums: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                         sums: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         symmetric: list[str] | None = None) -> torch.Tensor:
     """x* for a batch of windows (B, F, C, h, w). One generator per window, so window i gets
     the same context draws whatever the batch size. `sums` (S, N), each (B, C, h, w), give the
-    network its climatology input for each context draw."""
+    network its climatology input for each context draw. `symmetric` (the model's
+    `train.augment`): member k of a window sees it under the k-th of those symmetries and its
+    prediction is turned back, so the ensemble also averages over the symmetries the field's
+    statistics have (test-time augmentation; K = 16 covers all 16 of flip + reverse_time)."""
     B = x_obs.shape[0]
     dev = x_obs.device
     t = torch.full((1,), delta, device=dev)
@@ -35,6 +65,8 @@ def ensemble_single_step(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tenso
             xs.append(M[i] * (a * x_obs[i] + s * eps))  # eq. 9, observed cells only
             ctxs.append(sampler(M[i:i + 1], ratio, generators[i])[0])
             owners.append(i)
+    syms = symmetries(symmetric or [], x_obs.shape[-1] == x_obs.shape[-2])
+    member_sym = [syms[m % K % len(syms)] for m in range(len(xs))]  # member k of each window: symmetry k
     acc = torch.zeros_like(x_obs)
     for j in range(0, len(xs), batch_size):  # members of all windows go through the network together
         xb, cb = torch.stack(xs[j:j + batch_size]), torch.stack(ctxs[j:j + batch_size])
@@ -43,8 +75,13 @@ def ensemble_single_step(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tenso
         if sums is not None:
             own = owners[j:j + batch_size]
             extra = (context_climatology(sums[0][own], sums[1][own], x_obs[own], M[own], cb),)
+        gs = member_sym[j:j + batch_size]
+        if len(syms) > 1:  # each member under its symmetry: values and masks (frames on dim 0), land, climatology
+            xb, cb = (torch.stack([_move(a[k], g, 0) for k, g in enumerate(gs)]) for a in (xb, cb))
+            vb = torch.stack([_move(vb[k], g, None) for k, g in enumerate(gs)])
+            extra = tuple(torch.stack([_move(e[k], g, None) for k, g in enumerate(gs)]) for e in extra)
         with autocast(dev):
             pred = denoiser(xb, cb, vb, t.expand(len(xb)), *extra).float()
         for k, i in enumerate(owners[j:j + batch_size]):
-            acc[i] += pred[k]
+            acc[i] += _move(pred[k], gs[k], 0, inverse=True) if len(syms) > 1 else pred[k]
     return acc / K  # eq. 10

@@ -291,7 +291,8 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
         gens = [tile_generator(job.seed, region, k) for k, _ in chunk]
         x = ensemble_single_step(den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), sampler=sampler,
                                  ratio=job.ratio, K=K, delta=cfg.delta, generators=gens,
-                                 batch_size=cfg.batch_size, sums=(b.S.to(device), b.N.to(device))).cpu()
+                                 batch_size=cfg.batch_size, sums=(b.S.to(device), b.N.to(device)),
+                                 symmetric=card.preset.train.augment if cfg.symmetric else None).cpu()
         for (_, tl), xi in zip(chunk, x):
             num[tl.t, :, tl.y, tl.x] += (xi * w).numpy()
             den_w[tl.t, :, tl.y, tl.x] += w.numpy()

@@ -99,6 +99,7 @@ def test_unknown_key_is_an_error_naming_it(tmp_path, text, key):
     ("network:\n  channel_mult: 2\n", "network.channel_mult"),
     ("description: 5\n", "description"),
     ("network: 3\n", "network"),
+    ("impute:\n  symmetric: maybe\n", "impute.symmetric"),
 ])
 def test_wrong_type_is_an_error_naming_the_key(tmp_path, text, where):
     with pytest.raises(ImputeError) as e:

@@ -97,3 +97,51 @@ def test_single_step_input_is_the_slightly_noised_observation():
     assert torch.all(out[~M] == 0), "only observed cells are fed (eq. 9)"
     assert torch.allclose(out[M], x[M], atol=0.05)
     assert not torch.equal(out[M], x[M]), "x_delta carries a little noise"
+
+
+class Ramp(nn.Module):
+    """Not equivariant: x0 estimate = x_t / alpha_t plus a ramp across columns and along frames."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.schedule = VPSchedule(DiffusionConfig())
+
+    def forward(self, x_t, M_ctx, valid, t):
+        B, F, C, h, w = x_t.shape
+        ramp = torch.arange(w, dtype=x_t.dtype)[None, None, None, None] + 10 * torch.arange(F, dtype=x_t.dtype)[:, None, None, None]
+        return x_t / self.schedule.alpha(t)[:, None, None, None, None] + ramp
+
+
+@pytest.mark.parametrize("square", [True, False])
+def test_every_symmetry_is_undone_by_its_inverse(square):
+    from impute_cli.ensemble import _move, symmetries
+    a = torch.randn(3, 2, 6, 6 if square else 5)
+    gs = symmetries(["flip", "reverse_time"], square)
+    assert len(gs) == (16 if square else 8) and gs[0] == (False, False, False, False)
+    moved = [_move(a, g, 0) for g in gs]
+    assert len({tuple(m.flatten().tolist()) for m in moved}) == len(gs)  # all different on random data
+    for g, m in zip(gs, moved):
+        assert torch.equal(_move(m, g, 0, inverse=True), a)
+
+
+def test_symmetric_ensemble_averages_a_network_over_the_trained_symmetries():
+    x, M, valid = windows(B=2, F=4, h=8, w=8)
+    gens = lambda: [torch.Generator().manual_seed(s) for s in (1, 2)]  # noqa: E731
+    kw = dict(sampler=ContextSampler("pixel", [2]), ratio=0.6, K=16, delta=1e-3, batch_size=7)
+    # an equivariant network gives the same estimate with or without the symmetries
+    plain = ensemble_single_step(Echo("x"), x, M, valid, generators=gens(), **kw)
+    sym = ensemble_single_step(Echo("x"), x, M, valid, generators=gens(), symmetric=["flip", "reverse_time"], **kw)
+    assert torch.allclose(plain, sym, atol=1e-6)
+    # a ramp across columns and frames averages out to its mean over the mirrored and reversed members
+    base = ensemble_single_step(Ramp(), x, M, valid, generators=gens(), **kw)
+    out = ensemble_single_step(Ramp(), x, M, valid, generators=gens(), symmetric=["flip", "reverse_time"], **kw)
+    ramp = (base - plain)[0, :, 0]  # (F, h, w): columns 0..7 plus 10 x frame
+    assert torch.allclose(ramp[1, 2, 3], torch.tensor(13.0), atol=1e-4)
+    assert torch.allclose(out - plain, torch.full_like(out, 3.5 + 15.0), atol=1e-4)  # mean column 3.5, mean frame 1.5
+    # member k of a window takes symmetry k whatever the batch size
+    other = ensemble_single_step(Ramp(), x, M, valid, generators=gens(), symmetric=["flip", "reverse_time"],
+                                 **{**kw, "batch_size": 32})
+    assert torch.allclose(out, other, atol=1e-5)
+    # time reversal alone undoes the frame ramp only
+    tonly = ensemble_single_step(Ramp(), x, M, valid, generators=gens(), symmetric=["reverse_time"], **kw)
+    assert torch.allclose((tonly - plain)[0, :, 0, 0, 3], torch.full((4,), 3.0 + 15.0), atol=1e-4)
