@@ -22,7 +22,7 @@ import math
 import numpy as np
 import xarray as xr
 
-from impute_cli.confidence import read_uncertain
+from impute_cli.confidence import conformal_quantile, read_uncertain
 
 
 def main() -> None:
@@ -73,8 +73,7 @@ def main() -> None:
             y0, x0 = rng.integers(H - H // 2 + 1), rng.integers(W - W // 2 + 1)
             box[s0:s0 + L, y0:y0 + H // 2, x0:x0 + W // 2] = True
             rr.append(ratio(u.imputed & box))
-        r = np.sort(np.concatenate(rr))
-        qs.append(r[min(len(r), math.ceil((len(r) + 1) * a.level)) - 1])
+        qs.append(conformal_quantile(np.concatenate(rr), a.level))
     q = np.quantile(qs, [0.05, 0.5, 0.95])
     print(f"a calibration of {S} segments x {L} steps, one quarter box each, drawn from the real gaps: "
           f"factor {q[0]:.3f} / {q[1]:.3f} / {q[2]:.3f} (5/50/95 %) -> whole-time-step coverage "

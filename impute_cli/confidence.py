@@ -332,11 +332,10 @@ def factor_range(per_segment: list[np.ndarray], level: float, rng: np.random.Gen
         return [float("nan"), float("nan")]
     qs = []
     for _ in range(draws):
-        pick = np.concatenate([per_segment[i] for i in rng.integers(n, size=n)])
-        s = np.sort(pick[~np.isnan(pick)])
-        k = math.ceil((len(s) + 1) * level)
-        if k <= len(s):
-            qs.append(s[k - 1])
+        try:
+            qs.append(conformal_quantile(np.concatenate([per_segment[i] for i in rng.integers(n, size=n)]), level))
+        except ImputeError:  # a resample with too few scores for the level
+            pass
     if len(qs) < draws // 2:
         return [float("nan"), float("nan")]
     lo, hi = np.quantile(np.asarray(qs), [0.05, 0.95])
