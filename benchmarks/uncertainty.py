@@ -8,7 +8,7 @@ full figures as JSON lines to OUT/results.jsonl.
 
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
-    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense
+    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -44,6 +44,8 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     "block_st_aug": [("block, space-time U-Net + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "st_aug"], [])],
     # session 8: a denser training context (ratio 0.85), where the perfect-network limit on pixel gaps is 1.09
     "st_dense": [("pixel, space-time U-Net + augment, context 0.85", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st_dense"], [])],
+    # session 8's best block model: two blocks a level (more time mixing)
+    "block_st2_aug": [("block, space-time U-Net, 2 blocks a level + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "st2_aug"], [])],
 }
 
 

@@ -67,6 +67,7 @@ class ImputeOptions:
     steps: int | None = None  # sampler steps (default: the model's impute.steps)
     quantiles: tuple[float, float] | None = None  # V_lower/V_upper; default (0.05, 0.95)
     omega: str | None = None  # weight on E_diff in eq. 28 (default: the model's impute.omega)
+    context_ratio: float | None = None  # share of observed cells a member sees; None: [CQ] App. G.3
     save_samples: bool = False
     history: str = "impute-cli impute"
     scheduler: str | None = None  # a Dask scheduler address: regions run on its workers
@@ -144,7 +145,7 @@ class FillJob:
     stats: Stats | None
     sums: tuple[np.ndarray, np.ndarray] | None  # (C, H, W) climatology sums, normalised units
     pool: np.ndarray | None  # (T', H, W) real gap shapes for the empirical context sampler
-    ratio: float  # [CQ] App. G.3 context rescaling at this test density
+    ratio: float  # [CQ] App. G.3 context rescaling at this test density, or the user's --context-ratio
     window: tuple[int, int, int]
     samples: int
     steps: int
@@ -154,6 +155,7 @@ class FillJob:
     device: str
     progress: bool = False
     valid: np.ndarray | None = None  # (H, W) the fillable cells, as the planning process found them
+    ratio_given: bool = False  # ratio is the user's --context-ratio (recorded with the samples)
     threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
@@ -191,7 +193,8 @@ class FillJob:
         if self.card is None:
             return {"samples": self.samples, "steps": 0, "note": "no gap: samples equal the input", "seed": self.seed}
         return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
-                "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed}
+                "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed,
+                **({"context_ratio": self.ratio} if self.ratio_given else {})}
 
 
 def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, summary: Summary,
@@ -213,11 +216,14 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     ratio = min(1.0, card.mask_strategy["context_input_fraction"] / max(summary.observed_fraction, 1e-6))
     if card.mask_strategy.get("missdiff"):
         ratio = 1.0
+    if opts.context_ratio is not None:  # the user's choice, e.g. 1: every member sees every observed cell
+        ratio = opts.context_ratio
     cfg = card.preset.impute
     return FillJob(card, {k: v.detach().cpu() for k, v in den.net.state_dict().items()}, source, cube.variables,
                    cube.static_mask_var, stats, summary.climatology_sums(stats), pool_from_cube(cube, window[0]),
                    ratio, window, opts.samples or 0, opts.steps or cfg.steps, opts.ensemble or cfg.ensemble,
                    opts.omega or cfg.omega, opts.seed, opts.device, opts.progress, valid=cube.valid,
+                   ratio_given=opts.context_ratio is not None,
                    _cube=cube, _den=den.eval().to(pick_device(opts.device)))
 
 
@@ -400,6 +406,8 @@ def check_sampling_options(opts: ImputeOptions) -> None:
         raise ImputeError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
     if opts.steps is not None and opts.steps < 1:
         raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
+    if opts.context_ratio is not None and not 0 < opts.context_ratio <= 1:
+        raise ImputeError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {opts.context_ratio}")
 
 
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:

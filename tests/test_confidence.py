@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_error_line, listing, open_any, run_cli, check_filled_output
-from impute_cli.confidence import (Uncertain, calibration_cells, cell_scores, conformal_quantile, coverage,
+from impute_cli.confidence import (Uncertain, calibration_cells, hiding, cell_scores, conformal_quantile, coverage,
                                    distances, group_index, intervals, radii, widen)
 from impute_cli.testing import tiny_cube_dataset, write_cube
 
@@ -93,6 +93,33 @@ def test_calibration_hides_observed_cells_in_gaps_that_last_as_long_as_the_real_
         assert calibration_cells(short, 0, L, valid, np.random.default_rng(seed)).any()
 
 
+def test_scattered_gaps_are_calibrated_with_scattered_cells_and_a_dense_context():
+    """Where the data's gaps are scattered cells, --calibrate hides a few observed cells at
+    random over the whole frame (the same i.i.d. shape), not another run's gaps inside a box
+    (which would halve the context around them): the observed density stays near the data's."""
+    rng = np.random.default_rng(0)
+    T, H, W, L = 64, 16, 16, 16
+    valid = np.ones((H, W), bool)
+    valid[:2] = False
+    obs = (rng.random((T, 1, H, W)) < 0.5) & valid
+    how, frac = hiding(obs, valid)
+    assert how == "scattered" and frac == pytest.approx(0.1)
+    hid = calibration_cells(obs, 8, L, valid, np.random.default_rng(1), scattered=frac)
+    assert not (hid & ~obs[8:8 + L]).any() and not hid[:, :, :2].any()
+    assert hid.sum() / obs[8:8 + L].sum() == pytest.approx(0.1, abs=0.03)
+    # spread over the whole frame, and the observed density left around hidden cells is near 45 %
+    assert hid[:, 0, 2:9].any() and hid[:, 0, 9:].any() and hid[:, 0, :, :8].any() and hid[:, 0, :, 8:].any()
+    left = obs[8:8 + L] & ~hid
+    assert left[:, :, 2:].mean() == pytest.approx(0.45, abs=0.03)
+    # few scattered gaps: hide no more than the data miss
+    sparse = (rng.random((T, 1, H, W)) < 0.97) & valid
+    assert hiding(sparse, valid)[0] == "scattered" and hiding(sparse, valid)[1] == pytest.approx(0.03, abs=0.01)
+    # clustered gaps (block outages) keep the run-borrowing hiding
+    out = rng.random((T // 8, H // 4, W // 4)) < 0.5
+    blocks = ~np.repeat(np.repeat(np.repeat(out, 8, 0), 4, 1), 4, 2)[:, None]
+    assert hiding(blocks, np.ones((H, W), bool)) == ("runs", 0.0)
+
+
 def test_conformal_quantile_counts_infinite_misses_and_refuses_too_few_scores():
     from impute_cli.errors import ImputeError
     s = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, np.inf, np.inf, np.nan])
@@ -153,6 +180,25 @@ def test_same_seed_gives_the_same_output(sampled, sst_model, tmp_path):
         assert np.array_equal(a[v].values, b[v].values, equal_nan=True), v
 
 
+def test_context_ratio_one_gives_every_member_every_observed_cell(sst_model, tmp_path):
+    """--context-ratio 1: each ensemble member sees all observed cells, so (with no symmetries
+    to average over) one member is the whole ensemble; by default the members' contexts differ.
+    The ratio is recorded with the samples, for --calibrate to impute as the run did."""
+    outs = {}
+    for name, extra in (("all1", ["--context-ratio", 1, "--ensemble", 1]), ("all3", ["--context-ratio", 1, "--ensemble", 3]),
+                        ("def1", ["--ensemble", 1]), ("def3", ["--ensemble", 3])):
+        outs[name] = tmp_path / f"{name}.nc"
+        run_cli("impute", sst_model.cube, outs[name], "--model", sst_model.model, *extra, *CPU)
+    f = {k: open_any(p)["sst_filled"].values for k, p in outs.items()}
+    same = np.nanmax(np.abs(f["all1"] - f["all3"]))  # members differ only by the tiny noise level delta
+    apart = np.nanmax(np.abs(f["def1"] - f["def3"]))
+    assert apart > 0.05 and same < 0.05 * apart, (same, apart)
+    s = tmp_path / "s.nc"
+    run_cli("impute", sst_model.cube, s, "--model", sst_model.model, "--samples", 2, "--steps", 2,
+            "--context-ratio", 0.5, *CPU)
+    assert "context_ratio=0.5" in open_any(s).attrs["impute_cli_sampler"]
+
+
 def test_confidence_writes_regions_and_reports_coverage(sampled, sst_model, tmp_path):
     truth = tmp_path / "truth.nc"
     full = tiny_cube_dataset(12, 16, 16, "cloud", 1.0, seed=0, var="sst")
@@ -205,6 +251,8 @@ def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--quantiles", "0.9,0.1"), "--quantiles"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--steps", 5), "add --samples N"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--omega", "s"), "--omega must be one of"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--context-ratio", 0), "--context-ratio must be in (0, 1]"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--context-ratio", 1.5), "--context-ratio must be in (0, 1]"),
         (("confidence", sampled, out, "--level", 1.5), "--level must be strictly between 0 and 1"),
         (("confidence", sampled, out, "--level", 0), "--level must be strictly between 0 and 1"),
         (("confidence", sst_model.cube, out), "no samples"),
