@@ -245,6 +245,7 @@ def evaluate(
     mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context strategy for that model.")] = None,
     train_steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps for that model.")] = None,
     ensemble: Annotated[Optional[int], typer.Option(min=1, help="Context masks K averaged per estimate.")] = None,
+    context_ratio: Annotated[Optional[float], typer.Option(help="Share of the observed cells each ensemble member sees, as in impute.")] = None,
     samples: Annotated[Optional[int], typer.Option(help="Also draw N samples and score their uncertainty (CRPS, coverage, regions).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Sampler steps per sample.")] = None,
     level: Annotated[Optional[list[float]], typer.Option(help="Interval/region levels scored with --samples (repeatable; default 0.5 and 0.9).")] = None,
@@ -262,7 +263,7 @@ def evaluate(
     result, _ = evaluate_file(data, EvaluateOptions(
         model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
-        ensemble=ensemble, samples=samples, steps=steps, levels=tuple(level) if level else (0.5, 0.9),
+        ensemble=ensemble, context_ratio=context_ratio, samples=samples, steps=steps, levels=tuple(level) if level else (0.5, 0.9),
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
         overwrite=overwrite, device=device, command=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))

@@ -45,6 +45,7 @@ class EvaluateOptions:
     mask_pattern: str | None = None
     train_steps: int | None = None
     ensemble: int | None = None
+    context_ratio: float | None = None  # impute --context-ratio
     samples: int | None = None
     steps: int | None = None
     levels: tuple[float, ...] = (0.5, 0.9)
@@ -79,6 +80,8 @@ def check_options(opts: EvaluateOptions) -> None:
     from .confidence import check_level
     for lv in opts.levels:
         check_level(lv)
+    from .impute import check_context_ratio
+    check_context_ratio(opts.context_ratio)
     if opts.samples is not None and opts.samples < 2:
         raise ImputeError(f"--samples must be at least 2 to score uncertainty (e.g. --samples 16), got {opts.samples}")
     for folder, marker, what in ((opts.report, "report.md", "a report"), (opts.keep, "filled.nc", "kept files")):
@@ -207,8 +210,8 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         card, den, model_info = _model(opts, given, data, cube, gappy, Path(tmp))
         t0 = time.perf_counter()
         filled = fill_cube(card, den, gcube, ImputeOptions(
-            ensemble=opts.ensemble, samples=opts.samples, steps=opts.steps, seed=opts.seed, device=opts.device,
-            progress=opts.progress, log=opts.log))
+            ensemble=opts.ensemble, context_ratio=opts.context_ratio, samples=opts.samples, steps=opts.steps,
+            seed=opts.seed, device=opts.device, progress=opts.progress, log=opts.log))
         model_info["impute_seconds"] = round(time.perf_counter() - t0, 1)
     # Observed cells of the input are carried exactly, as impute writes them.
     estimate = np.where(np.isnan(gappy), filled.estimate, gappy)

@@ -406,8 +406,12 @@ def check_sampling_options(opts: ImputeOptions) -> None:
         raise ImputeError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
     if opts.steps is not None and opts.steps < 1:
         raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
-    if opts.context_ratio is not None and not 0 < opts.context_ratio <= 1:
-        raise ImputeError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {opts.context_ratio}")
+    check_context_ratio(opts.context_ratio)
+
+
+def check_context_ratio(ratio: float | None) -> None:
+    if ratio is not None and not 0 < ratio <= 1:
+        raise ImputeError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {ratio}")
 
 
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:

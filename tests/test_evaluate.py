@@ -197,7 +197,13 @@ def test_evaluate_agrees_with_the_independent_holdout_tool(land_cube, tiny_prese
 def test_evaluate_with_a_model_trained_on_the_same_file_says_so(sst_model):
     res = run_cli("evaluate", sst_model.cube, "--model", sst_model.model, "--baseline", "laplace",
                   "--json", "--device", "cpu", "--quiet")
-    assert "optimistic" in json.loads(res.stdout)["model"]["note"]
+    rep = json.loads(res.stdout)
+    assert "optimistic" in rep["model"]["note"]
+    # --context-ratio reaches the model's imputation (and only it: the baselines score the same)
+    dense = json.loads(run_cli("evaluate", sst_model.cube, "--model", sst_model.model, "--baseline", "laplace",
+                               "--context-ratio", 1, "--json", "--device", "cpu", "--quiet").stdout)
+    a, b = rep["variables"]["sst"]["methods"], dense["variables"]["sst"]["methods"]
+    assert a["laplace"]["rmse"] == b["laplace"]["rmse"] and a["impute-cli"]["rmse"] != b["impute-cli"]["rmse"]
 
 
 def test_evaluate_on_a_real_cloudy_file(tiny_preset, tmp_path):
@@ -217,6 +223,7 @@ def test_evaluate_on_a_real_cloudy_file(tiny_preset, tmp_path):
     (["--samples", "4", "--level", "1.5"], ["--level must be strictly between 0 and 1"]),
     (["--samples", "1"], ["--samples must be at least 2"]),
     (["--baseline", "magic"], ["unknown --baseline 'magic'"]),
+    (["--context-ratio", "0"], ["--context-ratio must be in (0, 1]"]),
 ])
 def test_evaluate_bad_options(land_cube, tiny_preset, args, fragments):
     res = run_cli("evaluate", land_cube, "--preset", tiny_preset, *args, "--quiet", expect_ok=False)
