@@ -8,7 +8,7 @@ full figures as JSON lines to OUT/results.jsonl.
 
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
-    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug
+    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug block_st3_aug
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -46,6 +46,9 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     "st_dense": [("pixel, space-time U-Net + augment, context 0.85", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st_dense"], [])],
     # session 8's best block model: two blocks a level (more time mixing)
     "block_st2_aug": [("block, space-time U-Net, 2 blocks a level + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "st2_aug"], [])],
+    # session 9: three blocks a level, every observed cell as context at imputation (impute --context-ratio 1)
+    "block_st3_aug": [("block, space-time U-Net, 3 blocks a level + augment, context ratio 1", "block", "block",
+                       ["--mask-pattern", "block", "--arch-preset", "st3_aug"], ["--context-ratio", "1"])],
 }
 
 
