@@ -180,7 +180,7 @@ def test_same_seed_gives_the_same_output(sampled, sst_model, tmp_path):
         assert np.array_equal(a[v].values, b[v].values, equal_nan=True), v
 
 
-def test_context_ratio_one_gives_every_member_every_observed_cell(sst_model, tmp_path):
+def test_context_ratio_one_gives_every_member_every_observed_cell(sst_model, tmp_path, monkeypatch):
     """--context-ratio 1: each ensemble member sees all observed cells, so (with no symmetries
     to average over) one member is the whole ensemble; by default the members' contexts differ.
     The ratio is recorded with the samples, for --calibrate to impute as the run did."""
@@ -195,8 +195,21 @@ def test_context_ratio_one_gives_every_member_every_observed_cell(sst_model, tmp
     assert apart > 0.05 and same < 0.05 * apart, (same, apart)
     s = tmp_path / "s.nc"
     run_cli("impute", sst_model.cube, s, "--model", sst_model.model, "--samples", 2, "--steps", 2,
-            "--context-ratio", 0.5, *CPU)
+            "--save-samples", "--context-ratio", 0.5, *CPU)
     assert "context_ratio=0.5" in open_any(s).attrs["impute_cli_sampler"]
+    # --calibrate resamples its hidden cells with the run's context ratio
+    import impute_cli.impute as imp
+    from impute_cli.confidence import ConfidenceOptions, confidence_file
+    seen, fill = [], imp.fill_cube
+
+    def spy(card, den, cube, opts, **kw):
+        seen.append(opts.context_ratio)
+        return fill(card, den, cube, opts, **kw)
+
+    monkeypatch.setattr(imp, "fill_cube", spy)
+    confidence_file(s, tmp_path / "ci.nc", ConfidenceOptions(level=0.6, calibrate=True, calibration_frames=6, device="cpu",
+                                                             progress=False, log=lambda m: None))
+    assert seen and all(r == 0.5 for r in seen)
 
 
 def test_confidence_writes_regions_and_reports_coverage(sampled, sst_model, tmp_path):
