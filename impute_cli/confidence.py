@@ -219,6 +219,8 @@ def _sampler_settings(ds: xr.Dataset) -> dict[str, str]:
 
 
 SCATTERED_HIDE = 0.1  # at most this fraction of observed cells is hidden where gaps are scattered
+HIDING_WORDS = {"scattered": "scattered observed cells hidden, like the gaps",
+                "runs": "observed cells hidden under another run's gaps"}  # see `hiding`
 
 
 def calibration_cells(obs: np.ndarray, s0: int, L: int, valid: np.ndarray,
@@ -450,8 +452,7 @@ def _factor_attrs(factor: dict[str, Any], kind: str) -> dict[str, Any]:
     """calibration_factor, and its 5-95 % range over resamples of the calibration segments."""
     out: dict[str, Any] = {"calibration_factor": factor[f"{kind}_factor"]}
     if factor.get("calibration_hiding"):
-        out["calibration_hiding"] = {"scattered": "scattered observed cells hidden, like the gaps",
-                                     "runs": "observed cells hidden under another run's gaps"}[factor["calibration_hiding"]]
+        out["calibration_hiding"] = HIDING_WORDS[factor["calibration_hiding"]]
     rng = factor.get(f"{kind}_factor_range")
     if rng and all(map(math.isfinite, rng)):
         out["calibration_factor_range"] = np.asarray(rng, "float64")
@@ -467,9 +468,8 @@ def format_report(report: dict[str, Any]) -> str:
                      f"mean interval width {r['mean_width']:.4g}, mean radius {r['mean_radius']:.4g}")
         if "calibration" in r:
             c = r["calibration"]
-            how = {"scattered": " (scattered, like the gaps)", "runs": " (another run's gaps)"}.get(
-                c.get("calibration_hiding", ""), "")
-            lines.append(f"  calibrated on {c['calibration_cells']} hidden cells{how} / {c['calibration_regions']} regions: "
+            how = f" ({HIDING_WORDS[c['calibration_hiding']]})" if c.get("calibration_hiding") else ""
+            lines.append(f"  calibrated on {c['calibration_cells']}{how} / {c['calibration_regions']} regions: "
                          f"intervals x{c['cell_factor']:.3f}, radii x{c['region_factor']:.3f} "
                          f"(mean width now {r['mean_width_calibrated']:.4g})")
             cr, rr = c.get("cell_factor_range", [math.nan] * 2), c.get("region_factor_range", [math.nan] * 2)
