@@ -8,7 +8,8 @@ full figures as JSON lines to OUT/results.jsonl.
 
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
-    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug block_st3_aug
+    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug block_st3_aug \
+        block_st3_wide_aug st_wide_aug
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -49,6 +50,11 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     # session 9: three blocks a level, every observed cell as context at imputation (impute --context-ratio 1)
     "block_st3_aug": [("block, space-time U-Net, 3 blocks a level + augment, context ratio 1", "block", "block",
                        ["--mask-pattern", "block", "--arch-preset", "st3_aug"], ["--context-ratio", "1"])],
+    # session 10: the same twice as wide; pixel gaps: the wide space-time U-Net, every observed cell as context
+    "block_st3_wide_aug": [("block, space-time U-Net, 32 features, 3 blocks a level + augment, context ratio 1", "block", "block",
+                            ["--mask-pattern", "block", "--arch-preset", "st3_wide_aug"], ["--context-ratio", "1"])],
+    "st_wide_aug": [("pixel, space-time U-Net, 32 features + augment, context ratio 1", "pixel", "pixel",
+                     ["--mask-pattern", "pixel", "--arch-preset", "st_wide_aug"], ["--context-ratio", "1"])],
 }
 
 
