@@ -218,29 +218,25 @@ def _sampler_settings(ds: xr.Dataset) -> dict[str, str]:
     return dict(p.split("=", 1) for p in text.split(", ") if "=" in p)
 
 
-SCATTERED_HIDE = 0.02  # where gaps are scattered, each pass hides at most this fraction of observed cells
-SCATTERED_CELLS = 2000  # ... and passes are added (up to SCATTERED_PASSES) until about this many are hidden
-SCATTERED_PASSES = 5
+SCATTERED_HIDE = 0.1  # at most this fraction of observed cells is hidden where gaps are scattered
 HIDING_WORDS = {"scattered": "scattered observed cells hidden, like the gaps",
                 "runs": "observed cells hidden under another run's gaps"}  # see `hiding`
 
 
 def calibration_cells(obs: np.ndarray, s0: int, L: int, valid: np.ndarray,
-                      rng: np.random.Generator, scattered: float = 0.0, passes: int = 1) -> list[np.ndarray]:
-    """The observed cells of time steps s0..s0+L-1 that --calibrate hides, one (L, C, H, W) bool
-    mask per pass (the segment is resampled once per pass).
+                      rng: np.random.Generator, scattered: float = 0.0) -> np.ndarray:
+    """The observed cells of time steps s0..s0+L-1 that --calibrate hides, (L, C, H, W) bool.
 
-    Scattered gaps (`scattered` > 0: the fraction to hide in each pass, see `hiding`): each
-    observed, valid cell independently with that probability -- the same i.i.d. shape as the real
-    gaps -- in `passes` disjoint folds, so that a pass leaves the context around its hidden cells
-    nearly as dense as around a real gap. The context matters: borrowing another run's scattered
-    gaps halved it inside the box (50 % observed -> 25 %) and the factors widened intervals that
-    already held (pixel GP cube: factor 1.38, 90 % cells covered 96.8 %); hiding 10 % at once
-    still gave 1.12, hiding 2 % 1.00 (benchmarks/RESULTS.md, sessions 9 and 10).
+    Scattered gaps (`scattered` > 0: the fraction to hide, see `hiding`): each observed, valid
+    cell independently with that probability -- the same i.i.d. shape as the real gaps, while
+    the context around a hidden cell stays nearly as dense as around a real gap. Borrowing
+    another run's scattered gaps would halve it inside the box (50 % observed -> 25 %), and the
+    sparser context made the factors over-widen intervals that already held (pixel GP cube:
+    factor 1.38, 90 % cells covered 96.8 %; benchmarks/RESULTS.md, session 9).
 
-    Otherwise (one pass): those that are gaps in another run of L time steps, frame by frame,
-    inside one random rectangle of a quarter of the domain. Real gap shapes that last as long as
-    real gaps do (borrowing each frame from a random other time step, or moving the rectangle from frame to
+    Otherwise: those that are gaps in another run of L time steps, frame by frame, inside one random
+    rectangle of a quarter of the domain. Real gap shapes that last as long as real gaps do
+    (borrowing each frame from a random other time step, or moving the rectangle from frame to
     frame, cut lasting outages into one-step holes, much easier to fill). A quarter keeps the
     context density of the frame closest to the data's: hiding the other run's gaps over the
     whole frame left the cloud example so bare that its calibrated 90 % regions covered 21 %.
@@ -249,9 +245,7 @@ def calibration_cells(obs: np.ndarray, s0: int, L: int, valid: np.ndarray,
     obs: (T, C, H, W); valid: (H, W)."""
     T, _, H, W = obs.shape
     if scattered > 0:
-        here = obs[s0:s0 + L] & valid[None, None]
-        u = rng.random(here.shape)  # cell -> fold p where p * scattered <= u < (p + 1) * scattered
-        return [here & (u >= p * scattered) & (u < (p + 1) * scattered) for p in range(passes)]
+        return obs[s0:s0 + L] & valid[None, None] & (rng.random(obs[s0:s0 + L].shape) < scattered)
     t1 = int(rng.integers(T - L + 1))
     if t1 == s0 and T > L:  # the segment's own gaps hide nothing: take another run
         t1 = (s0 + 1 + int(rng.integers(T - L))) % (T - L + 1)
@@ -259,30 +253,19 @@ def calibration_cells(obs: np.ndarray, s0: int, L: int, valid: np.ndarray,
     bh, bw = max(1, -(-H // 2)), max(1, -(-W // 2))
     y0, x0 = int(rng.integers(H - bh + 1)), int(rng.integers(W - bw + 1))
     box[..., y0:y0 + bh, x0:x0 + bw] = True
-    return [obs[s0:s0 + L] & ~obs[t1:t1 + L] & valid[None, None] & box]
+    return obs[s0:s0 + L] & ~obs[t1:t1 + L] & valid[None, None] & box
 
 
 def hiding(obs: np.ndarray, valid: np.ndarray) -> tuple[str, float]:
     """How --calibrate hides observed cells, from the data's own gaps (obs: (T, C, H, W)):
-    ("scattered", fraction per pass) where the gaps are scattered cells (`choose_pattern` says
-    "pixel"; the data's missing fraction, at most SCATTERED_HIDE), else ("runs", 0)."""
+    ("scattered", fraction) where the gaps are scattered cells (`choose_pattern` says "pixel";
+    the fraction is the data's missing fraction, at most SCATTERED_HIDE), else ("runs", 0)."""
     from .context_query import choose_pattern, gap_statistics, observation_pool
 
     pool = observation_pool(obs, valid)
     if choose_pattern(pool, valid)[0] != "pixel":
         return "runs", 0.0
     return "scattered", min(SCATTERED_HIDE, gap_statistics(pool, valid)["missing"])
-
-
-def scattered_passes(obs: np.ndarray, valid: np.ndarray, seg_starts: list[int], L: int, frac: float) -> int:
-    """How many disjoint folds of `frac` to hide in each segment: enough for about
-    SCATTERED_CELLS hidden cells in all, at most SCATTERED_PASSES (each pass costs one
-    resampling of every segment); 1 for clustered gaps (frac 0)."""
-    if frac <= 0:
-        return 1
-    n_obs = sum(int((obs[s0:s0 + L] & valid[None, None]).sum()) for s0 in seg_starts)
-    return int(np.clip(math.ceil(SCATTERED_CELLS / max(n_obs * frac, 1.0)), 1,
-                       min(SCATTERED_PASSES, max(1, int(1 / frac)))))
 
 
 def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: float, group: str,
@@ -292,8 +275,13 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     samples -- each as a piece of the whole record, with the record's climatology input and
     context density less the hidden cells -- and the hidden cells scored (in the cube's
     (T, C, H, W) channel layout)."""
+    import dataclasses
+
+    import dask.array as dsa
+
     from .checkpoint import load_model
     from .dataset import observation_masks, open_cube, summarise
+    from .impute import ImputeOptions, fill_cube
 
     model = opts.model or str(ds.attrs.get("impute_cli_model", ""))
     if not model or not Path(model).exists():
@@ -322,58 +310,21 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     chans = {v: [c for c, (w, _) in enumerate(cube.channel_sel) if w == v] for v in variables}
     cell_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
     reg_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
-    passes = scattered_passes(obs, cube.valid, seg_starts, L, frac)
     for k, s0 in enumerate(seg_starts):
-        folds = calibration_cells(obs, s0, L, cube.valid, rng, scattered=frac, passes=passes)
-        seg_cells, seg_regions = _calibrate_segment(card, den, cube, full, record, st, s0, L, folds,
-                                                    (k, len(seg_starts)), chans, level, group, opts)
-        for v in variables:
-            if seg_cells[v]:
-                cell_s[v].append(np.concatenate(seg_cells[v]))
-                reg_s[v].append(np.concatenate(seg_regions[v]))
-    out = {}
-    for v in variables:
-        cs = np.concatenate(cell_s[v]) if cell_s[v] else np.array([])
-        rs = np.concatenate(reg_s[v]) if reg_s[v] else np.array([])
-        out[v] = {"cell_factor": conformal_quantile(cs, level), "region_factor": conformal_quantile(rs, level),
-                  "calibration_cells": int(len(cs)), "calibration_regions": int(len(rs)),
-                  "calibration_segments": len(cell_s[v]), "calibration_hiding": how, "calibration_passes": passes,
-                  "cell_factor_range": factor_range(cell_s[v], level, rng),
-                  "region_factor_range": factor_range(reg_s[v], level, rng)}
-    return out
-
-
-def _calibrate_segment(card: Any, den: Any, cube: Any, full: np.ndarray, record: Any, st: dict[str, str],
-                       s0: int, L: int, folds: list[np.ndarray], k_of: tuple[int, int], chans: dict[str, list[int]],
-                       level: float, group: str, opts: ConfidenceOptions
-                       ) -> tuple[dict[str, list[np.ndarray]], dict[str, list[np.ndarray]]]:
-    """Resample segment k of n (k_of; time steps s0..s0+L-1) once per fold with the fold's observed cells
-    hidden, as a piece of the whole record; the hidden cells' scores per variable: cell scores
-    |y − x̂*| / d and region scores ‖y − x̂*‖ / D̂ (nothing for a fold that hides nothing)."""
-    import dataclasses
-
-    import dask.array as dsa
-
-    from .impute import ImputeOptions, fill_cube
-
-    k, n = k_of
-    cells: dict[str, list[np.ndarray]] = {v: [] for v in chans}
-    regions: dict[str, list[np.ndarray]] = {v: [] for v in chans}
-    for p, hidden in enumerate(folds):
+        hidden = calibration_cells(obs, s0, L, cube.valid, rng, scattered=frac)
         if not hidden.any():
             continue
         truth = np.where(hidden, full[s0:s0 + L], np.nan)
         values = np.where(hidden, np.nan, full[s0:s0 + L]).astype("float32")
         seg = dataclasses.replace(cube, data=dsa.from_array(values, chunks=-1), memory=values, obs_mask=None,
                                   grid=dataclasses.replace(cube.grid, shape=(L, *cube.grid.shape[1:])))
-        fold = f", pass {p + 1}/{len(folds)}" if len(folds) > 1 else ""
-        opts.log(f"calibration {k + 1}/{n}: time steps {s0}-{s0 + L - 1}{fold}, "
+        opts.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1}, "
                  f"{int(hidden.sum())} observed cells hidden and resampled")
         filled = fill_cube(card, den, seg, ImputeOptions(
             samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
             ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
             context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
-            seed=opts.seed + 1 + k * len(folds) + p, device=opts.device,
+            seed=opts.seed + 1 + k, device=opts.device,
             progress=opts.progress, log=opts.log), record=record.without(full[s0:s0 + L], hidden))
         groups = group_index(L, group)
         for v, idx in chans.items():
@@ -381,12 +332,21 @@ def _calibrate_segment(card: Any, den: Any, cube: Any, full: np.ndarray, record:
                           filled.samples[:, :, idx].astype("float64"), hidden[:, idx])
             y = truth[:, idx]
             lo, hi = intervals(u, level)
-            cells[v].append(cell_scores(y[u.imputed], u.centre[u.imputed], lo[u.imputed], hi[u.imputed]))
+            cell_s[v].append(cell_scores(y[u.imputed], u.centre[u.imputed], lo[u.imputed], hi[u.imputed]))
             D = distances(u, np.where(u.imputed, y, u.centre), groups)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = D / radii(u, level, groups)
-            regions[v].append(ratio[np.isfinite(D)])
-    return cells, regions
+            reg_s[v].append(ratio[np.isfinite(D)])
+    out = {}
+    for v in variables:
+        cs = np.concatenate(cell_s[v]) if cell_s[v] else np.array([])
+        rs = np.concatenate(reg_s[v]) if reg_s[v] else np.array([])
+        out[v] = {"cell_factor": conformal_quantile(cs, level), "region_factor": conformal_quantile(rs, level),
+                  "calibration_cells": int(len(cs)), "calibration_regions": int(len(rs)),
+                  "calibration_segments": len(cell_s[v]), "calibration_hiding": how,
+                  "cell_factor_range": factor_range(cell_s[v], level, rng),
+                  "region_factor_range": factor_range(reg_s[v], level, rng)}
+    return out
 
 
 def factor_range(per_segment: list[np.ndarray], level: float, rng: np.random.Generator,
@@ -488,17 +448,11 @@ def _write_regions(ds: xr.Dataset, v: str, u: Uncertain, lo: np.ndarray, hi: np.
         [a for a in anc.split() if a] + [f"{v}_ci_lower", f"{v}_ci_upper", f"{v}_ci_radius"])
 
 
-def hiding_words(factor: dict[str, Any]) -> str:
-    """How the calibration cells were hidden, in words (HIDING_WORDS, and the passes if several)."""
-    passes = int(factor.get("calibration_passes", 1))
-    return HIDING_WORDS[factor["calibration_hiding"]] + (f", in {passes} disjoint passes" if passes > 1 else "")
-
-
 def _factor_attrs(factor: dict[str, Any], kind: str) -> dict[str, Any]:
     """calibration_factor, and its 5-95 % range over resamples of the calibration segments."""
     out: dict[str, Any] = {"calibration_factor": factor[f"{kind}_factor"]}
     if factor.get("calibration_hiding"):
-        out["calibration_hiding"] = hiding_words(factor)
+        out["calibration_hiding"] = HIDING_WORDS[factor["calibration_hiding"]]
     rng = factor.get(f"{kind}_factor_range")
     if rng and all(map(math.isfinite, rng)):
         out["calibration_factor_range"] = np.asarray(rng, "float64")
@@ -514,7 +468,7 @@ def format_report(report: dict[str, Any]) -> str:
                      f"mean interval width {r['mean_width']:.4g}, mean radius {r['mean_radius']:.4g}")
         if "calibration" in r:
             c = r["calibration"]
-            how = f" ({hiding_words(c)})" if c.get("calibration_hiding") else ""
+            how = f" ({HIDING_WORDS[c['calibration_hiding']]})" if c.get("calibration_hiding") else ""
             lines.append(f"  calibrated on {c['calibration_cells']}{how} / {c['calibration_regions']} regions: "
                          f"intervals x{c['cell_factor']:.3f}, radii x{c['region_factor']:.3f} "
                          f"(mean width now {r['mean_width_calibrated']:.4g})")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_one_error_line, listing, open_any, run_cli, check_filled_output
-from impute_cli.confidence import (SCATTERED_PASSES, Uncertain, calibration_cells, hiding, scattered_passes, cell_scores, conformal_quantile, coverage,
+from impute_cli.confidence import (Uncertain, calibration_cells, hiding, cell_scores, conformal_quantile, coverage,
                                    distances, group_index, intervals, radii, widen)
 from impute_cli.testing import tiny_cube_dataset, write_cube
 
@@ -71,7 +71,7 @@ def test_calibration_hides_observed_cells_in_gaps_that_last_as_long_as_the_real_
     valid[0, 0] = False
     s0, L = 12, 24
     for seed in range(5):
-        [hid] = calibration_cells(obs, s0, L, valid, np.random.default_rng(seed))
+        hid = calibration_cells(obs, s0, L, valid, np.random.default_rng(seed))
         assert hid.shape == (L, 1, H, W)
         assert not (hid & ~obs[s0:s0 + L]).any() and not hid[:, 0, 0, 0].any()
         # some run of L steps whose gaps cover every hidden cell
@@ -90,46 +90,30 @@ def test_calibration_hides_observed_cells_in_gaps_that_last_as_long_as_the_real_
     short = obs[:L + 1]
     short[L] = ~short[L - 1]  # the only other run differs from the segment in its last step
     for seed in range(8):
-        assert calibration_cells(short, 0, L, valid, np.random.default_rng(seed))[0].any()
+        assert calibration_cells(short, 0, L, valid, np.random.default_rng(seed)).any()
 
 
 def test_scattered_gaps_are_calibrated_with_scattered_cells_and_a_dense_context():
     """Where the data's gaps are scattered cells, --calibrate hides a few observed cells at
     random over the whole frame (the same i.i.d. shape), not another run's gaps inside a box
-    (which would halve the context around them), 2 % at a time in disjoint passes, so the
-    observed density around each pass's hidden cells stays near the data's."""
+    (which would halve the context around them): the observed density stays near the data's."""
     rng = np.random.default_rng(0)
     T, H, W, L = 64, 16, 16, 16
     valid = np.ones((H, W), bool)
     valid[:2] = False
     obs = (rng.random((T, 1, H, W)) < 0.5) & valid
     how, frac = hiding(obs, valid)
-    assert how == "scattered" and frac == pytest.approx(0.02)
-    folds = calibration_cells(obs, 8, L, valid, np.random.default_rng(1), scattered=frac, passes=5)
-    assert len(folds) == 5
-    n_obs = obs[8:8 + L].sum()
-    for hid in folds:
-        assert not (hid & ~obs[8:8 + L]).any() and not hid[:, :, :2].any()
-        assert hid.sum() / n_obs == pytest.approx(0.02, abs=0.01)
-        # the observed density left around one pass's hidden cells is near the data's 50 %
-        assert (obs[8:8 + L] & ~hid)[:, :, 2:].mean() == pytest.approx(0.49, abs=0.02)
-    # disjoint passes that together hide about 10 %, spread over the whole frame
-    together = np.sum(folds, axis=0)
-    assert together.max() == 1 and together.sum() / n_obs == pytest.approx(0.1, abs=0.03)
-    hid = together > 0
+    assert how == "scattered" and frac == pytest.approx(0.1)
+    hid = calibration_cells(obs, 8, L, valid, np.random.default_rng(1), scattered=frac)
+    assert not (hid & ~obs[8:8 + L]).any() and not hid[:, :, :2].any()
+    assert hid.sum() / obs[8:8 + L].sum() == pytest.approx(0.1, abs=0.03)
+    # spread over the whole frame, and the observed density left around hidden cells is near 45 %
     assert hid[:, 0, 2:9].any() and hid[:, 0, 9:].any() and hid[:, 0, :, :8].any() and hid[:, 0, :, 8:].any()
-    # the first pass is what a single pass with the same generator hides
-    assert (calibration_cells(obs, 8, L, valid, np.random.default_rng(1), scattered=frac)[0] == folds[0]).all()
-    # passes: enough for about SCATTERED_CELLS hidden cells, at most SCATTERED_PASSES, one for clustered gaps
-    starts = [0, 16, 32, 48]  # 4 segments of 16 steps: ~7000 observed cells, ~140 a pass
-    assert scattered_passes(obs, valid, starts, L, frac) == SCATTERED_PASSES
-    big = np.ones((T, 1, 128, 128), bool)  # ~1 M observed cells: one pass hides enough
-    assert scattered_passes(big, np.ones((128, 128), bool), starts, L, frac) == 1
-    assert scattered_passes(obs, valid, starts, L, 0.0) == 1
-    assert scattered_passes(obs, valid, starts[:1], L, 0.5) == 2  # never more passes than folds fit
+    left = obs[8:8 + L] & ~hid
+    assert left[:, :, 2:].mean() == pytest.approx(0.45, abs=0.03)
     # few scattered gaps: hide no more than the data miss
-    sparse = (rng.random((T, 1, H, W)) < 0.99) & valid
-    assert hiding(sparse, valid)[0] == "scattered" and hiding(sparse, valid)[1] == pytest.approx(0.01, abs=0.004)
+    sparse = (rng.random((T, 1, H, W)) < 0.97) & valid
+    assert hiding(sparse, valid)[0] == "scattered" and hiding(sparse, valid)[1] == pytest.approx(0.03, abs=0.01)
     # clustered gaps (block outages) keep the run-borrowing hiding
     out = rng.random((T // 8, H // 4, W // 4)) < 0.5
     blocks = ~np.repeat(np.repeat(np.repeat(out, 8, 0), 4, 1), 4, 2)[:, None]
@@ -347,31 +331,3 @@ def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled
         assert starts, "the segment is a run of the record's time steps"
         hidden = np.isfinite(x[starts[0]:starts[0] + L]) & np.isnan(seg)
         assert hidden.any() and np.array_equal(record.N, N_whole - hidden.sum(0))
-
-
-def test_calibrate_on_scattered_gaps_resamples_disjoint_passes(sst_model, tmp_path, monkeypatch):
-    """On scattered gaps --calibrate resamples each segment once per pass, each pass hiding its
-    own few observed cells (never a cell twice, never a gap), and says so in the output."""
-    from impute_cli import impute
-    ds = tiny_cube_dataset(12, 16, 16, "pixel", 0.5, seed=4, var="sst")
-    cube = write_cube(ds, tmp_path / "pixel.nc")
-    samples = tmp_path / "s.nc"
-    run_cli("impute", cube, samples, "--model", sst_model.model, "--samples", 4, "--steps", 2,
-            "--save-samples", *CPU)
-    x = ds["sst"].values
-    hidden = []
-    real = impute.fill_cube
-
-    def spy(card, den, seg, opts, record=None):
-        m = np.asarray(seg.memory)[:, 0]
-        hidden.append(np.isnan(m) & np.isfinite(x[:m.shape[0]]))
-        return real(card, den, seg, opts, record=record)
-
-    monkeypatch.setattr(impute, "fill_cube", spy)
-    out = tmp_path / "cal.nc"
-    res = run_cli("confidence", samples, out, "--calibrate", "--level", 0.6, "--json", *CPU)
-    f = json.loads(res.stdout)["variables"]["sst"]["calibration"]
-    assert f["calibration_hiding"] == "scattered" and f["calibration_passes"] == len(hidden) > 1
-    assert all(h.any() for h in hidden) and np.sum(hidden, axis=0).max() == 1  # disjoint folds of observed cells
-    assert f["calibration_cells"] == sum(int(h.sum()) for h in hidden)
-    assert "disjoint passes" in open_any(out)["sst_ci_lower"].attrs["calibration_hiding"]
