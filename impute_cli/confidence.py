@@ -15,8 +15,9 @@ regions whose true values lie in their ball, and the mean interval width.
 
 `--calibrate` (split conformal): hide observed cells of the same data with the data's own gap
 shapes (the gaps of another run of time steps laid over a quarter of this one, as DINEOF
-cross-validation does), draw
-samples for them with the same model and settings, and take the conformal quantile of the
+cross-validation does, or scattered cells where the gaps are scattered), draw
+samples for them with the same model and settings (each segment with half a window of context
+time steps on either side), and take the conformal quantile of the
 normalised scores — per cell |y − x̂*| / d (d the interval's half-width), per region ‖y − x̂*‖ / D̂.
 The intervals and radii are then widened (or narrowed) by those factors around x̂*, and the
 factors are recorded in the output."""
@@ -310,23 +311,30 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     chans = {v: [c for c, (w, _) in enumerate(cube.channel_sel) if w == v] for v in variables}
     cell_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
     reg_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
+    margin = card.window[0] // 2
     for k, s0 in enumerate(seg_starts):
-        hidden = calibration_cells(obs, s0, L, cube.valid, rng, scattered=frac)
-        if not hidden.any():
+        core = calibration_cells(obs, s0, L, cube.valid, rng, scattered=frac)
+        if not core.any():
             continue
-        truth = np.where(hidden, full[s0:s0 + L], np.nan)
-        values = np.where(hidden, np.nan, full[s0:s0 + L]).astype("float32")
+        # The segment is resampled with up to half a window of time steps on either side, as
+        # context only: its first and last hidden cells then have observed steps before and
+        # after them, as the real gaps had in the run that drew the samples.
+        a, b = max(0, s0 - margin), min(T, s0 + L + margin)
+        hidden = np.zeros((b - a, *core.shape[1:]), bool)
+        hidden[s0 - a:s0 - a + L] = core
+        truth = np.where(hidden, full[a:b], np.nan)
+        values = np.where(hidden, np.nan, full[a:b]).astype("float32")
         seg = dataclasses.replace(cube, data=dsa.from_array(values, chunks=-1), memory=values, obs_mask=None,
-                                  grid=dataclasses.replace(cube.grid, shape=(L, *cube.grid.shape[1:])))
-        opts.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1}, "
-                 f"{int(hidden.sum())} observed cells hidden and resampled")
+                                  grid=dataclasses.replace(cube.grid, shape=(b - a, *cube.grid.shape[1:])))
+        opts.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1} (with {a}-{b - 1} as context), "
+                 f"{int(core.sum())} observed cells hidden and resampled")
         filled = fill_cube(card, den, seg, ImputeOptions(
             samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
             ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
             context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
             seed=opts.seed + 1 + k, device=opts.device,
-            progress=opts.progress, log=opts.log), record=record.without(full[s0:s0 + L], hidden))
-        groups = group_index(L, group)
+            progress=opts.progress, log=opts.log), record=record.without(full[a:b], hidden))
+        groups = group_index(b - a, group)
         for v, idx in chans.items():
             u = Uncertain(v, (), filled.estimate[:, idx].astype("float64"),
                           filled.samples[:, :, idx].astype("float64"), hidden[:, idx])

@@ -304,7 +304,8 @@ def test_summary_without_hidden_cells_is_the_summary_of_the_record_with_them_mis
 
 def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled, sst_model, tmp_path, monkeypatch):
     """The network's climatology input and context density must be those of the record the
-    samples were drawn from, less the hidden cells -- not those of the few time steps cut out
+    samples were drawn from, less the hidden cells, and the segment must come with context time
+    steps around it -- not the few time steps cut out alone
     (a segment's own climatology misled a DiT into a 3x larger error on the hidden cells)."""
     from impute_cli import impute
     from impute_cli.dataset import summarise, open_cube
@@ -331,3 +332,6 @@ def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled
         assert starts, "the segment is a run of the record's time steps"
         hidden = np.isfinite(x[starts[0]:starts[0] + L]) & np.isnan(seg)
         assert hidden.any() and np.array_equal(record.N, N_whole - hidden.sum(0))
+        # the 8-step segment comes with half a window (3 frames -> 1 step) of context after it,
+        # hidden nowhere: its last hidden cells have observed steps on both sides, as in the run
+        assert L == 9 and starts[0] == 0 and not hidden[8].any()
