@@ -304,8 +304,7 @@ def test_summary_without_hidden_cells_is_the_summary_of_the_record_with_them_mis
 
 def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled, sst_model, tmp_path, monkeypatch):
     """The network's climatology input and context density must be those of the record the
-    samples were drawn from, less the hidden cells, and the segment must come with context time
-    steps around it -- not the few time steps cut out alone
+    samples were drawn from, less the hidden cells -- not those of the few time steps cut out
     (a segment's own climatology misled a DiT into a 3x larger error on the hidden cells)."""
     from impute_cli import impute
     from impute_cli.dataset import summarise, open_cube
@@ -332,6 +331,31 @@ def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled
         assert starts, "the segment is a run of the record's time steps"
         hidden = np.isfinite(x[starts[0]:starts[0] + L]) & np.isnan(seg)
         assert hidden.any() and np.array_equal(record.N, N_whole - hidden.sum(0))
-        # the 8-step segment comes with half a window (3 frames -> 1 step) of context after it,
-        # hidden nowhere: its last hidden cells have observed steps on both sides, as in the run
-        assert L == 9 and starts[0] == 0 and not hidden[8].any()
+        assert L == 8  # clustered (cloud) gaps: the segment alone, its borrowed outages whole
+
+
+def test_calibration_on_scattered_gaps_gives_each_segment_context_steps(sst_model, tmp_path, monkeypatch):
+    """On scattered gaps --calibrate resamples each segment with half a window of time steps
+    after (and before) it as context, hidden nowhere: its edge cells have observed steps on both
+    sides, as the real gaps had in the run."""
+    from impute_cli import impute
+    ds = tiny_cube_dataset(12, 16, 16, "pixel", 0.5, seed=4, var="sst")
+    cube = write_cube(ds, tmp_path / "pixel.nc")
+    samples = tmp_path / "s.nc"
+    run_cli("impute", cube, samples, "--model", sst_model.model, "--samples", 4, "--steps", 2,
+            "--save-samples", *CPU)
+    x = ds["sst"].values
+    seen = []
+    real = impute.fill_cube
+
+    def spy(card, den, seg, opts, record=None):
+        seen.append(np.asarray(seg.memory)[:, 0].copy())
+        return real(card, den, seg, opts, record=record)
+
+    monkeypatch.setattr(impute, "fill_cube", spy)
+    res = run_cli("confidence", samples, tmp_path / "cal.nc", "--calibrate", "--level", 0.6, "--json", *CPU)
+    assert json.loads(res.stdout)["variables"]["sst"]["calibration"]["calibration_hiding"] == "scattered"
+    [seg] = seen  # one 8-step segment (T = 12) and, with 3-frame windows, 1 step of context after it
+    hidden = np.isnan(seg) & np.isfinite(x[:seg.shape[0]])
+    assert seg.shape[0] == 9 and hidden[:8].any() and not hidden[8].any()
+    assert np.array_equal(seg[8], x[8], equal_nan=True)
