@@ -337,11 +337,12 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
             context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
             seed=opts.seed + 1 + k, device=opts.device,
             progress=opts.progress, log=opts.log), record=record.without(full[a:b], hidden))
-        groups = group_index(b - a, group)
+        groups = group_index(L, group)  # scored on the segment itself: regions as without context steps
+        c = slice(s0 - a, s0 - a + L)
         for v, idx in chans.items():
-            u = Uncertain(v, (), filled.estimate[:, idx].astype("float64"),
-                          filled.samples[:, :, idx].astype("float64"), hidden[:, idx])
-            y = truth[:, idx]
+            u = Uncertain(v, (), filled.estimate[c][:, idx].astype("float64"),
+                          filled.samples[:, c][:, :, idx].astype("float64"), core[:, idx])
+            y = truth[c][:, idx]
             lo, hi = intervals(u, level)
             cell_s[v].append(cell_scores(y[u.imputed], u.centre[u.imputed], lo[u.imputed], hi[u.imputed]))
             D = distances(u, np.where(u.imputed, y, u.centre), groups)
