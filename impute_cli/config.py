@@ -167,8 +167,18 @@ class ImputeConfig:
     # average the ensemble over the symmetries the model was trained under (train.augment;
     # ensemble.symmetries): no extra cost, only for models trained with train.augment
     symmetric: bool = True
+    # share of the observed cells each ensemble member sees as context; None (the default) is
+    # [CQ] App. G.3: as dense as in training. A preset may set it (1: every observed cell) when
+    # its model is known to do better so; `impute --context-ratio` overrides either.
+    context_ratio: float | None = None
 
     def __post_init__(self) -> None:
+        _check(self.context_ratio is None or (isinstance(self.context_ratio, (int, float))
+                                              and not isinstance(self.context_ratio, bool)
+                                              and 0.0 < self.context_ratio <= 1.0),
+               f"impute.context_ratio must be a number in (0, 1] or left out, got {self.context_ratio!r}")
+        if self.context_ratio is not None:
+            self.context_ratio = float(self.context_ratio)
         _check(self.steps >= 1, "impute.steps must be at least 1")
         _check(0.0 <= self.eta <= 1.0, "impute.eta must be in [0, 1]")
         _check(self.omega in ("1-t", "t"), f"impute.omega '{self.omega}' is not known; use '1-t' or 't'")

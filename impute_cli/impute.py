@@ -155,7 +155,7 @@ class FillJob:
     device: str
     progress: bool = False
     valid: np.ndarray | None = None  # (H, W) the fillable cells, as the planning process found them
-    ratio_given: bool = False  # ratio is the user's --context-ratio (recorded with the samples)
+    ratio_given: bool = False  # ratio is --context-ratio or the preset's impute.context_ratio (recorded with the samples)
     threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
@@ -216,14 +216,15 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     ratio = min(1.0, card.mask_strategy["context_input_fraction"] / max(summary.observed_fraction, 1e-6))
     if card.mask_strategy.get("missdiff"):
         ratio = 1.0
-    if opts.context_ratio is not None:  # the user's choice, e.g. 1: every member sees every observed cell
-        ratio = opts.context_ratio
     cfg = card.preset.impute
+    chosen = opts.context_ratio if opts.context_ratio is not None else cfg.context_ratio
+    if chosen is not None:  # the user's or the preset's choice, e.g. 1: every member sees every observed cell
+        ratio = float(chosen)
     return FillJob(card, {k: v.detach().cpu() for k, v in den.net.state_dict().items()}, source, cube.variables,
                    cube.static_mask_var, stats, summary.climatology_sums(stats), pool_from_cube(cube, window[0]),
                    ratio, window, opts.samples or 0, opts.steps or cfg.steps, opts.ensemble or cfg.ensemble,
                    opts.omega or cfg.omega, opts.seed, opts.device, opts.progress, valid=cube.valid,
-                   ratio_given=opts.context_ratio is not None,
+                   ratio_given=chosen is not None,
                    _cube=cube, _den=den.eval().to(pick_device(opts.device)))
 
 

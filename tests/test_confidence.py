@@ -212,6 +212,34 @@ def test_context_ratio_one_gives_every_member_every_observed_cell(sst_model, tmp
     assert seen and all(r == 0.5 for r in seen)
 
 
+def test_a_preset_may_choose_the_context_ratio_and_the_option_overrides_it(sst_model, tmp_path):
+    """impute.context_ratio in the model's preset is used in place of [CQ] App. G.3's rule, as if
+    given with --context-ratio, and is recorded with the samples; --context-ratio still wins."""
+    import shutil
+
+    import yaml
+    model = tmp_path / "model"
+    shutil.copytree(sst_model.model, model)
+    card = yaml.safe_load((model / "model.yaml").read_text())
+    card["preset"]["impute"]["context_ratio"] = 1.0
+    (model / "model.yaml").write_text(yaml.safe_dump(card))
+    runs = {"preset": (model, []), "option": (sst_model.model, ["--context-ratio", 1]),
+            "rule": (sst_model.model, []), "override": (model, ["--context-ratio", 0.5]),
+            "half": (sst_model.model, ["--context-ratio", 0.5])}
+    out = {}
+    for name, (m, extra) in runs.items():
+        path = tmp_path / f"{name}.nc"
+        run_cli("impute", sst_model.cube, path, "--model", m, "--samples", 2, "--steps", 2, "--save-samples",
+                "--seed", 1, *extra, *CPU)
+        out[name] = open_any(path)
+    f = {k: ds["sst_filled"].values for k, ds in out.items()}
+    assert np.array_equal(f["preset"], f["option"], equal_nan=True)
+    assert np.array_equal(f["override"], f["half"], equal_nan=True)
+    assert not np.array_equal(f["preset"], f["rule"], equal_nan=True)
+    assert "context_ratio=1.0" in out["preset"].attrs["impute_cli_sampler"]
+    assert "context_ratio" not in out["rule"].attrs["impute_cli_sampler"]
+
+
 def test_confidence_writes_regions_and_reports_coverage(sampled, sst_model, tmp_path):
     truth = tmp_path / "truth.nc"
     full = tiny_cube_dataset(12, 16, 16, "cloud", 1.0, seed=0, var="sst")

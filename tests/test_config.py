@@ -125,6 +125,9 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, text, where):
     ("diffusion:\n  low_noise_fraction: 1.5\n", "low_noise_fraction"),
     ("train:\n  augment: [rotate]\n", "train.augment"),
     ("train:\n  augment: flip\n", "train.augment"),
+    ("impute:\n  context_ratio: 0\n", "impute.context_ratio"),
+    ("impute:\n  context_ratio: 1.5\n", "impute.context_ratio"),
+    ("impute:\n  context_ratio: true\n", "impute.context_ratio"),
 ])
 def test_out_of_range_value_is_an_error(tmp_path, text, word):
     with pytest.raises(ImputeError) as e:
