@@ -50,10 +50,6 @@ class NetworkConfig:
     # give the network the push-pull interpolation of each frame's context values (see
     # denoiser.push_pull_fill); off by default so that models written before it load unchanged
     prefill_input: bool = False
-    # add the push-pull interpolation to the network's output, scaled by alpha_t (the EDM-style
-    # skip for unit-variance data), so the network predicts only the correction to that guess
-    # (see denoiser.Denoiser); off by default so that models written before it load unchanged
-    prefill_skip: bool = False
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"network.arch '{self.arch}' is not known; use one of {', '.join(ARCHS)}")

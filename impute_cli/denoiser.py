@@ -53,21 +53,14 @@ class Denoiser(nn.Module):
     (B, F, C, h, w). `clim` (B, 2C, h, w) is `batches.context_climatology`, when the network
     takes it. With `prefill`, the network also gets the push-pull interpolation of each frame's
     context values (a fixed function of what it already sees: it need not learn to
-    interpolate smooth fields, only to improve on that guess). With `skip`, the output is
-    alpha_t * push_pull(M_ctx ⊙ x_t) + network: the skip connection of Karras et al. (2022, EDM,
-    eq. 7, c_skip = sigma_data^2 / (sigma^2 + sigma_data^2) for x_t / alpha_t with sigma_data = 1,
-    which is alpha_t^2 on the VP schedule), with the push-pull fill standing in for x_t on the
-    cells outside the context. At low noise the network then only corrects a smooth guess, so
-    its own errors scale with the correction, not with the field."""
+    interpolate smooth fields, only to improve on that guess)."""
 
-    def __init__(self, net: nn.Module, schedule: VPSchedule, climatology: bool = True, prefill: bool = False,
-                 skip: bool = False) -> None:
+    def __init__(self, net: nn.Module, schedule: VPSchedule, climatology: bool = True, prefill: bool = False) -> None:
         super().__init__()
         self.net = net
         self.schedule = schedule
         self.climatology = climatology
         self.prefill = prefill
-        self.skip = skip
 
     def forward(self, x_t: torch.Tensor, M_ctx: torch.Tensor, valid: torch.Tensor, t: torch.Tensor,
                 clim: torch.Tensor | None = None) -> torch.Tensor:
@@ -77,18 +70,12 @@ class Denoiser(nn.Module):
                  valid.to(x_t.dtype).reshape(B, 1, h, w)]
         if self.climatology:
             parts.append(clim.to(x_t.dtype) if clim is not None else x_t.new_zeros(B, 2 * C, h, w))
-        guess = None
-        if self.prefill or self.skip:
-            guess = push_pull_fill(x_t.reshape(B * Fr * C, 1, h, w), m.reshape(B * Fr * C, 1, h, w)) \
-                .reshape(B, Fr * C, h, w)
         if self.prefill:
-            parts.append(guess)
+            parts.append(push_pull_fill(x_t.reshape(B * Fr * C, 1, h, w), m.reshape(B * Fr * C, 1, h, w))
+                         .reshape(B, Fr * C, h, w))
         inp = torch.cat(parts, dim=1)
         c_noise = torch.log(self.schedule.sigma(t) / self.schedule.alpha(t)) / 4
-        out = self.net(inp, c_noise)
-        if self.skip:  # EDM-style skip: alpha_t^2 * (guess / alpha_t)
-            out = out + self.schedule.alpha(t).reshape(-1, 1, 1, 1) * guess
-        return out.reshape(B, Fr, C, h, w)
+        return self.net(inp, c_noise).reshape(B, Fr, C, h, w)
 
 
 def in_channels(frames: int, channels: int, climatology: bool, prefill: bool = False) -> int:

@@ -51,37 +51,3 @@ def test_a_model_card_without_the_key_loads_without_prefill(tmp_path):
     card, den = load_model(tmp_path / "m")
     assert not card.preset.network.prefill_input and not den.prefill
     run_cli("impute", cube, tmp_path / "o.nc", "--model", tmp_path / "m", "--device", "cpu", "--quiet")
-
-
-def test_skip_adds_the_scaled_push_pull_guess_to_the_network_output():
-    """network.prefill_skip: x0 estimate = alpha_t * push_pull(M_ctx ⊙ x_t) + network; with a
-    network that outputs nothing the estimate is the guess, and observed context is returned."""
-    from impute_cli.config import DiffusionConfig
-    from impute_cli.denoiser import Denoiser, VPSchedule
-
-    class Zero(torch.nn.Module):
-        def forward(self, x, c_noise):
-            return torch.zeros(x.shape[0], 4, x.shape[-2], x.shape[-1])
-
-    sched = VPSchedule(DiffusionConfig())
-    den = Denoiser(Zero(), sched, climatology=False, prefill=False, skip=True)
-    gen = torch.Generator().manual_seed(0)
-    x = _smooth(16, 16).expand(2, 4, 1, 16, 16).contiguous()
-    m = (torch.rand(x.shape, generator=gen) < 0.5).float()
-    t = torch.tensor([1e-3, 0.5])
-    out = den(x, m, torch.ones(2, 16, 16), t)
-    for i in range(2):
-        a = sched.alpha(t[i])
-        guess = push_pull_fill(x[i].reshape(4, 1, 16, 16), m[i].reshape(4, 1, 16, 16)).reshape(4, 1, 16, 16)
-        assert torch.allclose(out[i], a * guess)
-    assert torch.allclose(out[0][m[0] > 0], x[0][m[0] > 0], atol=1e-3)  # alpha at t=1e-3 is ~1
-    assert not torch.allclose(out[1], out[1] / sched.alpha(t[1]))  # scaled at high noise
-
-
-def test_a_skip_model_trains_saves_and_imputes(tmp_path):
-    cube = write_cube(tiny_cube_dataset(12, 16, 16, "cloud", 0.6), tmp_path / "c.nc")
-    preset = tiny_preset_yaml(tmp_path / "p.yaml", network={"prefill_skip": True})
-    run_cli("train", cube, "--preset", preset, "--out", tmp_path / "m", "--steps", 3, "--device", "cpu", "--quiet")
-    card, den = load_model(tmp_path / "m")
-    assert card.preset.network.prefill_skip and den.skip
-    run_cli("impute", cube, tmp_path / "o.nc", "--model", tmp_path / "m", "--device", "cpu", "--quiet")
