@@ -9,7 +9,7 @@ full figures as JSON lines to OUT/results.jsonl.
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
     python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug block_st3_aug \
-        block_st3_wide_aug st_wide_aug
+        block_st3_wide_aug st_wide_aug st_wide_prefill_aug
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -55,6 +55,10 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
                             ["--mask-pattern", "block", "--arch-preset", "st3_wide_aug"], ["--context-ratio", "1"])],
     "st_wide_aug": [("pixel, space-time U-Net, 32 features + augment, context ratio 1", "pixel", "pixel",
                      ["--mask-pattern", "pixel", "--arch-preset", "st_wide_aug"], ["--context-ratio", "1"])],
+    # session 11: the wide one with the push-pull first guess as input (network.prefill_input;
+    # the preset sets impute.context_ratio 1)
+    "st_wide_prefill_aug": [("pixel, space-time U-Net, 32 features, push-pull input + augment, context ratio 1", "pixel", "pixel",
+                             ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_aug"], [])],
 }
 
 
