@@ -181,7 +181,7 @@ def impute(
     steps: Annotated[Optional[int], typer.Option(help="Sampler steps per sample (default: the model's impute.steps, 20).")] = None,
     quantiles: Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Quantiles of the samples written as V_lower and V_upper (default 0.05,0.95).")] = None,
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="Weight on the diffusion expectation in [CQ] eq. 28 (default: the model's, 1-t); see README.")] = None,
-    context_ratio: Annotated[Optional[float], typer.Option(help="Share of the observed cells each ensemble member sees as context, in (0, 1] (default: as dense as in training, [CQ] App. G.3; 1: every observed cell, see README).")] = None,
+    context_ratio: Annotated[Optional[float], typer.Option(help="Share of the observed cells each ensemble member sees as context, in (0, 1] (default: the model preset's impute.context_ratio if set, else as dense as in training, [CQ] App. G.3; 1: every observed cell, see README).")] = None,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
