@@ -9,7 +9,7 @@ full figures as JSON lines to OUT/results.jsonl.
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
     python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug block_st3_aug \
-        block_st3_wide_aug st_wide_aug st_wide_prefill_aug
+        block_st3_wide_aug st_wide_aug st_wide_prefill_aug st_wide_prefill_minsnr_aug
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -59,6 +59,10 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     # the preset sets impute.context_ratio 1)
     "st_wide_prefill_aug": [("pixel, space-time U-Net, 32 features, push-pull input + augment, context ratio 1", "pixel", "pixel",
                              ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_aug"], [])],
+    # session 12: the same with the Min-SNR-5 loss weight (diffusion.min_snr_gamma)
+    "st_wide_prefill_minsnr_aug": [("pixel, space-time U-Net, 32 features, push-pull input + augment, Min-SNR-5 loss, "
+                                    "context ratio 1", "pixel", "pixel",
+                                    ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_minsnr_aug"], [])],
 }
 
 

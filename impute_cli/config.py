@@ -123,11 +123,25 @@ class DiffusionConfig:
     # uniformly in [t_min, 1]: 0 is [CQ] Alg. 1 exactly; more favours the low-noise regime in
     # which the single-step point estimate (eq. 9-10, t = δ) is made.
     low_noise_fraction: float = 0.0
+    # Min-SNR-γ loss weight (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR
+    # Weighting Strategy", eq. 7 for x0-prediction): each sample's loss is multiplied by
+    # min(α_t²/σ_t², γ) / γ. None is [CQ] Alg. 1's unweighted loss. The weight leaves each noise
+    # level's optimum (E[x0 | x_t, context]) where it is; it stops the high-noise samples, whose
+    # loss is the field's whole variance and teaches little, from drowning the low-noise ones
+    # in which the point estimate is made.
+    min_snr_gamma: float | None = None
 
     def __post_init__(self) -> None:
         _check(0 < self.beta_min < self.beta_max, "diffusion.beta_min must be positive and below beta_max")
         _check(0 < self.t_min < 0.05, "diffusion.t_min must be in (0, 0.05)")
         _check(0 <= self.low_noise_fraction <= 1, "diffusion.low_noise_fraction must be in [0, 1]")
+        _check(self.min_snr_gamma is None or (not isinstance(self.min_snr_gamma, bool)
+                                              and isinstance(self.min_snr_gamma, (int, float))
+                                              and self.min_snr_gamma > 0),
+               f"diffusion.min_snr_gamma must be a positive number or left out (the unweighted loss), "
+               f"got {self.min_snr_gamma!r}")
+        if self.min_snr_gamma is not None:
+            self.min_snr_gamma = float(self.min_snr_gamma)
 
 
 @dataclass

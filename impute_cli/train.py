@@ -115,6 +115,16 @@ def draw_t(n: int, preset: Preset, gen: torch.Generator) -> torch.Tensor:
     return torch.where(low, t_low, t)
 
 
+def loss_weight(t: torch.Tensor, schedule, preset: Preset) -> torch.Tensor:
+    """Per-sample loss weight: 1 ([CQ] Alg. 1), or min(α_t²/σ_t², γ) / γ (Min-SNR-γ, Hang et
+    al. 2023, eq. 7 for x0-prediction) with `diffusion.min_snr_gamma` = γ."""
+    gamma = preset.diffusion.min_snr_gamma
+    if gamma is None:
+        return torch.ones_like(t)
+    snr = schedule.alpha(t) ** 2 / schedule.sigma(t) ** 2
+    return snr.clamp(max=gamma) / gamma
+
+
 def lr_at(step: int, preset: Preset) -> float:
     """Linear warm-up, then cosine decay to 10 % of the peak."""
     tc = preset.train
@@ -231,8 +241,9 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
         clim = context_climatology(b.S.to(device), b.N.to(device), x_obs, M, M_ctx)
         with autocast(device):
             x_hat = model(x_t, M_ctx, valid, t, clim)
-        # Alg. 1 line 7: per-cell loss, reduced over query cells only
-        per_cell = (x_hat.float() - x_obs) ** 2
+        # Alg. 1 line 7: per-cell loss, reduced over query cells only (each sample weighted
+        # by min(SNR_t, γ) / γ when the preset asks for Min-SNR-γ; otherwise by 1)
+        per_cell = (x_hat.float() - x_obs) ** 2 * loss_weight(t, schedule, preset)[:, None, None, None, None]
         loss = (per_cell * M_qry).sum() / M_qry.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # under DDP the gradients arrive averaged over the ranks
