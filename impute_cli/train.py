@@ -27,6 +27,7 @@ from .checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_stat
 from .config import Preset, from_dict, load_preset, models_home
 from .context_query import ContextSampler, choose_pattern, pool_from_cube, query_mask
 from .dataset import Cube, Stats, Summary, open_cube, summarise
+from .denoiser import VPSchedule
 from .device import autocast, pick_device
 from .errors import ImputeError
 from .ranks import Ranks
@@ -115,7 +116,7 @@ def draw_t(n: int, preset: Preset, gen: torch.Generator) -> torch.Tensor:
     return torch.where(low, t_low, t)
 
 
-def loss_weight(t: torch.Tensor, schedule, preset: Preset) -> torch.Tensor:
+def loss_weight(t: torch.Tensor, schedule: VPSchedule, preset: Preset) -> torch.Tensor:
     """Per-sample loss weight: 1 ([CQ] Alg. 1), or min(α_t²/σ_t², γ) / γ (Min-SNR-γ, Hang et
     al. 2023, eq. 7 for x0-prediction) with `diffusion.min_snr_gamma` = γ."""
     gamma = preset.diffusion.min_snr_gamma
