@@ -124,11 +124,12 @@ class DiffusionConfig:
     # which the single-step point estimate (eq. 9-10, t = δ) is made.
     low_noise_fraction: float = 0.0
     # Min-SNR-γ loss weight (Hang et al. 2023, "Efficient Diffusion Training via Min-SNR
-    # Weighting Strategy", eq. 7 for x0-prediction): each sample's loss is multiplied by
+    # Weighting Strategy", its x0-prediction form): each sample's loss is multiplied by
     # min(α_t²/σ_t², γ) / γ. None is [CQ] Alg. 1's unweighted loss. The weight leaves each noise
     # level's optimum (E[x0 | x_t, context]) where it is; it stops the high-noise samples, whose
     # loss is the field's whole variance and teaches little, from drowning the low-noise ones
-    # in which the point estimate is made.
+    # in which the point estimate is made. Trained long on a short record, it also lets the
+    # model learn that record's values (benchmarks/RESULTS.md, session 12).
     min_snr_gamma: float | None = None
 
     def __post_init__(self) -> None:

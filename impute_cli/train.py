@@ -118,7 +118,7 @@ def draw_t(n: int, preset: Preset, gen: torch.Generator) -> torch.Tensor:
 
 def loss_weight(t: torch.Tensor, schedule: VPSchedule, preset: Preset) -> torch.Tensor:
     """Per-sample loss weight: 1 ([CQ] Alg. 1), or min(α_t²/σ_t², γ) / γ (Min-SNR-γ, Hang et
-    al. 2023, eq. 7 for x0-prediction) with `diffusion.min_snr_gamma` = γ."""
+    al. 2023, x0-prediction form) with `diffusion.min_snr_gamma` = γ."""
     gamma = preset.diffusion.min_snr_gamma
     if gamma is None:
         return torch.ones_like(t)
