@@ -7,7 +7,7 @@ import dataclasses
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -22,6 +22,15 @@ ARCHS = ("unet", "stunet", "dit")
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise ImputeError(msg)
+
+
+def _optional_float(value: Any, ok: Callable[[float], bool], msg: str) -> float | None:
+    """An optional number key (None = left out): checked with `ok`, returned as a float. YAML's
+    true/false are not numbers here, although Python counts bool as int."""
+    if value is None:
+        return None
+    _check(isinstance(value, (int, float)) and not isinstance(value, bool) and ok(value), f"{msg}, got {value!r}")
+    return float(value)
 
 
 @dataclass
@@ -136,13 +145,9 @@ class DiffusionConfig:
         _check(0 < self.beta_min < self.beta_max, "diffusion.beta_min must be positive and below beta_max")
         _check(0 < self.t_min < 0.05, "diffusion.t_min must be in (0, 0.05)")
         _check(0 <= self.low_noise_fraction <= 1, "diffusion.low_noise_fraction must be in [0, 1]")
-        _check(self.min_snr_gamma is None or (not isinstance(self.min_snr_gamma, bool)
-                                              and isinstance(self.min_snr_gamma, (int, float))
-                                              and self.min_snr_gamma > 0),
-               f"diffusion.min_snr_gamma must be a positive number or left out (the unweighted loss), "
-               f"got {self.min_snr_gamma!r}")
-        if self.min_snr_gamma is not None:
-            self.min_snr_gamma = float(self.min_snr_gamma)
+        self.min_snr_gamma = _optional_float(self.min_snr_gamma, lambda g: g > 0,
+                                             "diffusion.min_snr_gamma must be a positive number or left out "
+                                             "(the unweighted loss)")
 
 
 @dataclass
@@ -188,12 +193,8 @@ class ImputeConfig:
     context_ratio: float | None = None
 
     def __post_init__(self) -> None:
-        _check(self.context_ratio is None or (isinstance(self.context_ratio, (int, float))
-                                              and not isinstance(self.context_ratio, bool)
-                                              and 0.0 < self.context_ratio <= 1.0),
-               f"impute.context_ratio must be a number in (0, 1] or left out, got {self.context_ratio!r}")
-        if self.context_ratio is not None:
-            self.context_ratio = float(self.context_ratio)
+        self.context_ratio = _optional_float(self.context_ratio, lambda r: 0.0 < r <= 1.0,
+                                             "impute.context_ratio must be a number in (0, 1] or left out")
         _check(self.steps >= 1, "impute.steps must be at least 1")
         _check(0.0 <= self.eta <= 1.0, "impute.eta must be in [0, 1]")
         _check(self.omega in ("1-t", "t"), f"impute.omega '{self.omega}' is not known; use '1-t' or 't'")

@@ -27,7 +27,6 @@ from .checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_stat
 from .config import Preset, from_dict, load_preset, models_home
 from .context_query import ContextSampler, choose_pattern, pool_from_cube, query_mask
 from .dataset import Cube, Stats, Summary, open_cube, summarise
-from .denoiser import VPSchedule
 from .device import autocast, pick_device
 from .errors import ImputeError
 from .ranks import Ranks
@@ -116,14 +115,13 @@ def draw_t(n: int, preset: Preset, gen: torch.Generator) -> torch.Tensor:
     return torch.where(low, t_low, t)
 
 
-def loss_weight(t: torch.Tensor, schedule: VPSchedule, preset: Preset) -> torch.Tensor:
-    """Per-sample loss weight: 1 ([CQ] Alg. 1), or min(α_t²/σ_t², γ) / γ (Min-SNR-γ, Hang et
-    al. 2023, x0-prediction form) with `diffusion.min_snr_gamma` = γ."""
-    gamma = preset.diffusion.min_snr_gamma
+def loss_weight(alpha: torch.Tensor, sigma: torch.Tensor, gamma: float | None) -> torch.Tensor:
+    """Per-sample loss weight from the samples' α_t, σ_t (any shape): 1 ([CQ] Alg. 1), or
+    min(α_t²/σ_t², γ) / γ (Min-SNR-γ, Hang et al. 2023, x0-prediction form) with
+    `diffusion.min_snr_gamma` = γ."""
     if gamma is None:
-        return torch.ones_like(t)
-    snr = schedule.alpha(t) ** 2 / schedule.sigma(t) ** 2
-    return snr.clamp(max=gamma) / gamma
+        return torch.ones_like(alpha)
+    return (alpha**2 / sigma**2).clamp(max=gamma) / gamma
 
 
 def lr_at(step: int, preset: Preset) -> float:
@@ -244,7 +242,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
             x_hat = model(x_t, M_ctx, valid, t, clim)
         # Alg. 1 line 7: per-cell loss, reduced over query cells only (each sample weighted
         # by min(SNR_t, γ) / γ when the preset asks for Min-SNR-γ; otherwise by 1)
-        per_cell = (x_hat.float() - x_obs) ** 2 * loss_weight(t, schedule, preset)[:, None, None, None, None]
+        per_cell = (x_hat.float() - x_obs) ** 2 * loss_weight(a, s, preset.diffusion.min_snr_gamma)
         loss = (per_cell * M_qry).sum() / M_qry.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # under DDP the gradients arrive averaged over the ranks

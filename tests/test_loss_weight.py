@@ -16,12 +16,11 @@ from impute_cli.train import loss_weight
 
 def test_the_weight_is_one_unless_asked_and_min_snr_over_gamma_when_asked():
     t = torch.tensor([1e-3, 0.05, 0.13, 0.3, 0.5, 1.0])
-    plain = Preset()
-    schedule = VPSchedule(plain.diffusion)
-    assert torch.equal(loss_weight(t, schedule, plain), torch.ones_like(t))
-    weighted = Preset(diffusion=DiffusionConfig(min_snr_gamma=5))
-    w = loss_weight(t, schedule, weighted)
-    snr = schedule.alpha(t) ** 2 / schedule.sigma(t) ** 2
+    schedule = VPSchedule(DiffusionConfig())
+    a, s = schedule.alpha(t), schedule.sigma(t)
+    assert torch.equal(loss_weight(a, s, Preset().diffusion.min_snr_gamma), torch.ones_like(t))
+    w = loss_weight(a, s, DiffusionConfig(min_snr_gamma=5).min_snr_gamma)
+    snr = a**2 / s**2
     assert torch.allclose(w, torch.minimum(snr, torch.tensor(5.0)) / 5)
     assert w[0] == 1 and w[1] == 1  # the low-noise regime of the point estimate keeps its full weight
     assert (w[1:].diff() <= 0).all() and w[-1] < 1e-3  # pure noise teaches next to nothing
