@@ -9,7 +9,7 @@ full figures as JSON lines to OUT/results.jsonl.
     python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
     python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug block_st3_aug \
-        block_st3_wide_aug st_wide_aug st_wide_prefill_aug st_wide_prefill_minsnr_aug
+        block_st3_wide_aug st_wide_aug st_wide_prefill_aug st_wide_prefill_minsnr_aug long_minsnr
 
 Not part of the test suite. Wall times are for 2 CPU cores."""
 
@@ -63,6 +63,11 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     "st_wide_prefill_minsnr_aug": [("pixel, space-time U-Net, 32 features, push-pull input + augment, Min-SNR-5 loss, "
                                     "context ratio 1", "pixel", "pixel",
                                     ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_minsnr_aug"], [])],
+    # session 13: the same trained on the 16x longer gappy record (seed 100), so that 10 000 steps
+    # revisit each window too seldom to learn it; tested on the seed-0 cube
+    "long_minsnr": [("pixel, trained on 8192 steps, space-time U-Net, 32 features, push-pull input + augment, "
+                     "Min-SNR-5 loss, context ratio 1", "pixel-s100-t8192", "pixel",
+                     ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_minsnr_aug"], [])],
 }
 
 
