@@ -63,8 +63,8 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     "st_wide_prefill_minsnr_aug": [("pixel, space-time U-Net, 32 features, push-pull input + augment, Min-SNR-5 loss, "
                                     "context ratio 1", "pixel", "pixel",
                                     ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_minsnr_aug"], [])],
-    # session 13: the same trained on the 16x longer gappy record (seed 100), so that 10 000 steps
-    # revisit each window too seldom to learn it; tested on the seed-0 cube
+    # session 13: the same trained on the 16x longer gappy record (seed 100), where 10 000 steps
+    # visit each window 16x less often (it did not learn the record); tested on the seed-0 cube
     "long_minsnr": [("pixel, trained on 8192 steps, space-time U-Net, 32 features, push-pull input + augment, "
                      "Min-SNR-5 loss, context ratio 1", "pixel-s100-t8192", "pixel",
                      ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_minsnr_aug"], [])],
