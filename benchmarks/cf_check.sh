@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Check what users will check: cdo sinfon and ncdump -h open the output, and the IOOS
-# compliance checker (cf:1.8) finds no distinct issue in OUT that IN did not have.
+# CF check of an impute-cli output: what users will check. cdo sinfon and ncdump -h open the
+# output, and the IOOS compliance checker (cf:1.8) finds no distinct issue in OUT that IN did
+# not have. Exit status 1 (and the new issues printed) otherwise.
 #   bash benchmarks/cf_check.sh IN.nc OUT.nc
-# Needs Debian's cdo and netcdf-bin, and `pip install compliance-checker`.
+# Takes seconds; writes nothing. Needs Debian's cdo and netcdf-bin, and
+# `pip install compliance-checker`.
 set -euo pipefail
 in=$1; out=$2
 cdo -s sinfon "$out" > /dev/null && echo "cdo sinfon: ok"

@@ -1,5 +1,5 @@
 """How close can the [CQ] ensemble estimate get to the exact posterior mean on the GP cube, with a
-perfect network? (issue 3: where the MSE-ratio target of 1.25 stands.)
+perfect network? The method's own limit, which no training can beat.
 
 A perfect network trained with the context/query strategy returns E[x | context values] for
 the context it is shown ([CQ] §3.1-3.2, Thm 1). On the GP cube that conditional mean is exact
@@ -12,7 +12,8 @@ the exact posterior mean's MSE (benchmarks/gp_exact.py's figure):
   ens K r   the [CQ] ensemble of K contexts at context ratio r: what a perfect network,
             used the way the method uses it, would score
 
-Run from the project root after `python benchmarks/gp_exact.py make DIR --pattern P`:
+Run from the project root after `python benchmarks/gp_exact.py make DIR --pattern P` (about a
+minute on 2 CPU cores for the default runs):
 
     python benchmarks/gp_method_limit.py DIR --pattern block [--context empirical] [--frames 16] [--overlap 0.25]
 """
@@ -26,9 +27,9 @@ import numpy as np
 import torch
 import xarray as xr
 
-from impute_cli.context_query import ContextSampler
-from impute_cli.gp import matern32
-from impute_cli.windows import blend_weights, plan_tiles
+from impute_cli.evaluation.gp import matern32
+from impute_cli.io.tiling import blend_weights, plan_tiles
+from impute_cli.masks.context_query import ContextSampler
 
 
 def window_cov(f: int, h: int, w: int, phi: float, ell: float) -> np.ndarray:

@@ -5,6 +5,10 @@ Not part of the test suite. Run from the project root:
     python benchmarks/paper_tables.py OUTDIR [--systems advection shallow_water navier_stokes]
         [--frames 256] [--size 32] [--observed 0.5] [--steps 1000] [--seed 0]
 
+Time on 2 CPU cores: about 16 minutes with the defaults (three systems, three trainings each).
+Writes OUTDIR/<system>/ (the gappy cube and the three models), OUTDIR/tables.json and
+OUTDIR/tables.md, and prints the Markdown tables.
+
 For each system (benchmarks/systems.py) a complete cube is made, and block gaps on a 3 x 3 block
 grid ([CQ] §4.1 / the authors' code: whole blocks missing, each block out for runs of 8 time
 steps) hide (1 - observed) of it. Every model is trained on the gappy cube only and scored on the
@@ -40,12 +44,14 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import systems  # noqa: E402
 
-from impute_cli.baselines import BASELINES  # noqa: E402
+from impute_cli.evaluation.baselines import BASELINES  # noqa: E402
 from impute_cli.checkpoint import load_model  # noqa: E402
-from impute_cli.dataset import open_cube  # noqa: E402
-from impute_cli.impute import ImputeOptions, fill_cube  # noqa: E402
+from impute_cli.io.dataset import open_cube  # noqa: E402
+from impute_cli.inference.fill import fill_cube
+from impute_cli.options import ImputeOptions
 from impute_cli.synthetic import gap_mask  # noqa: E402
-from impute_cli.train import TrainOptions, train_model  # noqa: E402
+from impute_cli.options import TrainOptions
+from impute_cli.training.train import train_model
 
 BLOCK_GRID = 3
 BLOCK_FRAMES = 8

@@ -1,9 +1,12 @@
-"""Performance (issue 5): wall time, throughput and peak RSS of `train` and `impute` at three
-cube sizes, for the point estimate and N = 1, 8, 64 samples, and the fraction of the machine's
+"""Performance: wall time, throughput and peak RSS of `train` and `impute` at three cube sizes,
+for the point estimate and N = 1, 8, 64 samples, and the fraction of the machine's
 matrix-multiply rate the network's forward pass reaches.
 
     python benchmarks/perf.py OUTDIR [--device auto] [--sizes 96 384 1536] [--grid 32 48]
                               [--train-steps 300] [--samples 1 8 64] [--max-sample-cells 2e5]
+
+Time on 2 CPU cores: about 5 minutes with the defaults; the sample sweep on the middle size
+(`--sizes 384 --max-sample-cells 1e6`) about 11 minutes more. `--device cuda` gives the GPU rows.
 
 - Cubes: the project's synthetic advected field with drifting cloud gaps (50 % observed),
   T x H x W for each T in --sizes. One `quick` model is trained per size (so train's time and
@@ -12,12 +15,13 @@ matrix-multiply rate the network's forward pass reaches.
   whole command's (start-up, reading, writing included). Throughput is imputed cells (the
   gaps filled) per second of that wall time.
 - Samples (20 sampler steps) cost far more than the point estimate; N is run on the cubes of at
-  most --max-sample-cells cells, so the sweep stays within a session on 2 CPU cores.
+  most --max-sample-cells cells, so the sweep stays short on 2 CPU cores.
 - Matmul fraction: the rate of a large float32 (bf16 on CUDA) matrix product is measured in this
   process, then one forward pass of the trained network on a batch of tiles the size impute
   uses, its FLOPs counted by torch.utils.flop_counter; achieved FLOP/s over the matmul rate.
 
-Writes OUTDIR/perf.json and prints Markdown tables for benchmarks/RESULTS.md."""
+Writes OUTDIR/perf.json, OUTDIR/T<size>/ (the cube, its model and the `/usr/bin/time -v` logs of
+each command) and prints Markdown tables for benchmarks/RESULTS.md."""
 
 from __future__ import annotations
 

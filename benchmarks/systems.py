@@ -10,6 +10,9 @@ Generator per call). Not part of the test suite. Run from the project root:
 
     python benchmarks/systems.py navier_stokes /tmp/ns.nc --frames 256 --size 32 --seed 0
 
+It writes the one complete cube as a CF NetCDF file (seconds at this size: see "Sizes" below);
+paper_tables.py imports it to make its cubes.
+
 **advection** -- [CQ] eq. (65b), d_t u + beta . grad u = 0: a smooth random field carried by a
 constant velocity. The initial field is a sum of all Fourier modes below Nyquist with complex
 Gaussian coefficients and amplitude (1 + (|k| / 3)^2)^-2 (k in integer wavenumbers), the

@@ -1,6 +1,7 @@
-"""timing: run a command under /usr/bin/time -v and read its wall time and peak RSS (shared by
-the benchmark scripts; imported from the benchmarks folder, which is on sys.path when a script
-in it is run)."""
+"""timing: run a command under /usr/bin/time -v and read its wall time and peak RSS.
+
+A helper, not a benchmark: imported by perf.py and big_cube.py from the benchmarks folder, which
+is on sys.path when a script in it is run. Needs GNU time (/usr/bin/time)."""
 
 from __future__ import annotations
 

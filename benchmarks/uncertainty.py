@@ -1,17 +1,25 @@
-"""Uncertainty benchmark (issue 3): impute-cli samples and confidence regions on the Gaussian-process
-cube of `gp_exact.py`, against its exact posterior (the physical limit, METHOD §6).
+"""Uncertainty benchmark: impute-cli samples and confidence regions on the Gaussian-process cube
+of `gp_exact.py`, against its exact posterior (the physical limit, METHOD §6).
 
 Each run: train a model on the gappy cube only, `impute --samples N --save-samples`, score the
-point estimate against the exact posterior mean (`gp_exact.py score`), and build 90 % regions with
-`confidence --truth` raw and with `--calibrate`. Prints one Markdown row per run and appends the
-full figures as JSON lines to OUT/results.jsonl.
+point estimate against the exact posterior mean (`gp_exact.py score`: MSE / posterior-mean MSE),
+and build 90 % cell intervals and time-step regions with `confidence --truth` raw and with
+`--calibrate`, their coverage next to the exact posterior's (the oracle's).
 
-    python benchmarks/uncertainty.py OUT --runs pixel block          # the acceptance rows
-    python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel       # clustered test gaps
-    python benchmarks/uncertainty.py OUT --runs omega dit st block_aug st_aug block_st_aug st_dense block_st2_aug block_st3_aug \
-        block_st3_wide_aug st_wide_aug st_wide_prefill_aug st_wide_prefill_minsnr_aug long_minsnr
+    python benchmarks/uncertainty.py OUT                              # the runs pixel and block
+    python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel        # clustered test gaps
+    python benchmarks/uncertainty.py OUT --runs block_st3_wide_aug    # the best block-gap model
+    python benchmarks/uncertainty.py OUT --steps 10000 --runs long_minsnr   # the best pixel-gap model
 
-Not part of the test suite. Wall times are for 2 CPU cores."""
+The RUNS table in this file lists every run; a model is trained once per (training cube,
+settings, steps) and reused from OUT. `--arch-preset NAME` in a run means
+benchmarks/presets/gp_NAME.yaml.
+Time on 2 CPU cores: about 15 minutes for the default `pixel block` (4000 steps: training about
+5 minutes a run); the space-time U-Net runs train for 20 minutes (st) to 1.5 hours
+(block_st3_wide_aug; long_minsnr at --steps 10000), see benchmarks/RESULTS.md.
+Writes OUT/cube-*/ (the gp_exact.py cubes), OUT/model-*/ (the models), OUT/<run>/samples.nc and
+ci.nc, appends the full figures of each run as a JSON line to OUT/results.jsonl and prints one
+Markdown row per run. Not part of the test suite."""
 
 from __future__ import annotations
 
@@ -39,32 +47,34 @@ RUNS: dict[str, list[tuple[str, str, str, list[str], list[str]]]] = {
     "omega": [("block, omega=t (literal eq. 28)", "block", "block", ["--mask-pattern", "block"], ["--omega", "t"])],
     "dit": [("block, DiT", "block", "block", ["--mask-pattern", "block", "--arch-preset", "dit"], [])],
     "st": [("pixel, space-time U-Net", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st"], [])],
-    # the best models of session 7: trained under the grid's symmetries (train.augment)
+    # trained under the grid's symmetries (train.augment)
     "block_aug": [("block, U-Net + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "aug"], [])],
     "st_aug": [("pixel, space-time U-Net + augment", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st_aug"], [])],
     "block_st_aug": [("block, space-time U-Net + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "st_aug"], [])],
-    # session 8: a denser training context (ratio 0.85), where the perfect-network limit on pixel gaps is 1.09
+    # a denser training context (ratio 0.85)
     "st_dense": [("pixel, space-time U-Net + augment, context 0.85", "pixel", "pixel", ["--mask-pattern", "pixel", "--arch-preset", "st_dense"], [])],
-    # session 8's best block model: two blocks a level (more time mixing)
+    # two blocks a level (more time mixing)
     "block_st2_aug": [("block, space-time U-Net, 2 blocks a level + augment", "block", "block", ["--mask-pattern", "block", "--arch-preset", "st2_aug"], [])],
-    # session 9: three blocks a level, every observed cell as context at imputation (impute --context-ratio 1)
+    # three blocks a level, every observed cell as context at imputation (impute --context-ratio 1)
     "block_st3_aug": [("block, space-time U-Net, 3 blocks a level + augment, context ratio 1", "block", "block",
                        ["--mask-pattern", "block", "--arch-preset", "st3_aug"], ["--context-ratio", "1"])],
-    # session 10: the same twice as wide; pixel gaps: the wide space-time U-Net, every observed cell as context
+    # the same twice as wide (the best block-gap model); pixel gaps: the wide space-time U-Net,
+    # every observed cell as context
     "block_st3_wide_aug": [("block, space-time U-Net, 32 features, 3 blocks a level + augment, context ratio 1", "block", "block",
                             ["--mask-pattern", "block", "--arch-preset", "st3_wide_aug"], ["--context-ratio", "1"])],
     "st_wide_aug": [("pixel, space-time U-Net, 32 features + augment, context ratio 1", "pixel", "pixel",
                      ["--mask-pattern", "pixel", "--arch-preset", "st_wide_aug"], ["--context-ratio", "1"])],
-    # session 11: the wide one with the push-pull first guess as input (network.prefill_input;
-    # the preset sets impute.context_ratio 1)
+    # the wide one with the push-pull first guess as input (network.prefill_input; the preset
+    # sets impute.context_ratio 1); measured at --steps 10000
     "st_wide_prefill_aug": [("pixel, space-time U-Net, 32 features, push-pull input + augment, context ratio 1", "pixel", "pixel",
                              ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_aug"], [])],
-    # session 12: the same with the Min-SNR-5 loss weight (diffusion.min_snr_gamma)
+    # the same with the Min-SNR-5 loss weight (diffusion.min_snr_gamma); at --steps 10000 on the
+    # 512-step cube it learns its training record (see RESULTS.md)
     "st_wide_prefill_minsnr_aug": [("pixel, space-time U-Net, 32 features, push-pull input + augment, Min-SNR-5 loss, "
                                     "context ratio 1", "pixel", "pixel",
                                     ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_minsnr_aug"], [])],
-    # session 13: the same trained on the 16x longer gappy record (seed 100), where 10 000 steps
-    # visit each window 16x less often (it did not learn the record); tested on the seed-0 cube
+    # the same trained on the 16x longer gappy record (seed 100), where 10 000 steps visit each
+    # window 16x less often; tested on the seed-0 cube (the best pixel-gap model, --steps 10000)
     "long_minsnr": [("pixel, trained on 8192 steps, space-time U-Net, 32 features, push-pull input + augment, "
                      "Min-SNR-5 loss, context ratio 1", "pixel-s100-t8192", "pixel",
                      ["--mask-pattern", "pixel", "--arch-preset", "st_wide_prefill_minsnr_aug"], [])],

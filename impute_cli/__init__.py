@@ -1,4 +1,25 @@
 """impute-cli: fill gaps in gridded scientific data with a diffusion model trained on the
-incomplete data itself (Zhou et al., "Incomplete Data, Complete Dynamics")."""
+incomplete data itself.
+
+The data flow, by subpackage:
+
+    io           file on disk -> lazy Cube (dataset, cube, stats); tiles and regions (tiling);
+                 output variables -> file (writer)
+    masks        observed cells -> observation masks, gap statistics, the context/query masks
+                 of training and imputation (context_query), evaluation holdouts
+    model        tiles -> normalised batches; the backbones (unet, dit), the denoiser around them
+    training     a Cube -> a model folder (train, loss, distributed)
+    inference    a model + a Cube -> point estimate and samples (fill, ensemble, solver),
+                 run region by region (engine), orchestrated by `impute`
+    uncertainty  samples -> intervals, joint regions, calibration (confidence)
+    evaluation   a Cube with hidden cells -> scores of the model and classical baselines
+
+with `cli` (the commands), `options`, `config` (presets), `checkpoint` (model folders),
+`errors`, `device`, `demo`, `synthetic` and `testing` around them.
+
+Papers cited in docstrings: [CQ] Zhou et al., "Incomplete Data, Complete Dynamics: A Diffusion
+Approach" (context/query training, the point estimate, the multi-step sampler); [UQ] "Diffusion
+Transformers for Imputation" (arXiv 2510.02216; confidence regions). docs/method.md explains
+both in the project's words."""
 
 __version__ = "0.1.0"

@@ -15,11 +15,11 @@ from typing import Any
 import torch
 import yaml
 
-from . import __version__
-from .config import Preset, from_dict, models_home
-from .denoiser import Denoiser, VPSchedule, in_channels
-from .errors import ImputeError
-from .network import build_network
+from impute_cli import __version__
+from impute_cli.config import Preset, from_dict, models_home
+from impute_cli.model.denoiser import Denoiser, VPSchedule, in_channels
+from impute_cli.errors import ImputeError
+from impute_cli.model.backbones import build_network
 
 CARD = "model.yaml"
 WEIGHTS = "weights.pt"

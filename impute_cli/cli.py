@@ -1,9 +1,13 @@
 """cli: thin Typer commands. Each converts its arguments, calls one library function, and the
-one handler below turns an ImputeError into a one-line message and a non-zero exit."""
+one error path below (`OneLineErrors`) turns a problem into a one-line message and an exit
+code: 2 for the project's own errors and click's usage errors, 130 for an interruption, 3 when
+memory runs out.
+
+The library is imported inside each command, not at the top: torch, xarray and dask take about
+2 s to import, which `impute-cli --help` and a mistyped option should not wait for."""
 
 from __future__ import annotations
 
-import functools
 import json
 import shlex
 import signal
@@ -11,7 +15,7 @@ import sys
 import threading
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Callable, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 import typer.core
@@ -21,11 +25,16 @@ try:  # typer >= 0.2x vendors click as typer._click; older typer uses click itse
 except ImportError:  # pragma: no cover
     import click
 
-from .errors import ImputeError
+from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES
+from impute_cli.errors import ImputeError
+
+INTERRUPTED = {"train": "interrupted; continue from the last checkpoint with the same command and --resume"}
+
 
 class OneLineErrors(typer.core.TyperGroup):
-    """Click's own errors (an unknown option, a value out of its range, a missing argument) as one
-    line on stderr and exit code 2, like the project's own errors, instead of a usage box."""
+    """Every error as one line on stderr and an exit code, instead of a traceback or a usage
+    box: the project's own errors (ImputeError), click's (an unknown option, a value out of its
+    range, a missing argument), Ctrl-C / SIGTERM and running out of memory."""
 
     def main(self, *args, standalone_mode: bool = True, **kw):  # type: ignore[override]
         if not standalone_mode:
@@ -54,6 +63,19 @@ class OneLineErrors(typer.core.TyperGroup):
                 signal.signal(signal.SIGTERM, previous)
         sys.exit(rv if isinstance(rv, int) else 0)
 
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ImputeError as e:
+            _err(str(e))
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            _err(INTERRUPTED.get(ctx.invoked_subcommand or "", "interrupted; no output was written"))
+            raise typer.Exit(130) from None
+        except MemoryError:
+            _err("out of memory; use a smaller --region-mb (impute), preset or window")
+            raise typer.Exit(3) from None
+
 
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
@@ -62,49 +84,14 @@ def _terminated(signum: int, frame: object) -> None:
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrors,
                   help="Fill gaps in NetCDF/Zarr cubes with a diffusion model trained on the incomplete data itself.")
 
-
-class MaskPattern(str, Enum):
-    pixel = "pixel"
-    block = "block"
-    mixed = "mixed"
-    empirical = "empirical"
-    auto = "auto"
-
-
-class HoldoutPattern(str, Enum):
-    pixel = "pixel"
-    block = "block"
-    cloud = "cloud"
-    station = "station"
-    empirical = "empirical"
-
-
-class QueryMode(str, Enum):
-    observed = "observed"
-    rest = "rest"
+# Choices as enums (Typer lists them in --help and refuses others), from the library's own lists.
+MaskPattern = Enum("MaskPattern", {p: p for p in MASK_PATTERNS}, type=str)
+HoldoutPattern = Enum("HoldoutPattern", {p: p for p in HOLDOUTS}, type=str)
+QueryMode = Enum("QueryMode", {p: p for p in QUERY_MODES}, type=str)
 
 
 def _err(msg: str) -> None:
     typer.echo(f"impute-cli: error: {msg}", err=True)
-
-
-def handled(fn: Callable) -> Callable:
-    """Turn the project's errors into one line on stderr and exit code 2; Ctrl-C into 130."""
-    @functools.wraps(fn)
-    def wrapper(*a, **kw):
-        try:
-            return fn(*a, **kw)
-        except ImputeError as e:
-            _err(str(e))
-            raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            _err("interrupted; no output was written" if fn.__name__ != "train" else
-                 "interrupted; continue from the last checkpoint with the same command and --resume")
-            raise typer.Exit(130) from None
-        except MemoryError:
-            _err("out of memory; use a smaller --region-mb (impute), preset or window")
-            raise typer.Exit(3) from None
-    return wrapper
 
 
 def command_line(ctx: typer.Context) -> str:
@@ -133,10 +120,16 @@ Vars = Annotated[Optional[list[str]], typer.Option("--var", help="Variable to im
 StaticMask = Annotated[Optional[str], typer.Option("--static-mask", help="Variable marking cells never to fill (land in an SST file); found automatically when named mask/lsm/...")]
 Device = Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+# Options of the commands that impute (impute, evaluate): the model trained first when no
+# --model is given, and the point estimate's settings.
+FallbackPreset = Annotated[str, typer.Option("--preset", help="Preset of the model trained first when no --model is given.")]
+FallbackPattern = Annotated[Optional[MaskPattern], typer.Option("--mask-pattern", help="Context strategy of that model.")]
+FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, help="Training steps of that model.")]
+Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How many estimates, each from another random part of the observed cells, are averaged per gap cell (more: smoother and slower; default: the model's).")]
+ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="Share of the observed cells the model sees per estimate, in (0, 1]; 1: all of them (default: the model preset's choice, else as dense as in training; see docs/cli.md).")]
 
 
 @app.command()
-@handled
 def train(
     data: Annotated[Path, typer.Argument(help="NetCDF (.nc) file or Zarr store with gaps (NaN / _FillValue).")],
     mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context/query strategy matching the gaps; default: the preset's (auto).")] = None,
@@ -155,8 +148,9 @@ def train(
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Train a diffusion model on the observed cells of DATA only ([CQ] Algorithm 1)."""
-    from .train import TrainOptions, train_model
+    """Train a model on the observed cells of DATA (no complete data needed) and write a model folder."""
+    from impute_cli.options import TrainOptions
+    from impute_cli.training.train import train_model
     train_model(data, TrainOptions(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, steps=steps, out=out,
         resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, device=device, seed=seed,
@@ -165,23 +159,22 @@ def train(
 
 
 @app.command()
-@handled
 def impute(
     ctx: typer.Context,
     inp: Annotated[Path, typer.Argument(metavar="IN", help="Gappy NetCDF file or Zarr store.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output: .nc (NetCDF) or .zarr (Zarr).")],
     model: Annotated[Optional[str], typer.Option(help="Model folder (or name under models/); without it a quick model is trained on IN first.")] = None,
-    ensemble: Annotated[Optional[int], typer.Option(min=1, help="Context masks K averaged per estimate ([CQ] eq. 10).")] = None,
+    ensemble: Ensemble = None,
     var: Vars = None,
     static_mask: StaticMask = None,
-    preset: Annotated[str, typer.Option(help="Preset for the model trained when no --model is given.")] = "quick",
-    mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context strategy for that model.")] = None,
-    train_steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps for that model.")] = None,
-    samples: Annotated[Optional[int], typer.Option(help="Draw N imputations with the multi-step sampler ([CQ] Alg. 4) and write their spread (V_std, V_lower, V_upper).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Sampler steps per sample (default: the model's impute.steps, 20).")] = None,
+    preset: FallbackPreset = "quick",
+    mask_pattern: FallbackPattern = None,
+    train_steps: FallbackSteps = None,
+    samples: Annotated[Optional[int], typer.Option(help="Also draw N plausible fillings of the gaps and write their spread per cell (V_std, V_lower, V_upper).")] = None,
+    steps: Annotated[Optional[int], typer.Option(help="Solver steps per sample: fewer is faster, coarser (default: the model's, 20).")] = None,
     quantiles: Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Quantiles of the samples written as V_lower and V_upper (default 0.05,0.95).")] = None,
-    omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="Weight on the diffusion expectation in [CQ] eq. 28 (default: the model's, 1-t); see README.")] = None,
-    context_ratio: Annotated[Optional[float], typer.Option(help="Share of the observed cells each ensemble member sees as context, in (0, 1] (default: the model preset's impute.context_ratio if set, else as dense as in training, [CQ] App. G.3; 1: every observed cell, see README).")] = None,
+    omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="How each sample's solver weighs its own draw against the point estimate: 1-t (default) or t; see docs/method.md.")] = None,
+    context_ratio: ContextRatio = None,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
@@ -193,7 +186,8 @@ def impute(
 ) -> None:
     """Fill the gaps of IN and write OUT: every input variable unchanged plus V_filled and V_imputed_flag
     (and with --samples N, the per-cell uncertainty)."""
-    from .impute import ImputeOptions, impute_file, parse_quantiles
+    from impute_cli.inference.impute import impute_file, parse_quantiles
+    from impute_cli.options import ImputeOptions
     impute_file(inp, out, ImputeOptions(
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
@@ -203,7 +197,6 @@ def impute(
 
 
 @app.command()
-@handled
 def confidence(
     ctx: typer.Context,
     result: Annotated[Path, typer.Argument(metavar="RESULT", help="Output of 'impute --samples N --save-samples'.")],
@@ -221,8 +214,9 @@ def confidence(
     device: Device = "auto",
     quiet: Quiet = False,
 ) -> None:
-    """Confidence regions from samples ([UQ] §5): per-cell intervals and joint L2 balls, with coverage on --truth."""
-    from .confidence import ConfidenceOptions, confidence_file, format_report
+    """Confidence intervals per cell and joint regions per time step from the samples of RESULT, with their coverage of --truth."""
+    from impute_cli.options import ConfidenceOptions
+    from impute_cli.uncertainty.confidence import confidence_file, format_report
     report = confidence_file(result, out, ConfidenceOptions(
         level=level, group=group, variables=var, truth=str(truth) if truth else None, calibrate=calibrate,
         model=model, calibration_frames=calibration_frames, seed=seed, device=device, overwrite=overwrite,
@@ -231,7 +225,6 @@ def confidence(
 
 
 @app.command()
-@handled
 def evaluate(
     ctx: typer.Context,
     data: Annotated[Path, typer.Argument(help="NetCDF file or Zarr store; some of its observed cells are hidden and scored.")],
@@ -241,13 +234,13 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Random seed (holdout, training, imputation).")] = 0,
     var: Vars = None,
     static_mask: StaticMask = None,
-    preset: Annotated[str, typer.Option(help="Preset of the model trained when no --model is given.")] = "quick",
-    mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context strategy for that model.")] = None,
-    train_steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps for that model.")] = None,
-    ensemble: Annotated[Optional[int], typer.Option(min=1, help="Context masks K averaged per estimate.")] = None,
-    context_ratio: Annotated[Optional[float], typer.Option(help="Share of the observed cells each ensemble member sees, as in impute.")] = None,
+    preset: FallbackPreset = "quick",
+    mask_pattern: FallbackPattern = None,
+    train_steps: FallbackSteps = None,
+    ensemble: Ensemble = None,
+    context_ratio: ContextRatio = None,
     samples: Annotated[Optional[int], typer.Option(help="Also draw N samples and score their uncertainty (CRPS, coverage, regions).")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="Sampler steps per sample.")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Solver steps per sample (default: the model's).")] = None,
     level: Annotated[Optional[list[float]], typer.Option(help="Interval/region levels scored with --samples (repeatable; default 0.5 and 0.9).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option(help="Baselines to run (repeatable; default all).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the scores as JSON on stdout (logs stay on stderr).")] = False,
@@ -259,7 +252,8 @@ def evaluate(
 ) -> None:
     """Hide observed cells of DATA with a realistic pattern, fill them with the model and with classical
     methods, and rank the methods on those cells."""
-    from .evaluate import EvaluateOptions, evaluate_file, format_table, to_json
+    from impute_cli.evaluation.evaluate import evaluate_file, format_table, to_json
+    from impute_cli.options import EvaluateOptions
     result, _ = evaluate_file(data, EvaluateOptions(
         model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
@@ -270,14 +264,13 @@ def evaluate(
 
 
 @app.command()
-@handled
 def demo(
     outdir: Annotated[Path, typer.Argument(help="Folder for the demo cube, model and output.")] = Path("demo"),
     steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps (default: the quick preset's).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
 ) -> None:
     """Make a synthetic cube with cloud gaps, train a quick model on it, impute, and score the hidden cells."""
-    from .demo import run_demo
+    from impute_cli.demo import run_demo
     scores = run_demo(outdir, steps=steps, seed=seed, log=_log)
     typer.echo("RMSE on the hidden cells (lower is better):")
     for name, v in sorted(scores.items(), key=lambda kv: kv[1]):

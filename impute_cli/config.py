@@ -11,9 +11,11 @@ from typing import Any, Callable
 
 import yaml
 
-from .errors import ImputeError
+from impute_cli.errors import ImputeError
 
+# Choice lists shared by the CLI (which imports this light module for its help) and the library.
 MASK_PATTERNS = ("pixel", "block", "mixed", "empirical", "auto")
+HOLDOUTS = ("pixel", "block", "cloud", "station", "empirical")  # evaluate --holdout
 QUERY_MODES = ("observed", "rest")
 AUGMENTATIONS = ("flip", "reverse_time")
 ARCHS = ("unet", "stunet", "dit")
@@ -138,7 +140,7 @@ class DiffusionConfig:
     # level's optimum (E[x0 | x_t, context]) where it is; it stops the high-noise samples, whose
     # loss is the field's whole variance and teaches little, from drowning the low-noise ones
     # in which the point estimate is made. Trained long on a short record, it also lets the
-    # model learn that record's values (benchmarks/RESULTS.md, session 12).
+    # model learn that record's values (benchmarks/RESULTS.md, the uncertainty benchmark).
     min_snr_gamma: float | None = None
 
     def __post_init__(self) -> None:

@@ -11,11 +11,13 @@ from typing import Callable
 import numpy as np
 import xarray as xr
 
-from .baselines import BASELINES
-from .errors import ImputeError
-from .impute import ImputeOptions, impute_file
-from .synthetic import write_demo
-from .train import TrainOptions, train_model
+from impute_cli.evaluation.baselines import BASELINES
+from impute_cli.errors import ImputeError
+from impute_cli.inference.impute import impute_file
+from impute_cli.options import ImputeOptions
+from impute_cli.synthetic import write_demo
+from impute_cli.options import TrainOptions
+from impute_cli.training.train import train_model
 
 
 def rmse_table(filled: np.ndarray, truth: np.ndarray, hidden: np.ndarray, gappy: np.ndarray) -> dict[str, float]:

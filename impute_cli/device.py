@@ -6,7 +6,7 @@ import contextlib
 
 import torch
 
-from .errors import ImputeError
+from impute_cli.errors import ImputeError
 
 
 def pick_device(name: str = "auto") -> torch.device:

@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from .synthetic import advected_field, gap_mask
+from impute_cli.synthetic import advected_field, gap_mask
 
 CUBE_PATTERNS = ("cloud", "pixel", "block", "none")
 

@@ -194,7 +194,7 @@ def test_empirical_on_gapless_data(tmp_path, tiny_preset):
 
 
 def test_interrupted_impute_writes_nothing(sst_model, outdir, monkeypatch):
-    import impute_cli.impute as imp
+    import impute_cli.inference.impute as imp
 
     def interrupt(*a, **k):
         raise KeyboardInterrupt

@@ -1,4 +1,4 @@
-"""Faults from outside (issue 6): `train` killed with SIGKILL at several points resumes from its
+"""Faults from outside: `train` killed with SIGKILL at several points resumes from its
 last checkpoint and ends with the steps asked for; `impute` killed mid-run leaves nothing under
 the output's name. Real processes, real signals."""
 

@@ -17,11 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from impute_cli.config import MaskConfig
-from impute_cli.context_query import ContextSampler, observation_pool, query_mask
-from impute_cli.dataset import observation_masks, open_cube
+from impute_cli.masks.context_query import ContextSampler, query_mask
+from impute_cli.masks.observation import observation_pool
+from impute_cli.io.dataset import open_cube
+from impute_cli.masks.observation import observation_masks
 from impute_cli.errors import ImputeError
-from impute_cli.holdout import HOLDOUTS, make_holdout
-from impute_cli.writer import build_output, write_atomic
+from impute_cli.masks.holdout import HOLDOUTS, make_holdout
+from impute_cli.io.writer import build_output, write_atomic
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FILL_VALUES = (None, -9999.0, 1e20, 99999.0)  # None: NaN

@@ -1,4 +1,4 @@
-"""The invariants of every command (issue 6), checked command by command on a land-masked cube:
+"""The invariants of every command, checked command by command on a land-masked cube:
 
 - every input (data file, model folder, result file) is byte-identical afterwards;
 - outputs: observed cells bit for bit, no NaN left in a fillable gap, flags consistent;

@@ -1,4 +1,4 @@
-"""Issue 5, bounded memory and Dask: the cube imputed region by region, on this process or on a
+"""Bounded memory and Dask: the cube imputed region by region, on this process or on a
 local Dask cluster, gives the same file; regions tile the grid exactly; a lazily read cube gives
 what a loaded one gives; scheduler options are checked."""
 
@@ -10,7 +10,7 @@ import xarray as xr
 
 from conftest import assert_one_error_line, open_any, run_cli
 from impute_cli.testing import tiny_cube_dataset, write_cube
-from impute_cli.windows import plan_regions
+from impute_cli.io.tiling import plan_regions
 
 CPU = ("--device", "cpu", "--quiet")
 
@@ -92,11 +92,11 @@ def test_local_dask_cluster_gives_the_single_process_file(long_cube, sst_model, 
 def test_lazy_cube_gives_what_a_loaded_one_gives(long_cube, sst_model, tmp_path, monkeypatch):
     """A cube above the in-memory limit is never loaded whole: regions read their own boxes.
     The file is the same as when the cube is loaded."""
-    import impute_cli.dataset as dataset
+    import impute_cli.io.cube as cube_mod
     cube, _ = long_cube
     args = ("--model", sst_model.model, "--samples", 2, "--steps", 2, "--region-mb", 1, *CPU)
     run_cli("impute", cube, tmp_path / "loaded.nc", *args)
-    monkeypatch.setattr(dataset, "IN_MEMORY_LIMIT", 0)
+    monkeypatch.setattr(cube_mod, "IN_MEMORY_LIMIT", 0)
     run_cli("impute", cube, tmp_path / "lazy.nc", *args)
     _same(open_any(tmp_path / "loaded.nc"), open_any(tmp_path / "lazy.nc"))
 
@@ -118,7 +118,7 @@ def test_impute_under_torchrun_is_refused(long_cube, sst_model, tmp_path, monkey
 
 
 def test_unreachable_scheduler_is_one_line(long_cube, sst_model, tmp_path, monkeypatch):
-    import impute_cli.engine as engine
+    import impute_cli.inference.engine as engine
     monkeypatch.setattr(engine, "CONNECT_TIMEOUT", "2s")
     cube, _ = long_cube
     r = run_cli("impute", cube, tmp_path / "o.nc", "--model", sst_model.model, "--scheduler", "tcp://127.0.0.1:9",
@@ -153,7 +153,7 @@ def test_lazy_cube_with_noleap_bounds_strings_and_a_scalar_coordinate(sst_model,
     coordinate stays a coordinate of the variables (no global 'coordinates' attribute), and
     the invariants hold."""
     import netCDF4
-    import impute_cli.dataset as dataset
+    import impute_cli.io.cube as cube_mod
     ds = tiny_cube_dataset(40, 16, 16, "cloud", 0.6, seed=4, var="sst")
     t = xr.date_range("2001-01-01", periods=40, freq="D", calendar="noleap", use_cftime=True)
     ds = ds.assign_coords(time=("time", t, ds.time.attrs))
@@ -163,7 +163,7 @@ def test_lazy_cube_with_noleap_bounds_strings_and_a_scalar_coordinate(sst_model,
     ds["station_name"] = (("lat",), np.array([f"s{i}" * (i % 3 + 1) for i in range(16)], dtype=object))
     ds = ds.assign_coords(height=((), 2.0, {"units": "m", "standard_name": "height"}))
     cube = write_cube(ds, tmp_path / "noleap.nc")
-    monkeypatch.setattr(dataset, "IN_MEMORY_LIMIT", 0)
+    monkeypatch.setattr(cube_mod, "IN_MEMORY_LIMIT", 0)
     run_cli("impute", cube, tmp_path / "o.nc", "--model", sst_model.model, "--region-mb", 1, *CPU)
     coder = xr.coders.CFDatetimeCoder(use_cftime=True)
     o, i = open_any(tmp_path / "o.nc", decode_times=coder), open_any(cube, decode_times=coder)

@@ -13,13 +13,14 @@ import yaml
 
 from conftest import check_filled_output, open_any, run_cli
 from impute_cli.config import MaskConfig
-from impute_cli.context_query import (ContextSampler, block_pattern, choose_pattern, cloud_pattern, frame_pattern,
-                                      observation_pool, outage_pattern, pixel_pattern, query_mask)
-from impute_cli.dataset import observation_masks, open_cube, select_variables
+from impute_cli.masks.context_query import ContextSampler, block_pattern, cloud_pattern, frame_pattern, outage_pattern, pixel_pattern, query_mask
+from impute_cli.masks.observation import choose_pattern, observation_pool
+from impute_cli.io.dataset import open_cube, select_variables
+from impute_cli.masks.observation import observation_masks
 from impute_cli.errors import ImputeError
 from impute_cli.testing import series_gaps, tiny_cube_dataset, tiny_series_dataset, write_cube
-from impute_cli.windows import blend_weights, plan_tiles, random_tile, window_shape
-from impute_cli.writer import build_output
+from impute_cli.io.tiling import blend_weights, plan_tiles, random_tile, window_shape
+from impute_cli.io.writer import build_output
 
 CPU = ("--device", "cpu", "--quiet")
 

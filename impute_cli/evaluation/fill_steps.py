@@ -1,0 +1,72 @@
+"""fill_steps: steps the classical gap fillers share -- preparing a cube, a climatology map, a
+Laplace fill of what is left, NaN outside the fillable cells."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def laplace_fill(values: np.ndarray, valid: np.ndarray | None = None, iters: int = 500) -> np.ndarray:
+    """Laplace/Poisson fill per frame (what CDO `fillmiss` users get): gaps relaxed to the
+    harmonic interpolant of their observed edges by Jacobi iterations."""
+    out = values.astype("float64").copy()
+    for t, frame in enumerate(out):
+        gap = np.isnan(frame)
+        if not gap.any() or gap.all():
+            continue
+        frame[gap] = np.nanmean(frame)
+        for _ in range(iters):
+            p = np.pad(frame, 1, mode="edge")
+            frame[gap] = ((p[:-2, 1:-1] + p[2:, 1:-1] + p[1:-1, :-2] + p[1:-1, 2:]) / 4)[gap]
+        out[t] = frame
+    return outside_valid(out, valid)
+
+
+def outside_valid(out: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
+    return out if valid is None else np.where(valid[None], out, np.nan)
+
+
+def prepare(values: np.ndarray, valid: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(float64 copy of values, valid (H, W) bool -- all True when None, observed (T, H, W))."""
+    v = np.array(values, dtype="float64", copy=True)
+    if v.ndim != 3:
+        raise ValueError(f"baselines expect a (time, y, x) cube, got shape {v.shape}")
+    mask = np.ones(v.shape[1:], bool) if valid is None else np.asarray(valid, bool)
+    if mask.shape != v.shape[1:]:
+        raise ValueError(f"valid mask shape {mask.shape} does not match the grid {v.shape[1:]}")
+    # Cells outside `valid` never count as observations (land must not act as a source).
+    return v, mask, np.isfinite(v) & mask[None]
+
+
+def climatology_map(v: np.ndarray, valid: np.ndarray, obs: np.ndarray, fill: bool = True) -> np.ndarray:
+    """Per-cell mean over time of the observed values, (H, W). With `fill`, cells never
+    observed inside `valid` get the Laplace fill of the map (NaN only if nothing is observed)."""
+    count = obs.sum(0)
+    total = np.where(obs, v, 0.0).sum(0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        clim = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    if fill and (valid & (count == 0)).any() and (count > 0).any():
+        clim = np.where(count > 0, clim, laplace_fill(clim[None], valid)[0])
+    return clim
+
+
+def fill_rest(out: np.ndarray, valid: np.ndarray, clim: np.ndarray | None = None) -> np.ndarray:
+    """Last resort for cells a method left NaN inside `valid`: Laplace fill of each frame,
+    then (frames with nothing at all) the filled climatology."""
+    if not np.isnan(out[:, valid]).any():
+        return out
+    lap = laplace_fill(np.where(valid[None], out, np.nan), valid)  # land is no source
+    out = np.where(np.isnan(out), lap, out)
+    if clim is not None and np.isnan(out[:, valid]).any():
+        out = np.where(np.isnan(out) & valid[None], clim[None], out)
+    return out
+
+
+def climatology(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    """Per-cell climatology: each gap gets the mean over time of that cell's observed values;
+    cells never observed get the Laplace fill of the climatology map."""
+    v, mask, obs = prepare(values, valid)
+    clim = climatology_map(v, mask, obs)
+    # Only gap cells are written; observed cells keep their input bits.
+    out = np.where(obs, v, clim[None])
+    return outside_valid(out, mask)

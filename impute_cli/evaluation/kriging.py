@@ -1,0 +1,154 @@
+"""kriging: Gaussian-process regression (simple kriging of anomalies) in space, frame by frame,
+with a Matérn-3/2 covariance fitted to the data's own empirical covariance."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from impute_cli.evaluation.fill_steps import climatology_map, fill_rest, outside_valid, prepare
+from impute_cli.evaluation.gp import matern32_correlation
+
+
+class BaselineSkipped(ValueError):
+    """A baseline that cannot run on this cube (too large); evaluate reports it as skipped."""
+
+
+GP_MAX_CELLS = 250_000  # each time step conditions on at most max_points cells; this bounds the rest
+
+
+def _empirical_cov(anom: np.ndarray, obs: np.ndarray, max_lag: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Isotropic empirical covariance of anomalies pooled over frames, by masked FFT
+    autocorrelation: sum_t sum_x f(x) f(x+d) / sum_t sum_x m(x) m(x+d) for every offset d
+    (zero-padded, so not circular), binned by round(|d|) into lags 0..max_lag.
+    Returns (mean distance per bin, covariance per bin, pair count per bin)."""
+    from scipy import fft as sfft
+
+    T, H, W = anom.shape
+    shape = (sfft.next_fast_len(2 * H - 1), sfft.next_fast_len(2 * W - 1, real=True))
+    num = np.zeros((shape[0], shape[1] // 2 + 1))
+    den = np.zeros_like(num)
+    for t0 in range(0, T, 16):  # chunks of frames bound the memory
+        f = np.where(obs[t0:t0 + 16], anom[t0:t0 + 16], 0.0)
+        m = obs[t0:t0 + 16].astype("float64")
+        num += (np.abs(sfft.rfft2(f, s=shape)) ** 2).sum(0)
+        den += (np.abs(sfft.rfft2(m, s=shape)) ** 2).sum(0)
+    num, den = sfft.irfft2(num, s=shape), np.rint(sfft.irfft2(den, s=shape))
+    # offset of each FFT bin (wrapped indices are negative offsets)
+    dy = np.where(np.arange(shape[0]) <= shape[0] // 2, np.arange(shape[0]), np.arange(shape[0]) - shape[0])
+    dx = np.where(np.arange(shape[1]) <= shape[1] // 2, np.arange(shape[1]), np.arange(shape[1]) - shape[1])
+    r = np.hypot(dy[:, None], dx[None, :])
+    lag = np.rint(r).astype(int)
+    keep = (lag <= max_lag) & (den > 0)
+    npairs = np.bincount(lag[keep], den[keep], max_lag + 1)
+    csum = np.bincount(lag[keep], num[keep], max_lag + 1)
+    rsum = np.bincount(lag[keep], (r * den)[keep], max_lag + 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return rsum / npairs, csum / npairs, npairs
+
+
+def _fit_matern(anom: np.ndarray, obs: np.ndarray, n_lengths: int = 30) -> tuple[float, float, float]:
+    """(s2, length, nugget) of a Matern-3/2 + nugget covariance matched to the empirical
+    covariance at lags 1..L by weighted least squares: a grid of
+    `n_lengths` length scales in [0.5, max(H, W)/2], s2 solved in closed form for each, the
+    nugget = lag-0 variance - s2 (floored for a stable Cholesky). Weights are pair count / r^2:
+    pair counts grow ~ r, so plain counts let the far lags dominate and push the short-range
+    misfit into a large nugget; interpolating gaps depends mostly on the short lags."""
+    H, W = anom.shape[1:]
+    max_lag = max(2, min(30, max(H, W) // 2))
+    r, cov, npairs = _empirical_cov(anom, obs, max_lag)
+    c0 = float(cov[0]) if npairs[0] > 0 else 0.0
+    if not c0 > 0:  # no variability in the anomalies (e.g. T == 1): nothing to krige
+        return 0.0, 1.0, 1.0
+    use = (np.arange(max_lag + 1) > 0) & (npairs > 0)
+    best = (np.inf, 0.0, 1.0)
+    for length in np.geomspace(0.5, max(H, W) / 2, n_lengths):
+        rho, w, c = matern32_correlation(r[use], length), npairs[use] / r[use] ** 2, cov[use]
+        s2 = float(np.clip((w * rho * c).sum() / max((w * rho * rho).sum(), 1e-300), 0.0, c0))
+        sse = float((w * (c - s2 * rho) ** 2).sum())
+        if sse < best[0]:
+            best = (sse, s2, float(length))
+    _, s2, length = best
+    nugget = max(c0 - s2, 1e-4 * c0)
+    return s2, length, nugget
+
+
+def _pick_points(ob: np.ndarray, gap: np.ndarray, max_points: int, rng: np.random.Generator) -> np.ndarray:
+    """Flat indices of the observed cells to condition on. All of them when there are at most
+    `max_points`; otherwise the cells closest to the gaps first -- distance <= 1, then <= 2
+    (they carry most of the information), each tier in random order -- and then a seeded random
+    subset of the farther ones, up to `max_points` in all."""
+    from scipy.ndimage import distance_transform_edt
+
+    idx = np.flatnonzero(ob)
+    if idx.size <= max_points:
+        return idx
+    d = distance_transform_edt(~gap).ravel()[idx]  # distance to the nearest gap cell
+    tier = np.where(d <= 1.0, 0, np.where(d <= 2.0, 1, 2))
+    order = np.lexsort((rng.random(idx.size), tier))
+    return idx[order[:max_points]]
+
+
+def _smooth_map(m: np.ndarray, valid: np.ndarray, r: int = 2) -> np.ndarray:
+    """Mean of the finite values of m (H, W) inside `valid` over a (2r+1)^2 square per cell."""
+    from scipy.ndimage import uniform_filter
+    ok = np.isfinite(m) & valid
+    num = uniform_filter(np.where(ok, m, 0.0), 2 * r + 1, mode="reflect")
+    den = uniform_filter(ok.astype("float64"), 2 * r + 1, mode="reflect")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), m)
+
+
+def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_points: int = 2000,
+               seed: int = 0) -> np.ndarray:
+    """Gaussian-process regression (simple kriging) of anomalies in space, frame by frame.
+    Anomalies are values minus the per-cell climatology (as `climatology`) smoothed over 5 x 5
+    cells (a per-cell mean of a few observations is noisy, and kriging adds the mean back). ONE isotropic
+    Matern-3/2 covariance, k(r) = s2 (1 + sqrt3 r/l) exp(-sqrt3 r/l), plus a nugget, is fitted
+    to the whole cube's empirical covariance of anomalies at integer lags (masked FFT
+    autocorrelation, least squares over a grid of l). Each frame's gaps then get the kriged
+    anomaly from that frame's observed cells (at most `max_points`, chosen by `_pick_points`,
+    seeded by `seed`), solved by Cholesky with the nugget on the diagonal, plus the
+    climatology. Distances are Euclidean in grid-index units (y, x): longitude wrap-around and
+    the convergence of meridians are ignored. Frames with no observation: climatology. Cells
+    never observed anywhere: climatology part by Laplace fill.
+    Raises BaselineSkipped (a ValueError) "gp_kriging: grid of N cells is too large (limit 250000)" when
+    H * W > 250000, so that callers can skip this baseline and report it."""
+    from scipy.linalg import cho_factor, cho_solve
+    from scipy.spatial.distance import cdist
+
+    T, H, W = np.shape(values)
+    if H * W > GP_MAX_CELLS:
+        raise BaselineSkipped(f"gp_kriging: grid of {H * W} cells is too large (limit {GP_MAX_CELLS})")
+    v, mask, obs = prepare(values, valid)
+    # 1. climatology (raw for the anomalies, filled for the prediction) and anomalies
+    # The mean is the climatology smoothed over 5 x 5 cells: a per-cell mean from a few
+    # observations carries noise that kriging would add back at every gap.
+    clim = _smooth_map(climatology_map(v, mask, obs), mask)
+    anom = np.where(obs, v - clim[None], 0.0)
+    # 2. one covariance for the whole cube
+    s2, length, nugget = _fit_matern(anom, obs)
+    yx = np.stack(np.meshgrid(np.arange(H), np.arange(W), indexing="ij"), -1).reshape(-1, 2).astype("float64")
+    rng = np.random.default_rng(seed)
+    out = v.copy()
+    for t in range(T):
+        ob, gap = obs[t], mask & ~obs[t]
+        if not gap.any():
+            continue
+        frame = out[t].reshape(-1)  # a view: writes go to `out`
+        tgt = np.flatnonzero(gap)
+        if not ob.any() or s2 <= 0:  # nothing to condition on / no spatial correlation
+            frame[tgt] = clim.reshape(-1)[tgt]
+            continue
+        # 3. condition on the chosen observed cells: alpha = (K + nugget I)^-1 a
+        pts = _pick_points(ob, gap, max_points, rng)
+        K = s2 * matern32_correlation(cdist(yx[pts], yx[pts]), length)
+        K[np.diag_indices_from(K)] += nugget
+        alpha = cho_solve(cho_factor(K, lower=True, check_finite=False), anom[t].reshape(-1)[pts],
+                          check_finite=False)
+        # 4. predict the gaps in chunks (bounded memory): clim + k(gap, pts) @ alpha
+        for c0 in range(0, tgt.size, 4096):
+            sl = tgt[c0:c0 + 4096]
+            ks = s2 * matern32_correlation(cdist(yx[sl], yx[pts]), length)
+            frame[sl] = clim.reshape(-1)[sl] + ks @ alpha
+    out = fill_rest(out, mask, clim)
+    return outside_valid(out, mask)

@@ -1,0 +1,62 @@
+"""ensemble: the point estimate of [CQ] §3.3 -- ensemble single-step imputation (eq. 9-10).
+
+x_δ = α_δ x_obs + σ_δ ε on observed cells (eq. 9), then
+x* ≈ (1/K) Σ_k x_θ(δ, M_ctx^(k) ⊙ x_δ, M_ctx^(k)) with M_ctx^(k) ⊆ M drawn by the training
+context sampler (eq. 10). Feeding M itself as context is the train/test mismatch of [CQ]
+Table 4; averaging over context draws removes the variance terms of Theorem 2."""
+
+from __future__ import annotations
+
+import torch
+
+from impute_cli.model.batches import context_climatology
+from impute_cli.model.symmetry import move, symmetries
+from impute_cli.masks.context_query import ContextSampler
+from impute_cli.model.denoiser import Denoiser
+from impute_cli.device import autocast
+
+
+@torch.no_grad()
+def ensemble_single_step(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor, *,
+                         sampler: ContextSampler, ratio: float, K: int, delta: float,
+                         generators: list[torch.Generator], batch_size: int = 16,
+                         sums: tuple[torch.Tensor, torch.Tensor] | None = None,
+                         symmetric: list[str] | None = None) -> torch.Tensor:
+    """x* for a batch of windows (B, F, C, h, w). One generator per window, so window i gets
+    the same context draws whatever the batch size. `sums` (S, N), each (B, C, h, w), give the
+    network its climatology input for each context draw. `symmetric` (the model's
+    `train.augment`): member k of a window sees it under the k-th of those symmetries and its
+    prediction is turned back, so the ensemble also averages over the symmetries the field's
+    statistics have (test-time augmentation; K = 16 covers all 16 of flip + reverse_time)."""
+    B = x_obs.shape[0]
+    dev = x_obs.device
+    t = torch.full((1,), delta, device=dev)
+    a, s = denoiser.schedule.alpha(t), denoiser.schedule.sigma(t)
+    # Draw every member's noise and context mask first, per window, from that window's generator.
+    xs, ctxs, owners = [], [], []
+    for i in range(B):
+        for _ in range(K):
+            eps = torch.randn(x_obs[i].shape, generator=generators[i]).to(dev)
+            xs.append(M[i] * (a * x_obs[i] + s * eps))  # eq. 9, observed cells only
+            ctxs.append(sampler(M[i:i + 1], ratio, generators[i])[0])
+            owners.append(i)
+    syms = symmetries(symmetric or [], x_obs.shape[-1] == x_obs.shape[-2])
+    member_sym = [syms[m % K % len(syms)] for m in range(len(xs))]  # member k of each window: symmetry k
+    acc = torch.zeros_like(x_obs)
+    for j in range(0, len(xs), batch_size):  # members of all windows go through the network together
+        xb, cb = torch.stack(xs[j:j + batch_size]), torch.stack(ctxs[j:j + batch_size])
+        vb = valid[owners[j:j + batch_size]]
+        extra = ()
+        if sums is not None:
+            own = owners[j:j + batch_size]
+            extra = (context_climatology(sums[0][own], sums[1][own], x_obs[own], M[own], cb),)
+        gs = member_sym[j:j + batch_size]
+        if len(syms) > 1:  # each member under its symmetry: values and masks (frames on dim 0), land, climatology
+            xb, cb = (torch.stack([move(a[k], g, 0) for k, g in enumerate(gs)]) for a in (xb, cb))
+            vb = torch.stack([move(vb[k], g, None) for k, g in enumerate(gs)])
+            extra = tuple(torch.stack([move(e[k], g, None) for k, g in enumerate(gs)]) for e in extra)
+        with autocast(dev):
+            pred = denoiser(xb, cb, vb, t.expand(len(xb)), *extra).float()
+        for k, i in enumerate(owners[j:j + batch_size]):
+            acc[i] += move(pred[k], gs[k], 0, inverse=True) if len(syms) > 1 else pred[k]
+    return acc / K  # eq. 10

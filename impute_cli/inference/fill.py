@@ -1,0 +1,326 @@
+"""fill: a model + an in-memory block of the cube -> its point estimate and samples.
+
+`make_job` resolves once for the whole cube what every region needs (`FillJob`: the model, the
+normalisation, climatology sums, gap pool and context density); `region_outputs` computes one
+region's output variables (a Dask task: any worker may run it).
+
+Point estimate ([CQ] §3.3): the region is cut into overlapping space-time tiles of the model's
+window; each tile with a gap gets the ensemble single-step estimate (`ensemble`); overlaps are
+blended with a taper (`io.tiling.blend_weights`); observed cells are put back from the input bit
+for bit by the writer.
+
+Samples ([CQ] App. E, `solver`) are not blended (averaging two independent draws would shrink
+their spread): tiles are sampled in order, and the cells an earlier tile already sampled are held
+fixed, as if observed, by the next one, so each sample is one coherent field within a region
+(across a region's edge the draws are independent). Every tile and member draws from its own
+seeded generator (`tile_generator`, `member_generator`), so the output does not depend on batch
+sizes or on which worker runs a region."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+import dask
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from impute_cli.checkpoint import ModelCard, build_denoiser
+from impute_cli.device import pick_device
+from impute_cli.errors import ImputeError
+from impute_cli.inference.ensemble import ensemble_single_step
+from impute_cli.inference.solver import sample_window
+from impute_cli.io.cube import Cube
+from impute_cli.io.dataset import open_cube
+from impute_cli.io.stats import Stats, Summary, refuse_inf, summarise
+from impute_cli.io.tiling import Region, blend_weights, plan_tiles
+from impute_cli.io.writer import output_arrays
+from impute_cli.masks.context_query import ContextSampler
+from impute_cli.masks.observation import pool_from_cube
+from impute_cli.model.batches import denormalise, read_tiles
+from impute_cli.options import FillOptions
+
+
+def cell_bytes(channels: int, samples: int, save_samples: bool) -> int:
+    """Working memory per grid cell of a region: about 40 bytes a channel for the values, masks,
+    blending sums, estimate and output variables, and per sample 16 (the samples, their copy
+    per variable, the quantiles' sort) plus 4 more when they are written."""
+    return channels * (40 + samples * (16 + (4 if save_samples else 0)))
+
+
+@dataclass
+class Filled:
+    """What imputation gives, in data units: the point estimate (T, C, H, W) and, with samples,
+    the N samples (N, T, C, H, W) (NaN outside the static mask)."""
+
+    estimate: np.ndarray
+    samples: np.ndarray | None = None
+    sampling: dict | None = None  # how the samples were drawn, for the output's attributes
+
+
+def member_generator(seed: int, tile: int, member: int, region: int = 0) -> torch.Generator:
+    """Member `member` of tile `tile` of region `region`: its own random stream, whatever the
+    batch size and whichever worker runs the region."""
+    state = np.random.SeedSequence([seed, region, tile, member]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+def tile_generator(seed: int, region: int, tile: int) -> torch.Generator:
+    """The point estimate's context draws for tile `tile` of region `region`."""
+    state = np.random.SeedSequence([seed, region, tile, 1_000_003]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+@dataclass(kw_only=True)
+class FillJob:
+    """Everything a region needs, resolved once for the whole cube and picklable, so that a
+    Dask worker gets it once: the model (card and weights), the cube-wide figures of the
+    streaming pass (normalisation, climatology sums, gap pool, test density), and the sampling
+    settings. The network and the opened cube are built on first use and kept on the job, so
+    each worker builds them once and reuses them for every region it runs."""
+
+    card: ModelCard | None  # None: no gap anywhere, the output is the input
+    weights: dict[str, torch.Tensor] | None
+    source: str  # the input file, opened again by a worker
+    variables: list[str]
+    static_mask: str | None
+    stats: Stats | None
+    sums: tuple[np.ndarray, np.ndarray] | None  # (C, H, W) climatology sums, normalised units
+    pool: np.ndarray | None  # (T', H, W) real gap shapes for the empirical context sampler
+    ratio: float  # [CQ] App. G.3 context rescaling at this test density, or the user's --context-ratio
+    window: tuple[int, int, int]
+    samples: int
+    steps: int
+    ensemble: int
+    omega: str
+    seed: int
+    device: str
+    progress: bool = False
+    valid: np.ndarray | None = None  # (H, W) the fillable cells, as the planning process found them
+    ratio_given: bool = False  # ratio is --context-ratio or the preset's impute.context_ratio (recorded with the samples)
+    threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
+    _cube: Cube | None = field(default=None, repr=False)
+    _den: torch.nn.Module | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state["_cube"] = state["_den"] = None  # rebuilt on the worker
+        return state
+
+    @property
+    def cube(self) -> Cube:
+        if self._cube is None:
+            self._cube = open_cube(self.source, self.variables, self.static_mask, valid=self.valid)
+        return self._cube
+
+    @property
+    def denoiser(self) -> torch.nn.Module:
+        if self._den is None:
+            assert self.card is not None and self.weights is not None
+            den = build_denoiser(self.card)
+            den.net.load_state_dict(self.weights)
+            self._den = den.eval().to(pick_device(self.device))
+        return self._den
+
+    @property
+    def context_sampler(self) -> ContextSampler:
+        assert self.card is not None
+        pattern = self.card.mask_strategy["pattern"]
+        return ContextSampler(pattern, self.card.preset.mask.block_sizes, self.pool if pattern == "empirical" else None)
+
+    def info(self) -> dict | None:
+        """How the samples were drawn, for the output's attributes."""
+        if not self.samples:
+            return None
+        if self.card is None:
+            return {"samples": self.samples, "steps": 0, "note": "no gap: samples equal the input", "seed": self.seed}
+        return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
+                "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed,
+                **({"context_ratio": self.ratio} if self.ratio_given else {})}
+
+
+def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, summary: Summary,
+             opts: FillOptions, source: str = "") -> FillJob:
+    """Resolve, once for the whole cube, what every region needs (see FillJob)."""
+    T, H, W = cube.grid.shape
+    if card is None:
+        return FillJob(card=None, weights=None, source=source, variables=cube.variables,
+                       static_mask=cube.static_mask_var, stats=None, sums=None, pool=None, ratio=1.0,
+                       window=(min(T, 8), min(H, 64), min(W, 64)), samples=opts.samples or 0, steps=0,
+                       ensemble=0, omega="", seed=opts.seed, device=opts.device, progress=opts.progress,
+                       valid=cube.valid, _cube=cube)
+    window = tuple(card.window)
+    if any(w > n for w, n in zip(window, (T, H, W))):
+        window = tuple(min(w, n) for w, n in zip(window, (T, H, W)))
+        if window[0] != card.window[0]:
+            raise ImputeError(f"the model needs windows of {card.window[0]} time steps but the file has {T}; "
+                              "train a model with fewer frames (window.frames) on this file")
+    stats = Stats(tuple(card.normalisation["mean"]), tuple(card.normalisation["std"]),
+                  card.normalisation["observed_fraction"])
+    # [CQ] App. G.3: keep the network's input density as in training when the test density differs.
+    ratio = min(1.0, card.mask_strategy["context_input_fraction"] / max(summary.observed_fraction, 1e-6))
+    if card.mask_strategy.get("missdiff"):
+        ratio = 1.0
+    cfg = card.preset.impute
+    chosen = opts.context_ratio if opts.context_ratio is not None else cfg.context_ratio
+    if chosen is not None:  # the user's or the preset's choice, e.g. 1: every member sees every observed cell
+        ratio = float(chosen)
+    return FillJob(card=card, weights={k: v.detach().cpu() for k, v in den.net.state_dict().items()},
+                   source=source, variables=cube.variables, static_mask=cube.static_mask_var, stats=stats,
+                   sums=summary.climatology_sums(stats), pool=pool_from_cube(cube, window[0]), ratio=ratio,
+                   window=window, samples=opts.samples or 0, steps=opts.steps or cfg.steps,
+                   ensemble=opts.ensemble or cfg.ensemble, omega=opts.omega or cfg.omega, seed=opts.seed,
+                   device=opts.device, progress=opts.progress, valid=cube.valid, ratio_given=chosen is not None,
+                   _cube=cube, _den=den.eval().to(pick_device(opts.device)))
+
+
+def region_outputs(job: FillJob, region: Region, quantiles: tuple[float, float],
+                   save_samples: bool) -> dict[str, np.ndarray]:
+    """The output variables over one region's core (a Dask task: any worker may run it).
+
+    Torch runs with the thread count of the process that planned the job: CPU kernels split
+    their sums by thread, so another count changes the last bits, and a region must come out
+    the same on every worker."""
+    prev = torch.get_num_threads()
+    torch.set_num_threads(job.threads)
+    try:
+        with dask.config.set(scheduler="synchronous"):  # reads inside a task stay in this task
+            filled = fill_region(job, region)
+            return output_arrays(job.cube, filled.estimate, filled.samples, region.core, quantiles, save_samples)
+    finally:
+        torch.set_num_threads(prev)
+
+
+def fill_region(job: FillJob, region: Region) -> Filled:
+    """The point estimate and samples of one region's core, in data units (C channel layout):
+    the region's outer box is read and imputed as a cube of its own, then cut to the core."""
+    box, core = region.outer, region.core
+    values = job.cube.read(box.t, box.y, box.x)
+    rel = tuple(slice(c.start - o.start, c.stop - o.start) for c, o in zip((core.t, core.y, core.x),
+                                                                          (box.t, box.y, box.x)))
+    if job.card is None:  # nothing to fill anywhere: the estimate is the input
+        v = values[rel[0], :, rel[1], rel[2]]
+        return Filled(v, np.broadcast_to(v, (job.samples, *v.shape)) if job.samples else None)
+    sub = job.cube.in_memory(values, box.y, box.x)
+    sums = tuple(s[:, box.y, box.x] for s in job.sums)
+    est, samples = _fill_box(job, sub, sums, region.index)
+    est = est[rel[0], :, rel[1], rel[2]]
+    if samples is not None:
+        samples = samples[:, rel[0], :, rel[1], rel[2]]
+    return Filled(est, samples)
+
+
+def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
+              region: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """[CQ] §3.3 on an in-memory cube: the blended ensemble estimate of every tile with a gap,
+    and with job.samples the samples of [CQ] Alg. 4 (see draw_samples). Data units."""
+    card, den, stats = job.card, job.denoiser, job.stats
+    assert card is not None and stats is not None
+    T, H, W = cube.grid.shape
+    window = tuple(min(a, b) for a, b in zip(job.window, (T, H, W)))
+    obs = cube.observed(cube.memory)
+    gap = ~obs & cube.valid[None, None]
+    device = next(den.parameters()).device
+    cfg = card.preset.impute
+    K = job.ensemble
+    sampler = job.context_sampler
+    tiles = [(i, tl) for i, tl in enumerate(plan_tiles((T, H, W), window, card.preset.window.overlap))
+             if gap[tl.t, :, tl.y, tl.x].any()]  # a tile without a fillable gap changes nothing
+    w = torch.from_numpy(blend_weights(window))[:, None]  # (F, 1, h, w)
+    num = np.zeros(cube.memory.shape, "float32")
+    den_w = np.zeros((T, 1, H, W), "float32")
+    per_batch = max(1, cfg.batch_size // K)
+    bar = tqdm(total=len(tiles), desc="impute", file=sys.stderr, disable=not job.progress, dynamic_ncols=True)
+    for i in range(0, len(tiles), per_batch):
+        chunk = tiles[i:i + per_batch]
+        b = read_tiles(cube, [tl for _, tl in chunk], stats, sums)
+        gens = [tile_generator(job.seed, region, k) for k, _ in chunk]
+        x = ensemble_single_step(den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), sampler=sampler,
+                                 ratio=job.ratio, K=K, delta=cfg.delta, generators=gens,
+                                 batch_size=cfg.batch_size, sums=(b.S.to(device), b.N.to(device)),
+                                 symmetric=card.preset.train.augment if cfg.symmetric else None).cpu()
+        for (_, tl), xi in zip(chunk, x):
+            num[tl.t, :, tl.y, tl.x] += (xi * w).numpy()
+            den_w[tl.t, :, tl.y, tl.x] += w.numpy()
+        bar.update(len(chunk))
+    bar.close()
+    est = np.divide(num, den_w, out=np.full_like(num, np.nan), where=den_w > 0)
+    del num
+    samples = None
+    if job.samples:
+        samples = draw_samples(job, cube, est, sums, region)
+        for n in range(job.samples):  # in place, one member at a time
+            samples[n] = denormalise(samples[n], stats)
+            samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
+    return denormalise(est, stats), samples
+
+
+def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptions,
+              record: Summary | None = None) -> Filled:
+    """The blended point estimate for every cell and, with opts.samples, the samples, of an
+    in-memory cube in one piece (evaluate, confidence --calibrate, benchmarks). `record`: the
+    summary of the whole record when `cube` is a few time steps cut from it, so that the network
+    gets the climatology input and the context density ([CQ] App. G.3) that imputing the whole
+    record gives; default: the cube's own."""
+    if cube.memory is None:
+        cube.load()
+    summary = summarise(cube)
+    refuse_inf(summary.n_inf)
+    if int(summary.gaps().sum()) == 0:
+        raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
+    job = make_job(card, den, cube, record or summary, opts)
+    est, samples = _fill_box(job, cube, job.sums, 0)
+    return Filled(est, samples, job.info())
+
+
+def sampling_window(window: tuple[int, int, int], grid: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The tile for sampling: the model's frames, and the whole of a spatial dim when it is at
+    most half as long again as the window (a convolutional or patch network takes any size), so
+    that the last tile is not a near-copy of the previous one."""
+    f, h, w = window
+    _, H, W = grid
+    return f, (H if H <= 1.5 * h else h), (W if W <= 1.5 * w else w)
+
+
+def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarray, np.ndarray],
+                 region: int) -> np.ndarray:
+    """(N, T, C, H, W) samples of an in-memory cube in normalised units ([CQ] Alg. 4 per tile,
+    see sample_window).
+
+    Tiles are visited in order; a tile's cells sampled by an earlier tile are held fixed with
+    each member's values. E_imp of a tile is the blended point estimate `est` there."""
+    card, den, stats = job.card, job.denoiser, job.stats
+    assert card is not None and stats is not None
+    cfg = card.preset.impute
+    N = job.samples
+    T, H, W = cube.grid.shape
+    device = next(den.parameters()).device
+    window = sampling_window(tuple(min(a, b) for a, b in zip(job.window, (T, H, W))), (T, H, W))
+    gap = ~cube.observed(cube.memory) & cube.valid[None, None]
+    tiles = [(i, tl) for i, tl in enumerate(plan_tiles((T, H, W), window, card.preset.window.overlap))
+             if gap[tl.t, :, tl.y, tl.x].any()]
+    samples = np.zeros((N, *cube.memory.shape), "float32")
+    done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
+    members = min(N, max(cfg.batch_size, 64))  # members of one tile go through the network together
+    sampler = job.context_sampler
+    pool = job.pool if job.pool is not None else np.ones((1, H, W), bool)
+    bar = tqdm(total=len(tiles), desc=f"sample x{N}", file=sys.stderr, disable=not job.progress, dynamic_ncols=True)
+    for i, tl in tiles:
+        b = read_tiles(cube, [tl], stats, sums)
+        e = est[tl.t, :, tl.y, tl.x]
+        x_imp = torch.from_numpy(np.where(np.isfinite(e), e, b.x_obs[0].numpy()))
+        fixed = torch.from_numpy(np.broadcast_to(done[tl.t, :, tl.y, tl.x], b.M[0].shape).copy()) & ~b.M[0]
+        new = sample_window(
+            den, b.x_obs[0].to(device), b.M[0].to(device), b.valid[0].to(device), x_imp.to(device),
+            sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
+            delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega,
+            generators=[member_generator(job.seed, i, m, region) for m in range(N)], batch_size=members,
+            sums=(b.S[0].to(device), b.N[0].to(device)), fixed=fixed.to(device),
+            fixed_values=torch.from_numpy(samples[:, tl.t, :, tl.y, tl.x]))
+        keep = done[tl.t, :, tl.y, tl.x]
+        samples[:, tl.t, :, tl.y, tl.x] = np.where(keep[None], samples[:, tl.t, :, tl.y, tl.x], new.numpy())
+        done[tl.t, :, tl.y, tl.x] = True
+        bar.update(1)
+    bar.close()
+    return samples

@@ -1,0 +1,115 @@
+"""impute: a gappy file -> the filled file. Orchestration only: check the options, open the
+cube (with the model, or train one on the file first), resolve the job once (`fill.make_job`),
+plan regions of bounded memory, and write the output atomically while an engine computes the
+regions (`fill.region_outputs`).
+
+Point estimate ([CQ] §3.3) and, with --samples N, N imputations by the multi-step solver
+([CQ] App. E) and their spread; see `fill` for how tiles are blended and sampled."""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import uuid
+from pathlib import Path
+
+import dask
+
+from impute_cli.checkpoint import load_model, resolve_model_dir
+from impute_cli.device import pick_device
+from impute_cli.errors import ImputeError
+from impute_cli.inference.engine import REGION_KEY, check_scheduler_options, compute_engine
+from impute_cli.inference.fill import cell_bytes, make_job, region_outputs
+from impute_cli.inference.loading import open_for_model
+from impute_cli.inference.solver import OMEGAS
+from impute_cli.io.dataset import open_dataset
+from impute_cli.io.stats import refuse_inf, summarise
+from impute_cli.io.tiling import plan_regions
+from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
+from impute_cli.options import ImputeOptions
+from impute_cli.training.train import train_for
+
+
+def parse_quantiles(text: str) -> tuple[float, float]:
+    """'0.05,0.95' -> (0.05, 0.95), checked."""
+    try:
+        lo, hi = (float(p) for p in text.split(","))
+    except ValueError:
+        raise ImputeError(f"--quantiles must be two probabilities LOW,HIGH such as 0.05,0.95, got '{text}'") from None
+    if not 0 < lo < hi < 1:
+        raise ImputeError(f"--quantiles must satisfy 0 < LOW < HIGH < 1, got '{text}'")
+    return lo, hi
+
+
+def check_sampling_options(opts: ImputeOptions) -> None:
+    """Refuse sampling options that contradict each other or are out of range."""
+    if opts.samples is not None and opts.samples < 1:
+        raise ImputeError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
+    if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None
+                                 or opts.quantiles is not None):
+        raise ImputeError("--save-samples, --steps, --omega and --quantiles are for sampling; add --samples N")
+    if opts.omega is not None and opts.omega not in OMEGAS:
+        raise ImputeError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
+    if opts.steps is not None and opts.steps < 1:
+        raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
+    check_context_ratio(opts.context_ratio)
+
+
+def check_context_ratio(ratio: float | None) -> None:
+    """--context-ratio must be a share of the observed cells, in (0, 1]."""
+    if ratio is not None and not 0 < ratio <= 1:
+        raise ImputeError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {ratio}")
+
+
+def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
+    """Fill the gaps of INP and write OUT, region by region in bounded memory (see `plan`);
+    trains a quick model on INP first without --model. A file with no gap to fill is copied
+    through (V_filled = V, zero spread) with a notice."""
+    check_output_path(out, inp, opts.overwrite)
+    check_sampling_options(opts)
+    check_scheduler_options(opts)
+    pick_device(opts.device)  # an unknown or absent device is refused before anything is read
+    ds = open_dataset(inp)
+    given, cube = open_for_model(str(inp), ds, opts.model, opts.variables, opts.static_mask)
+    card, den = given if given is not None else (None, None)
+    cube.load()  # small cubes are read once; large ones stay lazy and are read region by region
+    summary = summarise(cube)  # one streaming pass: sums, counts, Inf
+    refuse_inf(summary.n_inf)
+    gaps = summary.gaps()
+    with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
+        if not gaps.any():
+            opts.log("notice: the input has no gap to fill (every fillable cell is observed); "
+                     "writing it through unchanged")
+            card = den = None
+        elif card is None:
+            opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
+                     "(the method needs no complete data)")
+            model = train_for(inp, cube, opts, Path(tmp) / "model")
+            card, den = load_model(model)
+        job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=False),
+                       source=str(Path(inp).resolve()))
+    sampling = job.info()
+    if sampling is not None:
+        sampling["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
+    plan = plan_regions(cube.grid.shape, job.window, cell_bytes(len(cube.channels), job.samples, opts.save_samples),
+                        opts.region_bytes)
+    quantiles = opts.quantiles or (0.05, 0.95)
+    # One task per region, all reading the one job (shipped once to each Dask worker).
+    # A name of its own for each run, so that two runs on a shared scheduler never share a task
+    # (the file's layout does not depend on task names: see writer._write_netcdf).
+    name = f"{REGION_KEY}-{uuid.uuid4().hex}"
+    job_d = dask.delayed(job, name=f"impute-job-{name[-12:]}", traverse=False)  # never look inside (its cube is lazy)
+    regions = plan.regions()
+    parts = [dask.delayed(region_outputs, pure=True)(job_d, r, quantiles, opts.save_samples, dask_key_name=(name, r.index))
+             for r in regions]
+    ds = lazy_output(cube, plan, parts, opts.history, sampling=sampling, quantiles=quantiles,
+                     save_samples=opts.save_samples)
+    with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log,
+                        job.threads) as run:
+        write_atomic(ds, out, opts.overwrite, compute=run,
+                     together=[s.name for s in output_specs(cube, sampling, quantiles, opts.save_samples)])
+    c0 = [c for c, (v, _) in enumerate(cube.channel_sel) if v == cube.variables[0]]
+    n = int(gaps[c0].sum())
+    opts.log(f"wrote {out}: {n} cells of {cube.variables[0]} imputed"
+             + (f" (and {len(cube.variables) - 1} more variables)" if len(cube.variables) > 1 else ""))
+    return Path(out)

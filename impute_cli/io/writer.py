@@ -1,0 +1,346 @@
+"""writer: the input dataset, untouched, plus for each imputed variable V
+
+- `V_filled`: the point estimate in the gaps, the input's own values (bit for bit) elsewhere;
+- `V_imputed_flag`: 0 observed, 1 imputed, 2 missing but not to be filled (outside the static mask);
+- with samples: `V_std` (per-cell standard error of V_filled: the samples' RMS deviation from
+  it, CF modifier `standard_error`), `V_lower` / `V_upper` (the samples' quantiles, default 5 % and 95 %), all
+  zero-spread on observed cells, and with --save-samples `V_sample` (sample, time, ...);
+
+written to a temporary name beside OUT and renamed when complete (NetCDF or Zarr by OUT's
+extension); a `history` line records the command."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import dask
+import dask.array as dsa
+import numpy as np
+import xarray as xr
+
+from impute_cli import __version__
+from impute_cli.io.cube import Cube
+from impute_cli.errors import ImputeError, first_line
+from impute_cli.io.tiling import RegionPlan, Tile
+
+FLAG_OBSERVED, FLAG_IMPUTED, FLAG_NOT_FILLED = 0, 1, 2
+ZARR_ENCODING_KEYS = {"dtype", "scale_factor", "add_offset", "_FillValue", "units", "calendar"}
+NETCDF_DROP_KEYS = {"chunks", "preferred_chunks", "compressors", "filters", "serializer", "shards"}
+
+
+def output_format(out: str | Path) -> str:
+    suffix = Path(str(out).rstrip("/")).suffix.lower()
+    if suffix in (".nc", ".nc4", ".netcdf"):
+        return "netcdf"
+    if suffix == ".zarr":
+        return "zarr"
+    raise ImputeError(f"output '{out}' must end in .nc (NetCDF) or .zarr (Zarr)")
+
+
+def check_output_path(out: str | Path, inp: str | Path, overwrite: bool) -> None:
+    output_format(out)
+    o, i = Path(out), Path(inp)
+    if o.resolve() == i.resolve():
+        raise ImputeError("the output path is the input path; inputs are never modified: choose another OUT")
+    if o.exists() and not overwrite:
+        raise ImputeError(f"output '{out}' already exists; pass --overwrite to replace it or choose another name")
+    if not o.parent.exists():
+        raise ImputeError(f"the folder of output '{out}' does not exist; create it first")
+
+
+def channel_to_variable(cube: Cube, values: np.ndarray, var: str) -> np.ndarray:
+    """(T, C, H, W) channels of `var` back to the variable's own dim order."""
+    t, space = cube.grid.time_dim, cube.grid.file_dims  # (y, x), or (station,) for a series
+    values = cube.grid.to_file(values)  # a series drops its dummy y axis
+    idx = [c for c, (v, _) in enumerate(cube.channel_sel) if v == var]
+    da = cube.ds[var]
+    extra = [d for d in da.dims if d not in (t, *space)]
+    arr = values[:, idx].reshape(values.shape[0], *[da.sizes[d] for d in extra], *values.shape[2:])
+    order = (t, *extra, *space)
+    return np.transpose(arr, [order.index(d) for d in da.dims])
+
+
+SAMPLE_DIM = "sample"
+
+
+@dataclass(frozen=True)
+class VarSpec:
+    """One output variable, before its values: name, dims, dtype, attributes, encoding."""
+
+    name: str
+    source: str  # the input variable it derives from
+    dims: tuple[str, ...]
+    dtype: np.dtype
+    attrs: dict
+
+
+def _out_dtype(src: xr.DataArray) -> np.dtype:
+    return np.dtype(src.dtype if src.dtype.kind == "f" else "float64")
+
+
+def output_specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, float],
+                 save_samples: bool) -> list[VarSpec]:
+    """The variables impute adds, for each imputed variable V: V_filled, V_imputed_flag, and
+    with samples V_std, V_lower, V_upper (and V_sample)."""
+    specs = []
+    for v in cube.variables:
+        src = cube.ds[v]
+        dt = _out_dtype(src)
+        fname = f"{v}_imputed_flag"
+        attrs = {k: src.attrs[k] for k in ("standard_name", "units", "long_name") if k in src.attrs}
+        attrs["long_name"] = f"{attrs.get('long_name', v)} with gaps filled by impute-cli"
+        attrs["ancillary_variables"] = fname
+        attrs["comment"] = ("observed cells are the input's values bit for bit; gaps hold the diffusion "
+                            "model's ensemble single-step estimate (Zhou et al., eq. 10)")
+        specs.append(VarSpec(f"{v}_filled", v, src.dims, dt, attrs))  # attrs completed below with samples
+        flag_attrs = {"standard_name": f"{src.attrs['standard_name']} status_flag"} if "standard_name" in src.attrs else {}
+        specs.append(VarSpec(fname, v, src.dims, np.dtype("int8"), {
+            **flag_attrs,
+            "long_name": f"which cells of {v}_filled were imputed",
+            "flag_values": np.array([0, 1, 2], "int8"),
+            "flag_meanings": "observed imputed missing_not_filled",
+        }))
+        if sampling is None:
+            continue
+        n = sampling["samples"]
+        how = (f"{n} samples of the multi-step sampler (Zhou et al., App. E, Alg. 4; {sampling['steps']} steps, "
+               f"omega {sampling['omega']}, eta {sampling['eta']:g}, seed {sampling['seed']})") if "omega" in sampling \
+            else f"{n} samples: {sampling.get('note', '')}"
+        sn = src.attrs.get("standard_name")
+        units = {"units": src.attrs["units"]} if "units" in src.attrs else {}
+        long = src.attrs.get("long_name", v)
+        specs.append(VarSpec(f"{v}_std", v, src.dims, dt, {
+            **({"standard_name": f"{sn} standard_error"} if sn else {}), **units,
+            "long_name": f"standard error of {v}_filled (0 where observed)",
+            "comment": f"root-mean-square deviation from {v}_filled of {how}"}))
+        for q, word in ((quantiles[0], "lower"), (quantiles[1], "upper")):
+            specs.append(VarSpec(f"{v}_{word}", v, src.dims, dt, {
+                **units, "long_name": f"{q:.0%} quantile of the imputed {long} ({word} bound; observed value where observed)",
+                "quantile": q, "comment": f"empirical quantile of {how}"}))
+        if save_samples:
+            # CF 1.8 §2.4: dims other than T, Z, Y, X go to their left (CDO then skips this
+            # variable with a warning; V_std, V_lower and V_upper are what CDO users read)
+            specs.append(VarSpec(f"{v}_sample", v, (SAMPLE_DIM, *src.dims), dt, {
+                **units, "long_name": f"samples of the imputed {long} (observed value where observed)",
+                "comment": how}))
+        attrs["ancillary_variables"] = " ".join([fname, f"{v}_std", f"{v}_lower", f"{v}_upper"])
+        attrs["comment"] += f"; the spread of {n} samples is in {v}_std"
+    return specs
+
+
+def _isel(cube: Cube, box: Tile) -> dict[str, slice]:
+    """The file's dims for a box of the grid (a series has no y dim)."""
+    g = cube.grid
+    sel = {g.time_dim: box.t, g.x_dim: box.x}
+    if g.y_dim is not None:
+        sel[g.y_dim] = box.y
+    return sel
+
+
+def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, box: Tile,
+                  quantiles: tuple[float, float], save_samples: bool) -> dict[str, np.ndarray]:
+    """The values of every output variable over `box` of the grid, from the point estimate
+    `filled` (t, C, h, w) and the samples (N, t, C, h, w) of that box, in each variable's own
+    dim order. Observed cells are the input's values bit for bit, with zero spread."""
+    out_arrays: dict[str, np.ndarray] = {}
+    sel = _isel(cube, box)
+    space, valid_file = cube.grid.file_dims, cube.grid.to_file(cube.valid[box.y, box.x])
+    for v in cube.variables:
+        src = cube.ds[v].isel(sel)
+        orig = np.asarray(src.values)
+        dt = _out_dtype(src)
+        pred = channel_to_variable(cube, filled, v).astype(dt)
+        valid = xr.DataArray(valid_file, dims=space).broadcast_like(src).transpose(*src.dims).values
+        observed = np.isfinite(orig) if orig.dtype.kind == "f" else np.ones(orig.shape, bool)
+        out = np.where(observed, orig, np.where(valid, pred, np.nan)).astype(dt)
+        out_arrays[f"{v}_filled"] = out
+        out_arrays[f"{v}_imputed_flag"] = np.where(observed, FLAG_OBSERVED,
+                                                   np.where(valid, FLAG_IMPUTED, FLAG_NOT_FILLED)).astype("int8")
+        if samples is None:
+            continue
+        per = np.stack([channel_to_variable(cube, x, v) for x in samples]).astype(dt)  # (N, *src.dims)
+        per = np.where(observed[None], out[None], per)  # observed cells: the input's values in every sample
+        # the standard error of V_filled as the samples see it: their RMS deviation from the point
+        # estimate (the samples' own mean can sit away from it, and that is uncertainty too)
+        std = np.sqrt(((per - out[None]) ** 2).mean(axis=0))
+        lo, hi = np.quantile(per, quantiles, axis=0).astype(dt)
+        out_arrays[f"{v}_std"] = np.where(observed, 0, std).astype(dt)
+        out_arrays[f"{v}_lower"] = np.where(observed, out, lo)
+        out_arrays[f"{v}_upper"] = np.where(observed, out, hi)
+        if save_samples:
+            out_arrays[f"{v}_sample"] = per
+    return out_arrays
+
+
+def _attach(ds: xr.Dataset, spec: VarSpec, values) -> None:
+    """Add a variable with the source's coordinates and its encoding (NaN fill for floats)."""
+    src = ds[spec.source]
+    coords = {k: c for k, c in src.coords.items() if set(c.dims) <= set(spec.dims)}
+    ds[spec.name] = xr.DataArray(values, dims=spec.dims, coords=coords, attrs=dict(spec.attrs))
+    if spec.dtype.kind == "f":
+        ds[spec.name].encoding = {"_FillValue": np.array(np.nan, dtype=spec.dtype), "dtype": spec.dtype}
+    else:
+        ds[spec.name].encoding = {"_FillValue": None, "dtype": spec.dtype}
+
+
+def _finish(ds: xr.Dataset, cube: Cube, history: str, sampling: dict | None) -> xr.Dataset:
+    if sampling is not None and sampling.get("samples"):
+        ds.coords[SAMPLE_DIM] = xr.DataArray(np.arange(sampling["samples"], dtype="int32"), dims=SAMPLE_DIM, attrs={
+            "standard_name": "realization", "units": "1", "long_name": "sample number"})
+    if sampling is not None:
+        ds.attrs["impute_cli_model"] = str(sampling.get("model", ""))
+        ds.attrs["impute_cli_sampler"] = ", ".join(f"{k}={val}" for k, val in sampling.items() if k != "model")
+    prev = ds.attrs.get("history", "")
+    ds.attrs["history"] = f"{utc_stamp()}: {history} (impute-cli {__version__})" + (f"\n{prev}" if prev else "")
+    return ds
+
+
+def build_output(cube: Cube, filled: np.ndarray, history: str, *, samples: np.ndarray | None = None,
+                 sampling: dict | None = None, quantiles: tuple[float, float] = (0.05, 0.95),
+                 save_samples: bool = False) -> xr.Dataset:
+    """The output dataset in memory: every input variable unchanged, plus V_filled and
+    V_imputed_flag, and with `samples` (N, T, C, H, W) the spread variables."""
+    ds = cube.ds.copy()
+    T, H, W = cube.grid.shape
+    sampling = sampling if samples is not None else None
+    arrays = output_arrays(cube, filled, samples, Tile(slice(0, T), slice(0, H), slice(0, W)), quantiles,
+                           save_samples and sampling is not None)
+    for spec in output_specs(cube, sampling, quantiles, save_samples):
+        _attach(ds, spec, arrays[spec.name])
+    return _finish(ds, cube, history, sampling)
+
+
+def lazy_output(cube: Cube, plan: RegionPlan, parts: list, history: str, *, sampling: dict | None,
+                quantiles: tuple[float, float], save_samples: bool) -> xr.Dataset:
+    """The output dataset with every new variable a Dask array whose chunks are the regions of
+    `plan`: `parts[i]` is a dask Delayed giving `output_arrays` of region i. Nothing is computed
+    here; writing the dataset computes one region at a time (or on a cluster's workers)."""
+    ds = cube.ds.copy()
+    g = cube.grid
+    nt, ny, nx = plan.counts
+    axis_of = {g.time_dim: 0, g.x_dim: 2, **({g.y_dim: 1} if g.y_dim is not None else {})}
+    for spec in output_specs(cube, sampling, quantiles, save_samples):
+        sizes = {d: (sampling["samples"] if d == SAMPLE_DIM else ds.sizes[d]) for d in spec.dims}
+
+        def piece(idx: tuple[int, int, int], spec: VarSpec = spec, sizes: dict = sizes):
+            shape = tuple(plan.chunks(axis_of[d])[idx[axis_of[d]]] if d in axis_of else sizes[d] for d in spec.dims)
+            region = parts[(idx[0] * ny + idx[1]) * nx + idx[2]]
+            return dsa.from_delayed(region[spec.name], shape, dtype=spec.dtype)
+
+        def nest(level: int, idx: list[int | None], spec: VarSpec = spec):
+            if level == len(spec.dims):
+                return piece(tuple(i or 0 for i in idx))
+            d = spec.dims[level]
+            if d not in axis_of:
+                return [nest(level + 1, idx)]
+            a = axis_of[d]
+            return [nest(level + 1, idx[:a] + [k] + idx[a + 1:]) for k in range(plan.counts[a])]
+
+        _attach(ds, spec, dsa.block(nest(0, [None, None, None])))
+    return _finish(ds, cube, history, sampling)
+
+
+def utc_stamp() -> str:
+    """The time written into `history` and model cards: now, or SOURCE_DATE_EPOCH when set (the
+    reproducible-builds convention), so that a rerun can give a byte-identical file."""
+    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    t = time.gmtime(int(epoch)) if epoch and epoch.isdigit() else time.gmtime()
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
+
+
+def _encodings(ds: xr.Dataset, fmt: str) -> None:
+    """Keep each variable's on-disk encoding (packing, fill value) where the format takes it.
+    A `missing_value` that conflicts with `_FillValue` (xarray decodes both to NaN) keeps the
+    file's `missing_value` and drops the NaN `_FillValue` xarray added."""
+    for v in ds.variables.values():
+        enc = dict(v.encoding)
+        fill, miss = enc.get("_FillValue"), enc.get("missing_value")
+        if fill is None or (miss is not None and not np.array_equal(fill, miss, equal_nan=True)):
+            enc["_FillValue"] = None  # add no fill value the input did not have
+        if fmt == "zarr":
+            enc = {k: val for k, val in enc.items() if k in ZARR_ENCODING_KEYS}
+        else:
+            enc = {k: val for k, val in enc.items() if k not in NETCDF_DROP_KEYS}
+        v.encoding = enc
+
+
+def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool,
+                 compute: Callable[[Any], None] | None = None, together: list[str] | None = None) -> None:
+    """Write to a temporary name in OUT's folder, then rename: OUT appears only when complete.
+    Dask-backed variables are computed while writing, chunk by chunk, by `compute` (default:
+    dask's own scheduler; see `engine`). `together` names variables computed from shared
+    tasks (impute's regions); a NetCDF output stages them first (see _write_netcdf)."""
+    out = Path(str(out).rstrip("/"))
+    fmt = output_format(out)
+    _encodings(ds, fmt)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    _umask_permissions(tmp)  # mkdtemp makes it 0700: Dask workers running as another user write here too
+    target = tmp / out.name
+    run = compute or dask.compute
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                if fmt == "zarr":
+                    run(ds.to_zarr(target, mode="w", consolidated=True, compute=False))
+                else:
+                    _write_netcdf(ds, target, tmp / "stage.zarr", run, together or [])
+            except (ValueError, TypeError, OSError, RuntimeError) as e:
+                raise ImputeError(f"could not write '{out}' ({first_line(e)}); nothing was written") from None
+        if out.exists():
+            if not overwrite:
+                raise ImputeError(f"output '{out}' appeared while writing; pass --overwrite or choose another name")
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(target, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask_permissions(path: Path) -> None:
+    """Give a folder the permissions a plain mkdir would (0777 less the umask)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o777 & ~mask)
+
+
+def _write_netcdf(ds: xr.Dataset, target: Path, stage: Path, run: Callable[[Any], None],
+                  together: list[str]) -> None:
+    """NetCDF in bounded memory and in a fixed order. HDF5 lays a variable out where it is
+    first written, so several dask variables written in one go land in an order dask picks by
+    task names, and two identical runs would differ in bytes. So: (1) the `together` variables,
+    whose chunks come from shared tasks, are computed once into a Zarr store beside the target
+    (chunk files: order does not matter; on a cluster the workers write them); (2) the file is
+    made with the coordinates and in-memory variables; (3) each dask variable is appended in
+    the dataset's order, read from the stage or the input chunk by chunk, in this process."""
+    lazy = [str(k) for k, v in ds.data_vars.items() if isinstance(v.data, dsa.Array)]
+    staged = None
+    if together:
+        part = xr.Dataset({k: xr.Variable(ds[k].dims, ds[k].data, encoding={"dtype": ds[k].dtype})
+                           for k in together})
+        for k in together:  # NaN is the fill value of the float outputs; the int8 flag has none
+            if ds[k].dtype.kind == "f":
+                part[k].encoding["_FillValue"] = np.array(np.nan, ds[k].dtype)
+        run(part.to_zarr(stage, mode="w", compute=False, consolidated=False))
+        staged = xr.open_zarr(stage, consolidated=False)
+    ds.drop_vars(lazy).to_netcdf(target)
+    if "coordinates" not in ds.attrs:  # with no data variable left, xarray keeps the auxiliary
+        import netCDF4  # coordinates in a global 'coordinates' attribute, which CF does not define
+        with netCDF4.Dataset(target, "a") as nc:
+            if "coordinates" in nc.ncattrs():
+                nc.delncattr("coordinates")
+    with dask.config.set(scheduler="synchronous"):
+        for k in lazy:
+            v = ds[k].variable
+            data = staged[k].data if staged is not None and k in together else v.data
+            var = xr.Variable(v.dims, data, v.attrs, dict(v.encoding))
+            aux = [str(c) for c in ds[k].coords if c not in ds[k].dims]
+            if aux and "coordinates" not in var.attrs:
+                var.encoding["coordinates"] = " ".join(aux)
+            xr.Dataset({k: var}).to_netcdf(target, mode="a")

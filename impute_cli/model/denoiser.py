@@ -1,0 +1,82 @@
+"""denoiser: noise scaling around the network. x_θ(t, M_ctx ⊙ x_t, M_ctx) -> x0 ([CQ] Alg. 1).
+
+VP schedule of the authors' code: alpha_t = exp(-t^2 (β_max-β_min)/4 - t β_min/2),
+sigma_t = sqrt(1 - alpha_t^2). The network sees only the context values, the context mask,
+the static 'fillable' mask and the noise level; never the query mask."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from impute_cli.config import DiffusionConfig
+
+
+class VPSchedule:
+    def __init__(self, cfg: DiffusionConfig) -> None:
+        self.cfg = cfg
+
+    def alpha(self, t: torch.Tensor) -> torch.Tensor:
+        c = self.cfg
+        return torch.exp(-0.25 * t**2 * (c.beta_max - c.beta_min) - 0.5 * t * c.beta_min)
+
+    def sigma(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt(1.0 - self.alpha(t) ** 2)
+
+
+def push_pull_fill(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """A smooth first guess everywhere from the masked values, per image: (N, 1, h, w) -> same.
+
+    Push-pull (pyramid) interpolation (Gortler et al. 1996, "The Lumigraph", §3.6): "push"
+    averages values and coverage into coarser and coarser cells (2 x 2 average pooling of
+    m ⊙ v and of m); "pull" goes back from the coarsest level, where a cell of the finer level
+    keeps its own average in proportion to its coverage and takes the upsampled coarser value
+    for the rest. Observed cells keep their values; gaps get a smooth fill from their
+    surroundings at the scale of the gap. Images with no observed cell give zeros."""
+    v, m = values * mask, mask
+    vs, ms = [v], [m]
+    while max(vs[-1].shape[-2:]) > 1:
+        vs.append(F.avg_pool2d(vs[-1], 2, ceil_mode=True))
+        ms.append(F.avg_pool2d(ms[-1], 2, ceil_mode=True))
+    est = vs[-1] / ms[-1].clamp_min(1e-6)
+    for v_l, m_l in zip(reversed(vs[:-1]), reversed(ms[:-1])):
+        up = F.interpolate(est, size=v_l.shape[-2:], mode="bilinear", align_corners=False)
+        own = v_l / m_l.clamp_min(1e-6)
+        est = torch.where(m_l > 0, m_l * own + (1 - m_l) * up, up)
+    return est
+
+
+class Denoiser(nn.Module):
+    """Wraps the network: builds its input [M_ctx ⊙ x_t, M_ctx, valid, climatology, prefill]
+    and conditions it on c_noise = log(sigma_t / alpha_t) / 4. Output: the x0 estimate,
+    (B, F, C, h, w). `clim` (B, 2C, h, w) is `batches.context_climatology`, when the network
+    takes it. With `prefill`, the network also gets the push-pull interpolation of each frame's
+    context values (a fixed function of what it already sees: it need not learn to
+    interpolate smooth fields, only to improve on that guess)."""
+
+    def __init__(self, net: nn.Module, schedule: VPSchedule, climatology: bool = True, prefill: bool = False) -> None:
+        super().__init__()
+        self.net = net
+        self.schedule = schedule
+        self.climatology = climatology
+        self.prefill = prefill
+
+    def forward(self, x_t: torch.Tensor, M_ctx: torch.Tensor, valid: torch.Tensor, t: torch.Tensor,
+                clim: torch.Tensor | None = None) -> torch.Tensor:
+        B, Fr, C, h, w = x_t.shape
+        m = M_ctx.to(x_t.dtype)
+        parts = [(m * x_t).reshape(B, Fr * C, h, w), m.reshape(B, Fr * C, h, w),
+                 valid.to(x_t.dtype).reshape(B, 1, h, w)]
+        if self.climatology:
+            parts.append(clim.to(x_t.dtype) if clim is not None else x_t.new_zeros(B, 2 * C, h, w))
+        if self.prefill:
+            parts.append(push_pull_fill(x_t.reshape(B * Fr * C, 1, h, w), m.reshape(B * Fr * C, 1, h, w))
+                         .reshape(B, Fr * C, h, w))
+        inp = torch.cat(parts, dim=1)
+        c_noise = torch.log(self.schedule.sigma(t) / self.schedule.alpha(t)) / 4
+        return self.net(inp, c_noise).reshape(B, Fr, C, h, w)
+
+
+def in_channels(frames: int, channels: int, climatology: bool, prefill: bool = False) -> int:
+    return 2 * frames * channels + 1 + (2 * channels if climatology else 0) + (frames * channels if prefill else 0)

@@ -1,0 +1,94 @@
+"""options: what each command accepts, as keyword-only dataclasses the CLI fills in and the
+library functions take. What several commands share is written once, in the base classes:
+`RunOptions` (every command) and `FillOptions` (the commands that impute: `impute`, `evaluate`,
+and the resampling of `confidence --calibrate`)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REGION_BYTES = 512 * 1024**2  # default working memory of one imputation region
+
+
+def to_stderr(msg: str) -> None:
+    """The default log: one line on stderr."""
+    print(msg, file=sys.stderr)
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """Options of every command."""
+
+    variables: list[str] | None = None  # None: every floating variable on the main grid
+    seed: int = 0
+    device: str = "auto"
+    overwrite: bool = False
+    progress: bool = True
+    log: Callable[[str], None] = field(default=to_stderr)
+
+
+@dataclass(kw_only=True)
+class TrainOptions(RunOptions):
+    preset: str = "quick"
+    mask_pattern: str | None = None  # None: the preset's
+    steps: int | None = None  # None: the preset's
+    out: Path | None = None  # None: models/<data>-<preset>
+    resume: bool = False
+    static_mask: str | None = None
+    seed: int | None = None  # None: the preset's train.seed
+    context_ratio: float | None = None
+    query: str | None = None
+    query_ratio: float | None = None
+    block_sizes: list[int] | None = None
+
+
+@dataclass(kw_only=True)
+class FillOptions(RunOptions):
+    """How to impute: the model (or how to train one when none is given) and the estimate's
+    and samples' settings. None takes the model preset's value."""
+
+    model: str | None = None
+    static_mask: str | None = None
+    preset: str = "quick"  # for the model trained first when no model is given
+    mask_pattern: str | None = None  # for that model
+    train_steps: int | None = None  # for that model
+    ensemble: int | None = None  # context masks K averaged per estimate
+    context_ratio: float | None = None  # share of observed cells a member sees; None: [CQ] App. G.3
+    samples: int | None = None  # N samples by the multi-step solver; None: point estimate only
+    steps: int | None = None  # solver steps per sample
+    omega: str | None = None  # weight on E_diff in [CQ] eq. 28
+
+
+@dataclass(kw_only=True)
+class ImputeOptions(FillOptions):
+    quantiles: tuple[float, float] | None = None  # V_lower/V_upper; default (0.05, 0.95)
+    save_samples: bool = False
+    history: str = "impute-cli impute"
+    scheduler: str | None = None  # a Dask scheduler address: regions run on its workers
+    workers: int | None = None  # a local Dask cluster of this many worker processes
+    region_bytes: int = REGION_BYTES  # working memory of one region (see io.tiling.plan_regions)
+
+
+@dataclass(kw_only=True)
+class EvaluateOptions(FillOptions):
+    holdout: str = "cloud"
+    fraction: float = 0.2
+    levels: tuple[float, ...] = (0.5, 0.9)
+    baselines: list[str] | None = None  # None: all
+    report: str | None = None  # folder for the Markdown report and figures
+    keep: str | None = None  # folder for gappy.nc, truth.nc, filled.nc and the model trained here
+    command: str = "impute-cli evaluate"
+
+
+@dataclass(kw_only=True)
+class ConfidenceOptions(RunOptions):
+    level: float = 0.9
+    group: str = "time"  # 'time', 'all', or a number of time steps per region
+    truth: str | None = None
+    calibrate: bool = False
+    model: str | None = None
+    calibration_frames: int = 256  # time steps hidden and resampled for --calibrate
+    history: str = "impute-cli confidence"

@@ -1,0 +1,303 @@
+"""train: [CQ] Algorithm 1 -- a conditional diffusion model trained on incomplete data only.
+
+Per batch: draw t ~ U(t_min, 1) and ε; noise the observed cells, x_obs,t = M ⊙ (α_t x_obs + σ_t ε)
+(Alg. 1 line 4); draw M_ctx, M_qry ⊆ M with the structure of the gaps (line 5, Principle 1);
+predict x̂ = x_θ(t, M_ctx ⊙ x_obs,t, M_ctx) (line 6); loss ‖M_qry ⊙ (x̂ − x_obs)‖² (line 7).
+No complete sample is ever used."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from impute_cli.model.batches import TileBatch, context_climatology, tile_batch
+from impute_cli.model.symmetry import augment_batch
+from impute_cli.options import FillOptions, TrainOptions
+from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
+                         save_state)
+from impute_cli.config import Preset, from_dict, load_preset, models_home
+from impute_cli.masks.context_query import ContextSampler, query_mask
+from impute_cli.masks.observation import choose_pattern, pool_from_cube
+from impute_cli.io.cube import Cube
+from impute_cli.io.dataset import open_cube
+from impute_cli.io.stats import Stats, Summary, summarise
+from impute_cli.device import autocast, pick_device
+from impute_cli.errors import ImputeError
+from impute_cli.training.distributed import Ranks
+from impute_cli.training.loss import draw_t, per_cell_loss
+from impute_cli.io.tiling import random_tile, window_shape
+from impute_cli.io.writer import utc_stamp
+
+MIN_OBSERVED = 0.02  # windows with fewer observed cells than this are redrawn
+
+
+def resolve_preset(opts: TrainOptions) -> Preset:
+    """The preset with the command-line overrides applied (and re-checked)."""
+    p = load_preset(opts.preset)
+    mask = p.mask
+    over = {k: v for k, v in (("pattern", opts.mask_pattern), ("context_ratio", opts.context_ratio),
+                              ("query", opts.query), ("query_ratio", opts.query_ratio),
+                              ("block_sizes", opts.block_sizes)) if v is not None and v != []}
+    if over:
+        mask = replace(mask, **over)
+    train = p.train
+    if opts.steps is not None:
+        train = replace(train, steps=opts.steps)
+    if opts.seed is not None:
+        train = replace(train, seed=opts.seed)
+    return replace(p, mask=mask, train=train)
+
+
+def sample_batch(cube: Cube, stats: Stats, window: tuple[int, int, int], n: int, rng: np.random.Generator,
+                 sums: tuple[np.ndarray, np.ndarray]) -> TileBatch:
+    """n random windows with enough observed cells (after 20 tries, the last one drawn). Each
+    window is read once, lazily: its observed fraction comes from its own values, so no mask of
+    the whole cube is ever held."""
+    tiles, raws = [], []
+    for _ in range(n):
+        for _attempt in range(20):
+            tile = random_tile(cube.grid.shape, window, rng)
+            raw = cube.read(tile.t, tile.y, tile.x)
+            if cube.observed(raw, tile.y, tile.x).mean() >= MIN_OBSERVED:
+                break
+        tiles.append(tile)
+        raws.append(raw)
+    return tile_batch(cube, tiles, raws, stats, sums)
+
+
+def summarise_ranks(cube: Cube, ranks: Ranks) -> Summary:
+    """The cube's `Summary`; under torchrun each rank reads its share of the time steps and
+    the sums are added up, so the streaming pass takes 1/K of the time and every rank ends
+    with the same bits."""
+    if not ranks.distributed:
+        return summarise(cube)
+    T = cube.grid.shape[0]
+    lo, hi = T * ranks.rank // ranks.world_size, T * (ranks.rank + 1) // ranks.world_size
+    part = summarise(dataclasses.replace(cube, data=cube.data[lo:hi]))
+    n_inf = int(ranks.sum(np.array([part.n_inf], "int64"))[0])
+    return dataclasses.replace(part, S=ranks.sum(part.S), N=ranks.sum(part.N), s2=ranks.sum(part.s2),
+                               n_inf=n_inf, T=T)
+
+
+def lr_at(step: int, preset: Preset) -> float:
+    """Linear warm-up, then cosine decay to 10 % of the peak."""
+    tc = preset.train
+    if step < tc.warmup:
+        return tc.lr * (step + 1) / tc.warmup
+    prog = (step - tc.warmup) / max(1, tc.steps - tc.warmup)
+    return tc.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(prog, 1.0))))
+
+
+def train_model(data: str | Path, opts: TrainOptions) -> Path:
+    """Train on the file's observed cells and write a model folder; returns its path.
+
+    Under `torchrun --nproc-per-node K` the K processes train one model with
+    DistributedDataParallel (see `distributed`): each draws its own windows, ceil(batch_size / K) a
+    step, gradients are averaged, and rank 0 alone writes the folder and talks to the user."""
+    preset = resolve_preset(opts)
+    ranks = Ranks.from_env(pick_device(opts.device))
+    try:
+        return _train(data, opts, preset, ranks)
+    finally:
+        ranks.close()
+
+
+def train_for(data: str | Path, cube: Cube, opts: FillOptions, out: Path, overwrite: bool = False) -> Path:
+    """The model that `impute` and `evaluate` train first when no model is given: the options'
+    preset, context strategy and training steps, on the cube's variables and static mask."""
+    return train_model(data, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern, steps=opts.train_steps,
+                                          out=out, overwrite=overwrite, variables=cube.variables,
+                                          static_mask=cube.static_mask_var, device=opts.device, seed=opts.seed,
+                                          progress=opts.progress, log=opts.log))
+
+
+def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -> Path:
+    log = opts.log if ranks.main else _silent
+    cube = open_cube(data, opts.variables, opts.static_mask)
+    out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
+    _check_out(out, opts)
+    state = load_state(out / TRAIN_STATE) if opts.resume else None
+    ranks.barrier()  # every rank has looked at the folder before rank 0 changes it
+    if opts.resume and ranks.main:  # a write cut short by a kill leaves its temporary file (atomic_write_bytes)
+        for stale in out.glob(".*.tmp"):
+            stale.unlink(missing_ok=True)
+    if state is not None:  # the resumed run keeps its own resolved config (steps may be raised)
+        preset = from_dict(Preset, state["preset"], f"{out / TRAIN_STATE} preset")
+        if opts.steps is not None:
+            preset = replace(preset, train=replace(preset.train, steps=opts.steps))
+    # One streaming pass gives the normalisation, the climatology input and the observed
+    # fraction; nothing of the size of the cube is held unless `load` finds it small.
+    summary = summarise_ranks(cube, ranks)
+    stats = summary.stats(cube.channels)
+    cube.load()
+    sums = summary.climatology_sums(stats)
+    window = window_shape(cube.grid.shape, preset.window.frames, preset.window.height, preset.window.width)
+
+    # Step 0: the context/query strategy that matches the gap pattern ([CQ] Principle 1).
+    pool = None
+    if state is not None:  # the resumed run keeps the strategy it chose
+        requested, reason = state["mask_requested"], state["mask_reason"]
+        pattern = preset.mask.pattern
+        if state["channels"] != cube.channels:
+            raise ImputeError(f"the training in {out} is on {', '.join(state['channels'])}, this file gives "
+                              f"{', '.join(cube.channels)}; resume on the same data (and --var)")
+    elif (requested := preset.mask.pattern) == "auto":
+        pool = pool_from_cube(cube, window[0])
+        pattern, reason = choose_pattern(pool, cube.valid)
+        log(f"mask pattern 'auto' chose '{pattern}': {reason}")
+    else:
+        pattern, reason = requested, "chosen by the user"
+    preset = replace(preset, mask=replace(preset.mask, pattern=pattern))
+    if pattern == "empirical" and pool is None:
+        pool = pool_from_cube(cube, window[0])
+    sampler = ContextSampler(pattern, preset.mask.block_sizes, pool if pattern == "empirical" else None)
+
+    if state is None and ranks.main:  # only now, with the data checked, is the model folder (re)made
+        if out.exists() and opts.overwrite:
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+    ranks.barrier()  # no rank goes on while rank 0 is making the folder
+    device = ranks.device
+    with torch.random.fork_rng(devices=[]):  # initial weights from --seed, not torch's global RNG
+        torch.manual_seed(preset.train.seed)
+        den = build_denoiser(_card_stub(preset, cube, window)).to(device)
+    ema = copy.deepcopy(den).eval()
+    for p_ in ema.parameters():
+        p_.requires_grad_(False)
+    opt = torch.optim.AdamW(den.parameters(), lr=preset.train.lr, weight_decay=0.0)
+    start, loss_avg, seconds = 0, None, 0.0
+    if state is not None:
+        den.net.load_state_dict(state["net"])
+        ema.net.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        start, loss_avg, seconds = int(state["step"]), float(state["loss_avg"]), float(state["seconds"])
+        log(f"resuming from step {start} of {preset.train.steps} ({out / TRAIN_STATE})")
+        if (before := int(state.get("world_size", 1))) != ranks.world_size:
+            log(f"the checkpoint was written by {before} process(es), this run has {ranks.world_size}: "
+                "training goes on, but draws other windows than an uninterrupted run would")
+    model = _parallel(den, ranks)
+
+    tc = preset.train
+    per_rank = -(-tc.batch_size // ranks.world_size)  # the global batch stays the preset's (or just above)
+    schedule = den.schedule
+    bar = tqdm(total=tc.steps, initial=start, desc="train", file=sys.stderr,
+               disable=not (opts.progress and ranks.main), dynamic_ncols=True)
+    t_begin = time.perf_counter()
+    for step in range(start, tc.steps):
+        rng = np.random.default_rng(step_seed(tc.seed, step, ranks))
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        b = augment_batch(sample_batch(cube, stats, window, per_rank, rng, sums), preset.train.augment, rng)
+        x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
+        B = x_obs.shape[0]
+        # Alg. 1 line 3: t ~ U(t_min, 1), ε ~ N(0, I)
+        t = draw_t(B, preset, gen).to(device)
+        eps = torch.randn(x_obs.shape, generator=gen).to(device)
+        a, s = schedule.alpha(t)[:, None, None, None, None], schedule.sigma(t)[:, None, None, None, None]
+        # Alg. 1 line 4: x_obs,t = M ⊙ (α_t x_obs + σ_t ε)
+        x_t = M * (a * x_obs + s * eps)
+        # Alg. 1 line 5: M_ctx, M_qry ⊆ M, sampled to satisfy Principle 1
+        M_ctx = sampler(M, preset.mask.context_ratio, gen)
+        M_qry = query_mask(M, M_ctx, preset.mask, gen)
+        # Alg. 1 line 6: x̂ = x_θ(t, M_ctx ⊙ x_obs,t, M_ctx)
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, preset)
+        clim = context_climatology(b.S.to(device), b.N.to(device), x_obs, M, M_ctx)
+        with autocast(device):
+            x_hat = model(x_t, M_ctx, valid, t, clim)
+        # Alg. 1 line 7: per-cell loss, reduced over query cells only (each sample weighted
+        # by min(SNR_t, γ) / γ when the preset asks for Min-SNR-γ; otherwise by 1)
+        per_cell = per_cell_loss(x_hat, x_obs, a, s, preset.diffusion.min_snr_gamma)
+        loss = (per_cell * M_qry).sum() / M_qry.sum().clamp(min=1)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()  # under DDP the gradients arrive averaged over the ranks
+        torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
+        opt.step()
+        decay = min(tc.ema, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for pe, p_ in zip(ema.parameters(), den.parameters()):
+                pe.lerp_(p_, 1 - decay)
+        lv = ranks.mean(float(loss.detach()))  # every rank keeps the same running loss
+        loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_avg:.4f}")
+        done = step + 1
+        if ranks.main and (done % tc.checkpoint_every == 0 or done == tc.steps):
+            save_state(out / TRAIN_STATE, {"net": den.net.state_dict(), "ema": ema.net.state_dict(),
+                                           "opt": opt.state_dict(), "step": done, "preset": preset.to_dict(),
+                                           "channels": cube.channels, "mask_requested": requested,
+                                           "mask_reason": reason, "loss_avg": loss_avg,
+                                           "seconds": seconds + time.perf_counter() - t_begin,
+                                           "world_size": ranks.world_size})
+    bar.close()
+    seconds += time.perf_counter() - t_begin
+    card = _card_stub(preset, cube, window)
+    card.normalisation = stats.to_dict()
+    card.mask_strategy = {"requested": requested, "pattern": pattern, "reason": reason,
+                          "context_ratio": preset.mask.context_ratio, "query": preset.mask.query,
+                          "query_ratio": preset.mask.query_ratio, "missdiff": preset.mask.is_missdiff,
+                          # fraction of fillable cells the network sees as context ([CQ] App. G.3)
+                          "context_input_fraction": summary.observed_fraction * preset.mask.context_ratio}
+    card.training = {"data": str(data), "steps": tc.steps, "final_loss": loss_avg,
+                     "seconds": round(seconds, 1), "device": str(device), "world_size": ranks.world_size,
+                     "finished": utc_stamp()}
+    if ranks.main:
+        save_model(out, card, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
+        log(f"model written to {out} ({tc.steps} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device}"
+            + (f", {ranks.world_size} processes" if ranks.distributed else "") + ")")
+    ranks.barrier()  # the model is whole before any rank returns
+    return out
+
+
+def step_seed(seed: int, step: int, ranks: Ranks) -> list[int]:
+    """The seed of one step's draws: a resumed run draws exactly what an uninterrupted one
+    would, and under torchrun each rank draws its own windows (one process keeps the seeds
+    it always had, so its models do not change)."""
+    return [seed, step] if not ranks.distributed else [seed, step, ranks.rank]
+
+
+def _parallel(den: torch.nn.Module, ranks: Ranks) -> torch.nn.Module:
+    """The module the training step calls: DDP around the denoiser under torchrun (it averages
+    the gradients in backward), the denoiser itself otherwise."""
+    if not ranks.distributed:
+        return den
+    from torch.nn.parallel import DistributedDataParallel
+    ids = [ranks.device.index] if ranks.device.type == "cuda" else None
+    return DistributedDataParallel(den, device_ids=ids)
+
+
+def _silent(_msg: str) -> None:
+    """The log of ranks other than 0: one voice per job."""
+
+
+def _card_stub(preset: Preset, cube: Cube, window: tuple[int, int, int]) -> ModelCard:
+    return ModelCard(preset=preset, variables=cube.variables, channels=cube.channels, units=cube.units,
+                     grid=cube.grid.describe(), window=list(window), normalisation={}, mask_strategy={},
+                     training={}, static_mask_var=cube.static_mask_var)
+
+
+def _check_out(out: Path, opts: TrainOptions) -> None:
+    if opts.resume:
+        if not (out / TRAIN_STATE).exists():
+            raise ImputeError(f"nothing to resume: {out / TRAIN_STATE} does not exist; drop --resume")
+        return
+    if out.exists() and not out.is_dir():
+        raise ImputeError(f"'{out}' is a file; give a folder for the model with --out")
+    if out.exists() and any(out.iterdir()):
+        is_model = (out / CARD).exists() or (out / TRAIN_STATE).exists()
+        if not is_model:  # --overwrite never deletes a folder that is not a model
+            raise ImputeError(f"'{out}' is a folder that is not an impute-cli model and is not empty; "
+                              "give --out a new or empty folder")
+        if not opts.overwrite:
+            what = "a model" if (out / CARD).exists() else "an unfinished training"
+            raise ImputeError(f"'{out}' already holds {what}; use --resume to continue it, --overwrite "
+                              "to replace it, or --out for another folder")
