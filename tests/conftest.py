@@ -68,7 +68,10 @@ def assert_one_error_line(result, *fragments: str) -> str:
 
 
 def listing(folder: Path) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    """The names in `folder`, sorted. The folder must exist: a command that removed it must not
+    pass for having left it empty."""
+    assert Path(folder).is_dir(), f"{folder} is not a folder (was it removed?)"
+    return sorted(p.name for p in Path(folder).iterdir())
 
 
 @pytest.fixture(autouse=True)

@@ -165,8 +165,8 @@ def test_malformed_headers_are_refused_cleanly(tmp_path, fmt, data):
 
 
 def test_a_header_that_crashed_netcdf_c_is_refused(tmp_path):
-    """Found by the fuzz above: a classic header claiming 2 046 820 355 dimensions made
-    netCDF-C crash the process (segmentation fault) before impute-cli checked headers itself."""
+    """A case of the fuzz above, kept: a classic header claiming 2 046 820 355 dimensions, which
+    makes netCDF-C crash the process (segmentation fault) unless the header is checked first."""
     blob = bytearray(_small_file(tmp_path / "good.nc", "NETCDF3_CLASSIC"))
     blob[12] = 0x7A  # the high byte of the dimension count
     bad = tmp_path / "bad.nc"
@@ -176,8 +176,8 @@ def test_a_header_that_crashed_netcdf_c_is_refused(tmp_path):
 
 
 def test_a_variable_that_uses_a_dimension_twice_is_refused(tmp_path):
-    """Found by the fuzz above (CI, a mutated NETCDF3_64BIT header): a variable on dims
-    (time, lat, time) opened, then crashed with xarray's ValueError on first use."""
+    """A case of the fuzz above, kept (a mutated NETCDF3_64BIT header): a variable on dims
+    (time, lat, time) opens, then raises xarray's ValueError on first use."""
     import netCDF4
     bad = tmp_path / "dup.nc"
     with netCDF4.Dataset(bad, "w", format="NETCDF3_64BIT") as d:

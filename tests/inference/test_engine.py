@@ -16,12 +16,19 @@ from impute_cli.errors import ImputeError
 NAME = "impute-region-test"
 
 
-def _fail(x: int) -> int:
+def _fail(path: str) -> int:
+    for _ in range(150):  # once the writing task has started (so that there is a task to stop)
+        if os.path.exists(path):
+            break
+        time.sleep(0.1)
     raise ValueError("boom in region")
 
 
+WRITES = 300  # 0.2 s apart: a minute, far longer than stopping the cluster takes (a few seconds)
+
+
 def _keep_writing(path: str) -> int:
-    for _ in range(20):  # like a store task writing chunks into the temporary output
+    for _ in range(WRITES):  # like a store task writing chunks into the temporary output
         with open(path, "a") as f:
             f.write("x")
         time.sleep(0.2)
@@ -43,13 +50,15 @@ def test_region_error_is_one_line_and_the_cluster_is_stopped(tmp_path):
     with pytest.raises(ImputeError) as e:
         with compute_engine(None, 2, 2, NAME, False, lambda m: None) as run:
             try:
-                run(dask.delayed(list)([dask.delayed(_fail)(1), dask.delayed(_keep_writing)(str(out))]))
+                run(dask.delayed(list)([dask.delayed(_fail)(str(out)), dask.delayed(_keep_writing)(str(out))]))
             finally:  # where write_atomic removes its temporary output, inside the engine
-                sizes.append(out.stat().st_size if out.exists() else 0)
+                assert out.is_file(), "the writing task never started: nothing was there to stop"
+                sizes.append(out.stat().st_size)
                 time.sleep(2)  # the writing task would still be writing, had it not been stopped
-                sizes.append(out.stat().st_size if out.exists() else 0)
+                sizes.append(out.stat().st_size)
     msg = str(e.value)
     assert "\n" not in msg and "ValueError: boom in region" in msg
+    assert sizes[0] < WRITES, "the writing task ran to its end: the test did not see it stopped"
     assert sizes[0] == sizes[1]
 
 

@@ -20,8 +20,13 @@ def test_the_weight_is_one_unless_asked_and_min_snr_over_gamma_when_asked():
     a, s = schedule.alpha(t), schedule.sigma(t)
     assert torch.equal(loss_weight(a, s, Preset().diffusion.min_snr_gamma), torch.ones_like(t))
     w = loss_weight(a, s, DiffusionConfig(min_snr_gamma=5).min_snr_gamma)
-    snr = a**2 / s**2
-    assert torch.allclose(w, torch.minimum(snr, torch.tensor(5.0)) / 5)
+    # hand-worked (alpha, sigma) pairs, alpha^2 + sigma^2 = 1: SNR = 9/16, 16/9, exactly 5, 99, 0
+    alpha = torch.tensor([0.6, 0.8, (5 / 6) ** 0.5, 0.99498743710662, 0.0], dtype=torch.float64)
+    sigma = torch.tensor([0.8, 0.6, (1 / 6) ** 0.5, 0.1, 1.0], dtype=torch.float64)
+    expected = torch.tensor([9 / 80, 16 / 45, 1.0, 1.0, 0.0], dtype=torch.float64)  # min(SNR, 5) / 5
+    assert torch.allclose(loss_weight(alpha, sigma, 5.0), expected, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(loss_weight(alpha, sigma, 1.0), torch.tensor([9 / 16, 1.0, 1.0, 1.0, 0.0], dtype=torch.float64))
+    assert torch.equal(loss_weight(alpha[None].expand(3, -1), sigma[None].expand(3, -1), 5.0)[1], loss_weight(alpha, sigma, 5.0))
     assert w[0] == 1 and w[1] == 1  # the low-noise regime of the point estimate keeps its full weight
     assert (w[1:].diff() <= 0).all() and w[-1] < 1e-3  # pure noise teaches next to nothing
 

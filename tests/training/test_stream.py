@@ -1,6 +1,6 @@
 """train reads windows lazily: no mask of the whole cube is held; the streaming
 summary, the bounded gap pool and the per-window observed fraction give what the whole-cube
-masks gave, and the windows drawn are the ones drawn before."""
+masks give, and the windows drawn are those a whole-cube mask gives."""
 
 from __future__ import annotations
 

@@ -160,10 +160,20 @@ def test_impute_samples_writes_spread_variables(sampled, sst_model):
     assert np.isfinite(std[gaps]).all() and (std[gaps] > 0).mean() > 0.99
     assert np.all(lo[gaps] <= hi[gaps])
     filled = ds["sst_filled"].values
-    rms = np.sqrt(((s - filled[:, None]) ** 2).mean(1))  # s is (time, sample, lat, lon) here
+    # s is (time, sample, lat, lon) here. The RMS deviation from V_filled, by its decomposition:
+    # mean square = the samples' variance about their own mean + the square of that mean's offset
+    m = s.astype("float64").mean(1)
+    rms = np.sqrt(s.astype("float64").var(1) + (m - filled) ** 2)
     assert np.allclose(std[gaps], rms[gaps], rtol=1e-4, atol=1e-6), "V_std: RMS deviation from V_filled"
-    q05 = np.quantile(s, 0.05, axis=1)
+    assert (std[gaps] >= s.astype("float64").std(1)[gaps] * (1 - 1e-5)).all(), "never below the spread about the mean"
+    # the 5 % and 95 % quantiles of 6 samples, by hand from the sorted members (linear interpolation
+    # at positions 0.05 * 5 = 0.25 and 0.95 * 5 = 4.75)
+    o = np.sort(s.astype("float64"), axis=1)
+    q05 = o[:, 0] + 0.25 * (o[:, 1] - o[:, 0])
+    q95 = o[:, 4] + 0.75 * (o[:, 5] - o[:, 4])
     assert np.allclose(lo[gaps], q05[gaps], rtol=1e-5, atol=1e-5), "V_lower: the samples' 5 % quantile"
+    assert np.allclose(hi[gaps], q95[gaps], rtol=1e-5, atol=1e-5), "V_upper: the samples' 95 % quantile"
+    assert (o[:, 0][gaps] <= lo[gaps]).all() and (lo[gaps] <= o[:, 1][gaps]).all()
     assert "standard_name" not in ds["sst_std"].attrs  # the input has none to modify
     assert ds["sst_std"].attrs["units"] == "degC"
     assert ds["sst_filled"].attrs["ancillary_variables"] == "sst_imputed_flag sst_std sst_lower sst_upper"
@@ -333,7 +343,7 @@ def test_summary_without_hidden_cells_is_the_summary_of_the_record_with_them_mis
 def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled, sst_model, tmp_path, monkeypatch):
     """The network's climatology input and context density must be those of the record the
     samples were drawn from, less the hidden cells -- not those of the few time steps cut out
-    (a segment's own climatology misled a DiT into a 3x larger error on the hidden cells)."""
+    (a segment's own climatology can mislead the network badly on the hidden cells)."""
     from impute_cli.uncertainty import calibration as impute
     from impute_cli.io.dataset import open_cube
     from impute_cli.io.stats import summarise
