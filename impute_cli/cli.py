@@ -120,6 +120,7 @@ Vars = Annotated[Optional[list[str]], typer.Option("--var", help="Variable to im
 StaticMask = Annotated[Optional[str], typer.Option("--static-mask", help="Variable marking cells never to fill (land in an SST file); found automatically when named mask/lsm/...")]
 Device = Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
+Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the network (default: the cores this process may use).")]
 # Options of the commands that impute (impute, evaluate): the model trained first when no
 # --model is given, and the point estimate's settings.
 FallbackPreset = Annotated[str, typer.Option("--preset", help="Preset of the model trained first when no --model is given.")]
@@ -146,6 +147,7 @@ def train(
     block_size: Annotated[Optional[list[int]], typer.Option(min=1, metavar="N", help="Block edge in cells for the block strategy (repeatable; default: the preset's).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     device: Device = "auto",
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on the observed cells of DATA (no complete data needed) and write a model folder."""
@@ -153,7 +155,7 @@ def train(
     from impute_cli.training.train import train_model
     train_model(data, TrainOptions(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, steps=steps, out=out,
-        resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, device=device, seed=seed,
+        resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, device=device, threads=threads, seed=seed,
         context_ratio=context_ratio, query=query.value if query else None, query_ratio=query_ratio,
         block_sizes=block_size, progress=not quiet, log=_log))
 
@@ -182,6 +184,7 @@ def impute(
     workers: Annotated[Optional[int], typer.Option(help="Run the regions on a local Dask cluster of N worker processes.")] = None,
     region_mb: Annotated[int, typer.Option(min=1, help="Working memory of one region in MiB: the cube is imputed region by region, so peak memory follows this, not the cube's size.")] = 512,
     device: Device = "auto",
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Fill the gaps of IN and write OUT: every input variable unchanged plus V_filled and V_imputed_flag
@@ -189,7 +192,7 @@ def impute(
     from impute_cli.inference.impute import impute_file, parse_quantiles
     from impute_cli.options import ImputeOptions
     impute_file(inp, out, ImputeOptions(
-        model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device,
+        model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device, threads=threads,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
         omega=omega, context_ratio=context_ratio, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
@@ -212,6 +215,7 @@ def confidence(
     seed: Annotated[int, typer.Option(help="Random seed for --calibrate.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     device: Device = "auto",
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Confidence intervals per cell and joint regions per time step from the samples of RESULT, with their coverage of --truth."""
@@ -219,7 +223,7 @@ def confidence(
     from impute_cli.uncertainty.confidence import confidence_file, format_report
     report = confidence_file(result, out, ConfidenceOptions(
         level=level, group=group, variables=var, truth=str(truth) if truth else None, calibrate=calibrate,
-        model=model, calibration_frames=calibration_frames, seed=seed, device=device, overwrite=overwrite,
+        model=model, calibration_frames=calibration_frames, seed=seed, device=device, threads=threads, overwrite=overwrite,
         history=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(report, indent=2) if json_out else format_report(report))
 
@@ -248,6 +252,7 @@ def evaluate(
     keep: Annotated[Optional[Path], typer.Option(help="Folder for gappy.nc, truth.nc, filled.nc and the model trained on gappy.nc (for independent checks).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the files of an earlier --report or --keep.")] = False,
     device: Device = "auto",
+    threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Hide observed cells of DATA with a realistic pattern, fill them with the model and with classical
@@ -259,7 +264,7 @@ def evaluate(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
         ensemble=ensemble, context_ratio=context_ratio, samples=samples, steps=steps, levels=tuple(level) if level else (0.5, 0.9),
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
-        overwrite=overwrite, device=device, command=command_line(ctx), progress=not quiet, log=_log))
+        overwrite=overwrite, device=device, threads=threads, command=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))
 
 
@@ -268,10 +273,11 @@ def demo(
     outdir: Annotated[Path, typer.Argument(help="Folder for the demo cube, model and output.")] = Path("demo"),
     steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps (default: the quick preset's).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    threads: Threads = None,
 ) -> None:
     """Make a synthetic cube with cloud gaps, train a quick model on it, impute, and score the hidden cells."""
     from impute_cli.demo import run_demo
-    scores = run_demo(outdir, steps=steps, seed=seed, log=_log)
+    scores = run_demo(outdir, steps=steps, seed=seed, threads=threads, log=_log)
     typer.echo("RMSE on the hidden cells (lower is better):")
     for name, v in sorted(scores.items(), key=lambda kv: kv[1]):
         typer.echo(f"  {name:<16} {v:.4f}")

@@ -30,6 +30,7 @@ def rmse_table(filled: np.ndarray, truth: np.ndarray, hidden: np.ndarray, gappy:
 
 
 def run_demo(outdir: str | Path, steps: int | None = None, preset: str = "quick", seed: int = 0,
+             threads: int | None = None,
              log: Callable[[str], None] = lambda s: print(s, file=sys.stderr)) -> dict[str, float]:
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
@@ -37,9 +38,9 @@ def run_demo(outdir: str | Path, steps: int | None = None, preset: str = "quick"
     gappy_path, truth_path = write_demo(outdir, seed=seed)
     log(f"demo cube: {gappy_path} (cloud gaps, 50 % observed); hidden truth: {truth_path}")
     model = train_model(gappy_path, TrainOptions(preset=preset, steps=steps, out=outdir / "model",
-                                                 overwrite=True, seed=seed, log=log))
+                                                 overwrite=True, seed=seed, threads=threads, log=log))
     out = outdir / "filled.nc"
-    impute_file(gappy_path, out, ImputeOptions(model=str(model), overwrite=True, seed=seed, log=log,
+    impute_file(gappy_path, out, ImputeOptions(model=str(model), overwrite=True, seed=seed, threads=threads, log=log,
                                                history=f"impute-cli impute {gappy_path} {out} --model {model}"))
     truth = xr.open_dataset(truth_path)
     filled = xr.open_dataset(out)

@@ -1,8 +1,10 @@
-"""device: CUDA when available (bf16 autocast), else CPU; `--device` overrides."""
+"""device: CUDA when available (bf16 autocast), else CPU; `--device` overrides. CPU threads:
+the cores this process may use, or `--threads`."""
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -29,3 +31,17 @@ def autocast(device: torch.device) -> contextlib.AbstractContextManager:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def use_threads(threads: int | None = None) -> int:
+    """Set torch's CPU threads: `threads`, or by default OMP_NUM_THREADS when set (torchrun sets
+    it per process), else the cores this process may use (its CPU affinity, which batch systems
+    and `taskset` restrict). Returns the count."""
+    if threads is None:
+        env = os.environ.get("OMP_NUM_THREADS", "")
+        threads = int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0)) \
+            if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if threads < 1:
+        raise ImputeError(f"--threads must be at least 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads

@@ -25,6 +25,7 @@ class RunOptions:
     variables: list[str] | None = None  # None: every floating variable on the main grid
     seed: int = 0
     device: str = "auto"
+    threads: int | None = None  # CPU threads; None: the cores this process may use
     overwrite: bool = False
     progress: bool = True
     log: Callable[[str], None] = field(default=to_stderr)

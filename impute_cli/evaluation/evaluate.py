@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from impute_cli.checkpoint import load_model
-from impute_cli.device import pick_device
+from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError
 from impute_cli.evaluation.baselines import BASELINES
 from impute_cli.evaluation.kriging import BaselineSkipped
@@ -45,6 +45,7 @@ from impute_cli.uncertainty.regions import check_level
 def check_options(opts: EvaluateOptions) -> None:
     check_fraction(opts.fraction)
     pick_device(opts.device)  # before the holdout and any training
+    use_threads(opts.threads)
     if opts.holdout not in HOLDOUTS:
         raise ImputeError(f"unknown --holdout '{opts.holdout}'; use one of {', '.join(HOLDOUTS)}")
     for lv in opts.levels:

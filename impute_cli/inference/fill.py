@@ -30,16 +30,18 @@ from impute_cli.checkpoint import ModelCard, build_denoiser
 from impute_cli.device import pick_device
 from impute_cli.errors import ImputeError
 from impute_cli.inference.ensemble import ensemble_single_step
-from impute_cli.inference.solver import sample_window
+from impute_cli.inference.solver import sample_windows
 from impute_cli.io.cube import Cube
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, refuse_inf, summarise
-from impute_cli.io.tiling import Region, blend_weights, plan_tiles
+from impute_cli.io.tiling import Region, blend_weights, colour_classes, plan_tiles
 from impute_cli.io.writer import output_arrays
 from impute_cli.masks.context_query import ContextSampler
 from impute_cli.masks.observation import pool_from_cube
 from impute_cli.model.batches import denormalise, read_tiles
 from impute_cli.options import FillOptions
+
+SAMPLE_CHUNK_BYTES = 64 * 1024**2  # at most about this much of samples per solver call (windows x members)
 
 
 def cell_bytes(channels: int, samples: int, save_samples: bool) -> int:
@@ -231,7 +233,8 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     num = np.zeros(cube.memory.shape, "float32")
     den_w = np.zeros((T, 1, H, W), "float32")
     per_batch = max(1, cfg.batch_size // K)
-    bar = tqdm(total=len(tiles), desc="impute", file=sys.stderr, disable=not job.progress, dynamic_ncols=True)
+    bar = tqdm(total=len(tiles), desc="point estimate", unit="tile", file=sys.stderr, disable=not job.progress,
+               dynamic_ncols=True, leave=False)
     for i in range(0, len(tiles), per_batch):
         chunk = tiles[i:i + per_batch]
         b = read_tiles(cube, [tl for _, tl in chunk], stats, sums)
@@ -286,10 +289,12 @@ def sampling_window(window: tuple[int, int, int], grid: tuple[int, int, int]) ->
 def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarray, np.ndarray],
                  region: int) -> np.ndarray:
     """(N, T, C, H, W) samples of an in-memory cube in normalised units ([CQ] Alg. 4 per tile,
-    see sample_window).
+    see `solver.sample_windows`).
 
-    Tiles are visited in order; a tile's cells sampled by an earlier tile are held fixed with
-    each member's values. E_imp of a tile is the blended point estimate `est` there."""
+    Tiles are sampled class by class (`tiling.colour_classes`): the tiles of one class do not
+    overlap and go through the network together; a tile's cells sampled by a tile of an earlier
+    class are held fixed with each member's values. E_imp of a tile is the blended point
+    estimate `est` there."""
     card, den, stats = job.card, job.denoiser, job.stats
     assert card is not None and stats is not None
     cfg = card.preset.impute
@@ -302,25 +307,33 @@ def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarr
              if gap[tl.t, :, tl.y, tl.x].any()]
     samples = np.zeros((N, *cube.memory.shape), "float32")
     done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
-    members = min(N, max(cfg.batch_size, 64))  # members of one tile go through the network together
+    batch = max(cfg.batch_size, 64)  # members through the network at once, across the tiles of a class
+    per_window = N * len(cube.channels) * int(np.prod(window)) * 4  # bytes of one window's N samples
+    per_call = max(1, SAMPLE_CHUNK_BYTES // per_window)  # windows per solver call
     sampler = job.context_sampler
     pool = job.pool if job.pool is not None else np.ones((1, H, W), bool)
-    bar = tqdm(total=len(tiles), desc=f"sample x{N}", file=sys.stderr, disable=not job.progress, dynamic_ncols=True)
-    for i, tl in tiles:
-        b = read_tiles(cube, [tl], stats, sums)
-        e = est[tl.t, :, tl.y, tl.x]
-        x_imp = torch.from_numpy(np.where(np.isfinite(e), e, b.x_obs[0].numpy()))
-        fixed = torch.from_numpy(np.broadcast_to(done[tl.t, :, tl.y, tl.x], b.M[0].shape).copy()) & ~b.M[0]
-        new = sample_window(
-            den, b.x_obs[0].to(device), b.M[0].to(device), b.valid[0].to(device), x_imp.to(device),
-            sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
-            delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega,
-            generators=[member_generator(job.seed, i, m, region) for m in range(N)], batch_size=members,
-            sums=(b.S[0].to(device), b.N[0].to(device)), fixed=fixed.to(device),
-            fixed_values=torch.from_numpy(samples[:, tl.t, :, tl.y, tl.x]))
-        keep = done[tl.t, :, tl.y, tl.x]
-        samples[:, tl.t, :, tl.y, tl.x] = np.where(keep[None], samples[:, tl.t, :, tl.y, tl.x], new.numpy())
-        done[tl.t, :, tl.y, tl.x] = True
-        bar.update(1)
+    bar = tqdm(total=len(tiles), desc=f"{N} samples", unit="tile", file=sys.stderr, disable=not job.progress,
+               dynamic_ncols=True, leave=False)
+    for cls in colour_classes([tl for _, tl in tiles]):
+        for k in range(0, len(cls), per_call):
+            chunk = [tiles[c] for c in cls[k:k + per_call]]
+            b = read_tiles(cube, [tl for _, tl in chunk], stats, sums)
+            x_imp, fixed = [], []
+            for j, (_, tl) in enumerate(chunk):
+                e = est[tl.t, :, tl.y, tl.x]
+                x_imp.append(torch.from_numpy(np.where(np.isfinite(e), e, b.x_obs[j].numpy())))
+                fixed.append(torch.from_numpy(np.broadcast_to(done[tl.t, :, tl.y, tl.x], b.M[j].shape).copy()) & ~b.M[j])
+            new = sample_windows(
+                den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), torch.stack(x_imp).to(device),
+                sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
+                delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega,
+                generators=[[member_generator(job.seed, i, m, region) for m in range(N)] for i, _ in chunk],
+                batch_size=batch, sums=(b.S.to(device), b.N.to(device)), fixed=torch.stack(fixed).to(device),
+                fixed_values=torch.from_numpy(np.stack([samples[:, tl.t, :, tl.y, tl.x] for _, tl in chunk])))
+            for j, (_, tl) in enumerate(chunk):  # the tiles of a class are disjoint: any order
+                keep = done[tl.t, :, tl.y, tl.x]
+                samples[:, tl.t, :, tl.y, tl.x] = np.where(keep[None], samples[:, tl.t, :, tl.y, tl.x], new[j].numpy())
+                done[tl.t, :, tl.y, tl.x] = True
+            bar.update(len(chunk))
     bar.close()
     return samples

@@ -16,7 +16,7 @@ from pathlib import Path
 import dask
 
 from impute_cli.checkpoint import load_model, resolve_model_dir
-from impute_cli.device import pick_device
+from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError
 from impute_cli.inference.engine import REGION_KEY, check_scheduler_options, compute_engine
 from impute_cli.inference.fill import cell_bytes, make_job, region_outputs
@@ -69,6 +69,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     check_sampling_options(opts)
     check_scheduler_options(opts)
     pick_device(opts.device)  # an unknown or absent device is refused before anything is read
+    use_threads(opts.threads)
     ds = open_dataset(inp)
     given, cube = open_for_model(str(inp), ds, opts.model, opts.variables, opts.static_mask)
     card, den = given if given is not None else (None, None)
@@ -86,7 +87,9 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
                      "(the method needs no complete data)")
             model = train_for(inp, cube, opts, Path(tmp) / "model")
             card, den = load_model(model)
-        job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=False),
+        # Tile bars inside each region when the regions run here; a cluster's workers show none.
+        local = not opts.scheduler and not opts.workers
+        job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=opts.progress and local),
                        source=str(Path(inp).resolve()))
     sampling = job.info()
     if sampling is not None:

@@ -57,36 +57,44 @@ def omega(t: float, kind: str) -> float:
 
 
 @torch.no_grad()
-def sample_window(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor,
-                  x_imp: torch.Tensor, *, sampler: ContextSampler, pool: np.ndarray, train_ratio: float,
-                  steps: int, delta: float, eta: float, omega_kind: str, generators: list[torch.Generator],
-                  batch_size: int, sums: tuple[torch.Tensor, torch.Tensor],
-                  fixed: torch.Tensor | None = None, fixed_values: torch.Tensor | None = None) -> torch.Tensor:
-    """len(generators) samples of one window, (N, F, C, h, w), normalised units.
+def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor,
+                   x_imp: torch.Tensor, *, sampler: ContextSampler, pool: np.ndarray, train_ratio: float,
+                   steps: int, delta: float, eta: float, omega_kind: str, generators: list[list[torch.Generator]],
+                   batch_size: int, sums: tuple[torch.Tensor, torch.Tensor],
+                   fixed: torch.Tensor | None = None, fixed_values: torch.Tensor | None = None) -> torch.Tensor:
+    """N samples of each of B windows, (B, N, F, C, h, w), normalised units; N = len(generators[i]).
 
-    x_obs, M, x_imp: (F, C, h, w); valid (h, w); sums: (S, N) each (C, h, w). `fixed` (F, C, h, w)
-    marks cells already sampled by an earlier window, with values `fixed_values` (N, F, C, h, w)."""
+    x_obs, M, x_imp: (B, F, C, h, w); valid (B, h, w); sums: (S, N) each (B, C, h, w). `fixed`
+    (B, F, C, h, w) marks cells already sampled by an earlier window, with values `fixed_values`
+    (B, N, F, C, h, w). The members of all windows go through the network together, `batch_size`
+    at a time; each draws from its own generator, so a member's sample does not depend on the
+    batching."""
     dev = x_obs.device
-    Fr, C, h, w = x_obs.shape
+    B, Fr, C, h, w = x_obs.shape
+    n_mem = [len(g) for g in generators]
+    owners = torch.tensor([i for i, n in enumerate(n_mem) for _ in range(n)], dtype=torch.long)
+    members = [g for gs in generators for g in gs]
+    fv_flat = None
+    if fixed is not None and fixed_values is not None:
+        fv_flat = torch.cat([fixed_values[i, :n] for i, n in enumerate(n_mem)])
     pool_t = torch.from_numpy(np.ascontiguousarray(pool))
     ts = time_grid(steps, delta)
     sched = denoiser.schedule
     out = []
-    for j in range(0, len(generators), batch_size):
-        gens = generators[j:j + batch_size]
+    for j in range(0, len(members), batch_size):
+        gens = members[j:j + batch_size]
+        own = owners[j:j + batch_size].to(dev)
         b = len(gens)
         # Alg. 4 line 1: x_T ~ N(0, I), each member from its own generator.
-        x = torch.stack([torch.randn(x_obs.shape, generator=g) for g in gens]).to(dev)
-        known = M[None].expand(b, -1, -1, -1, -1).clone()
-        xk = x_obs[None].expand(b, -1, -1, -1, -1).clone()
-        if fixed is not None and fixed_values is not None:
-            fv = fixed_values[j:j + b].to(dev)
-            known |= fixed[None]
-            xk = torch.where(fixed[None], fv, xk)
-        Mb = M[None].expand(b, -1, -1, -1, -1)
-        vb = valid[None].expand(b, -1, -1)
-        Sb = sums[0][None].expand(b, -1, -1, -1)
-        Nb = sums[1][None].expand(b, -1, -1, -1)
+        x = torch.stack([torch.randn((Fr, C, h, w), generator=g) for g in gens]).to(dev)
+        Mb, vb, xi = M[own], valid[own], x_imp[own]
+        known = Mb.clone()
+        xk = x_obs[own].clone()
+        if fv_flat is not None:
+            fx = fixed[own]
+            known |= fx
+            xk = torch.where(fx, fv_flat[j:j + b].to(dev), xk)
+        Sb, Nb = sums[0][own], sums[1][own]
         for i in range(steps + 1):
             s = ts[i]
             st = torch.full((b,), s, device=dev)
@@ -95,12 +103,12 @@ def sample_window(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, vali
             # observation pattern of a borrowed window (same marginal as training's M_ctx).
             M_rnd = torch.stack([
                 sampler(borrow_window(pool_t, (Fr, h, w), g)[None, :, None].expand(1, Fr, C, h, w).to(dev),
-                        train_ratio, g)[0] for g in gens]) & valid[None, None, None]  # never land, as in training
+                        train_ratio, g)[0] for g in gens]) & vb[:, None, None]  # never land, as in training
             clim = context_climatology(Sb, Nb, xk * Mb, Mb, Mb & M_rnd)
             with autocast(dev):
                 e_diff = denoiser(x, M_rnd, vb, st, clim).float()
             wgt = omega(s, omega_kind)
-            x_hat = wgt * e_diff + (1.0 - wgt) * x_imp[None]  # eq. 28
+            x_hat = wgt * e_diff + (1.0 - wgt) * xi  # eq. 28
             # At t = δ the sample is this last denoised estimate with the observations put back
             # (Alg. 4 line 8 keeps the state x_δ; like the authors' code, which ends with
             # predictions at t = 1e-3, we take the estimate, x_δ without its residual noise).
@@ -118,6 +126,19 @@ def sample_window(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, vali
             c = eta * (s_t / s_s) * math.sqrt(max(0.0, 1.0 - (a_s / a_t) ** 2)) if eta > 0 else 0.0
             x = a_t * x0 + math.sqrt(max(s_t**2 - c**2, 0.0)) * eps
             if c > 0:
-                z = torch.stack([torch.randn(x_obs.shape, generator=g) for g in gens]).to(dev)
+                z = torch.stack([torch.randn((Fr, C, h, w), generator=g) for g in gens]).to(dev)
                 x = x + c * z
-    return torch.cat(out)
+    flat = torch.cat(out)
+    return torch.stack([flat[sum(n_mem[:i]):sum(n_mem[:i + 1])] for i in range(B)])
+
+
+def sample_window(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor,
+                  x_imp: torch.Tensor, *, generators: list[torch.Generator], sums: tuple[torch.Tensor, torch.Tensor],
+                  fixed: torch.Tensor | None = None, fixed_values: torch.Tensor | None = None,
+                  **kw: object) -> torch.Tensor:
+    """len(generators) samples of one window, (N, F, C, h, w): `sample_windows` with B = 1.
+    x_obs, M, x_imp: (F, C, h, w); valid (h, w); sums: (S, N) each (C, h, w)."""
+    return sample_windows(denoiser, x_obs[None], M[None], valid[None], x_imp[None], generators=[generators],
+                          sums=(sums[0][None], sums[1][None]),
+                          fixed=None if fixed is None else fixed[None],
+                          fixed_values=None if fixed_values is None else fixed_values[None], **kw)[0]

@@ -1,4 +1,4 @@
-"""windows: space-time windows and tiles as pure functions of sizes (slices before data)."""
+"""tiling: space-time windows, tiles and regions as pure functions of sizes (slices before data)."""
 
 from __future__ import annotations
 
@@ -37,6 +37,31 @@ def plan_tiles(grid_shape: tuple[int, int, int], window: tuple[int, int, int], o
     f, h, w = window
     return [Tile(slice(t, t + f), slice(y, y + h), slice(x, x + w))
             for t in starts(T, f, overlap) for y in starts(H, h, overlap) for x in starts(W, w, overlap)]
+
+
+def _interval_colours(spans: list[tuple[int, int]]) -> dict[tuple[int, int], int]:
+    """Greedy colouring of intervals [a, b) in order of their start: two intervals of one colour
+    never overlap."""
+    ends: list[int] = []  # per colour, the end of its last interval
+    colour = {}
+    for a, b in sorted(set(spans)):
+        c = next((k for k, e in enumerate(ends) if e <= a), len(ends))
+        if c == len(ends):
+            ends.append(b)
+        ends[c] = b
+        colour[(a, b)] = c
+    return colour
+
+
+def colour_classes(tiles: list[Tile]) -> list[list[int]]:
+    """The tiles (by position in `tiles`) in classes of pairwise disjoint tiles, classes in a
+    fixed order: each axis's spans are coloured so that spans of one colour are disjoint, and a
+    tile's class is its three colours -- two tiles of one class differ on some axis, where their
+    spans are disjoint. Tiles of one class can be processed together; a later class sees what
+    the earlier ones wrote."""
+    axes = [_interval_colours([(s.start, s.stop) for s in (getattr(tl, a) for tl in tiles)]) for a in "tyx"]
+    keys = [tuple(axes[k][(getattr(tl, a).start, getattr(tl, a).stop)] for k, a in enumerate("tyx")) for tl in tiles]
+    return [[i for i, k in enumerate(keys) if k == key] for key in sorted(set(keys))]
 
 
 def random_tile(grid_shape: tuple[int, int, int], window: tuple[int, int, int], rng: np.random.Generator) -> Tile:

@@ -31,7 +31,7 @@ from impute_cli.masks.observation import choose_pattern, pool_from_cube
 from impute_cli.io.cube import Cube
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, summarise
-from impute_cli.device import autocast, pick_device
+from impute_cli.device import autocast, pick_device, use_threads
 from impute_cli.errors import ImputeError
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
@@ -106,6 +106,7 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
     step, gradients are averaged, and rank 0 alone writes the folder and talks to the user."""
     preset = resolve_preset(opts)
     ranks = Ranks.from_env(pick_device(opts.device))
+    use_threads(opts.threads)
     try:
         return _train(data, opts, preset, ranks)
     finally:
@@ -190,7 +191,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
     tc = preset.train
     per_rank = -(-tc.batch_size // ranks.world_size)  # the global batch stays the preset's (or just above)
     schedule = den.schedule
-    bar = tqdm(total=tc.steps, initial=start, desc="train", file=sys.stderr,
+    bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", file=sys.stderr,
                disable=not (opts.progress and ranks.main), dynamic_ncols=True)
     t_begin = time.perf_counter()
     for step in range(start, tc.steps):

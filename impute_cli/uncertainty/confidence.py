@@ -33,7 +33,7 @@ import xarray as xr
 
 from impute_cli import __version__
 from impute_cli.io.dataset import open_dataset
-from impute_cli.device import pick_device
+from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError
 from impute_cli.io.writer import check_output_path, utc_stamp, write_atomic
 from impute_cli.options import ConfidenceOptions
@@ -53,6 +53,7 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
         raise ImputeError("--model is used by --calibrate only; add --calibrate or drop --model")
     if opts.calibrate:
         pick_device(opts.device)  # --calibrate runs the model; refuse a bad device before reading
+    use_threads(opts.threads)
     check_output_path(out, result, opts.overwrite)
     ds = open_dataset(result)
     variables = sampled_variables(ds, opts.variables)
