@@ -1,4 +1,4 @@
-"""sampler: N imputations of one window by the multi-step sampler of [CQ] App. E, Alg. 4.
+"""solver: N imputations of windows by the multi-step sampler of [CQ] App. E, Alg. 4.
 
 Per member (one sample), starting from x_T ~ N(0, I) at t = 1 and stepping down to t = δ:
 

@@ -1,4 +1,4 @@
-"""classic_header: the header of a classic NetCDF file (CDF-1, CDF-2, CDF-5) -> checked before
+"""netcdf_header: the header of a classic NetCDF file (CDF-1, CDF-2, CDF-5) -> checked before
 netCDF-C reads it.
 
 netCDF-C can crash the whole process (a segmentation fault, not an error) on some corrupt

@@ -1,4 +1,4 @@
-"""ranks: the processes of a `torchrun` job, and what passes between them while training.
+"""distributed: the processes of a `torchrun` job, and what passes between them while training.
 
 `torchrun --nproc-per-node K` starts K copies of the command with WORLD_SIZE, RANK and
 LOCAL_RANK (and MASTER_ADDR/PORT) in the environment. `Ranks.from_env` turns them into a
