@@ -25,7 +25,7 @@ try:  # typer >= 0.2x vendors click as typer._click; older typer uses click itse
 except ImportError:  # pragma: no cover
     import click
 
-from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES
+from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES, SOLVERS
 from impute_cli.errors import ImputeError
 
 INTERRUPTED = {"train": "interrupted; continue from the last checkpoint with the same command and --resume"}
@@ -88,6 +88,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 MaskPattern = Enum("MaskPattern", {p: p for p in MASK_PATTERNS}, type=str)
 HoldoutPattern = Enum("HoldoutPattern", {p: p for p in HOLDOUTS}, type=str)
 QueryMode = Enum("QueryMode", {p: p for p in QUERY_MODES}, type=str)
+SolverKind = Enum("SolverKind", {p: p for p in SOLVERS}, type=str)
 
 
 def _err(msg: str) -> None:
@@ -127,6 +128,7 @@ FallbackPreset = Annotated[str, typer.Option("--preset", help="Preset of the mod
 FallbackPattern = Annotated[Optional[MaskPattern], typer.Option("--mask-pattern", help="Context strategy of that model.")]
 FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, help="Training steps of that model.")]
 Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How many estimates, each from another random part of the observed cells, are averaged per gap cell (more: smoother and slower; default: the model's).")]
+Solver = Annotated[Optional[SolverKind], typer.Option("--solver", help="Step of the samples' solver: ddim (first order) or dpm2m (second order, as good in fewer --steps; default: the model's, ddim).")]
 ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="Share of the observed cells the model sees per estimate, in (0, 1]; 1: all of them (default: the model preset's choice, else as dense as in training; see docs/cli.md).")]
 
 
@@ -175,6 +177,7 @@ def impute(
     samples: Annotated[Optional[int], typer.Option(help="Also draw N plausible fillings of the gaps and write their spread per cell (V_std, V_lower, V_upper).")] = None,
     steps: Annotated[Optional[int], typer.Option(help="Solver steps per sample: fewer is faster, coarser (default: the model's, 20).")] = None,
     quantiles: Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Quantiles of the samples written as V_lower and V_upper (default 0.05,0.95).")] = None,
+    solver: Solver = None,
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="How each sample's solver weighs its own draw against the point estimate: 1-t (default) or t; see docs/method.md.")] = None,
     context_ratio: ContextRatio = None,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
@@ -195,7 +198,7 @@ def impute(
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device, threads=threads,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
-        omega=omega, context_ratio=context_ratio, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
+        omega=omega, solver=solver.value if solver else None, context_ratio=context_ratio, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
         scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
 
 
@@ -245,6 +248,7 @@ def evaluate(
     context_ratio: ContextRatio = None,
     samples: Annotated[Optional[int], typer.Option(help="Also draw N samples and score their uncertainty (CRPS, coverage, regions).")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Solver steps per sample (default: the model's).")] = None,
+    solver: Solver = None,
     level: Annotated[Optional[list[float]], typer.Option(help="Interval/region levels scored with --samples (repeatable; default 0.5 and 0.9).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option(help="Baselines to run (repeatable; default all).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the scores as JSON on stdout (logs stay on stderr).")] = False,
@@ -262,7 +266,8 @@ def evaluate(
     result, _ = evaluate_file(data, EvaluateOptions(
         model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
-        ensemble=ensemble, context_ratio=context_ratio, samples=samples, steps=steps, levels=tuple(level) if level else (0.5, 0.9),
+        ensemble=ensemble, context_ratio=context_ratio, samples=samples, steps=steps,
+        solver=solver.value if solver else None, levels=tuple(level) if level else (0.5, 0.9),
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
         overwrite=overwrite, device=device, threads=threads, command=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))

@@ -19,6 +19,7 @@ HOLDOUTS = ("pixel", "block", "cloud", "station", "empirical")  # evaluate --hol
 QUERY_MODES = ("observed", "rest")
 AUGMENTATIONS = ("flip", "reverse_time")
 ARCHS = ("unet", "stunet", "dit")
+SOLVERS = ("ddim", "dpm2m")  # impute --solver
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -185,9 +186,12 @@ class ImputeConfig:
     # multi-step sampler ([CQ] App. E, Alg. 4), used with --samples
     steps: int = 20  # denoising steps from t = 1 to t = delta
     eta: float = 0.0  # 0: deterministic DDIM (the paper's DiffusionODE); 1: ancestral sampling
-    omega: str = "1-t"  # weight on the diffusion expectation in eq. 28; see sampler.py
+    omega: str = "1-t"  # weight on the diffusion expectation in eq. 28; see inference/solver.py
+    # the step of the multi-step sampler: "ddim" (Alg. 4 line 6) or "dpm2m" (DPM-Solver++(2M),
+    # second order, deterministic: eta 0)
+    solver: str = "ddim"
     # average the ensemble over the symmetries the model was trained under (train.augment;
-    # ensemble.symmetries): no extra cost, only for models trained with train.augment
+    # model/symmetry.py): no extra cost, only for models trained with train.augment
     symmetric: bool = True
     # share of the observed cells each ensemble member sees as context; None (the default) is
     # [CQ] App. G.3: as dense as in training. A preset may set it (1: every observed cell) when
@@ -200,6 +204,8 @@ class ImputeConfig:
         _check(self.steps >= 1, "impute.steps must be at least 1")
         _check(0.0 <= self.eta <= 1.0, "impute.eta must be in [0, 1]")
         _check(self.omega in ("1-t", "t"), f"impute.omega '{self.omega}' is not known; use '1-t' or 't'")
+        _check(self.solver in SOLVERS, f"impute.solver '{self.solver}' is not known; use one of {', '.join(SOLVERS)}")
+        _check(self.solver == "ddim" or self.eta == 0.0, "impute.solver dpm2m is deterministic; set impute.eta to 0")
         _check(self.ensemble >= 1, "impute.ensemble must be at least 1")
         _check(0 < self.delta < 1, "impute.delta must be in (0, 1)")
         _check(self.batch_size >= 1, "impute.batch_size must be at least 1")

@@ -61,6 +61,7 @@ class FillOptions(RunOptions):
     samples: int | None = None  # N samples by the multi-step solver; None: point estimate only
     steps: int | None = None  # solver steps per sample
     omega: str | None = None  # weight on E_diff in [CQ] eq. 28
+    solver: str | None = None  # the multi-step sampler's step: ddim or dpm2m
 
 
 @dataclass(kw_only=True)

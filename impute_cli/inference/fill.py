@@ -96,6 +96,7 @@ class FillJob:
     steps: int
     ensemble: int
     omega: str
+    solver: str = "ddim"
     seed: int
     device: str
     progress: bool = False
@@ -139,7 +140,8 @@ class FillJob:
             return {"samples": self.samples, "steps": 0, "note": "no gap: samples equal the input", "seed": self.seed}
         return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
                 "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed,
-                **({"context_ratio": self.ratio} if self.ratio_given else {})}
+                **({"context_ratio": self.ratio} if self.ratio_given else {}),
+                **({"solver": self.solver} if self.solver != "ddim" else {})}
 
 
 def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, summary: Summary,
@@ -165,6 +167,9 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     if card.mask_strategy.get("missdiff"):
         ratio = 1.0
     cfg = card.preset.impute
+    if (opts.solver or cfg.solver) == "dpm2m" and cfg.eta > 0:
+        raise ImputeError(f"the dpm2m solver is deterministic but the model's preset sets impute.eta {cfg.eta:g}; "
+                          "use --solver ddim")
     chosen = opts.context_ratio if opts.context_ratio is not None else cfg.context_ratio
     if chosen is not None:  # the user's or the preset's choice, e.g. 1: every member sees every observed cell
         ratio = float(chosen)
@@ -172,7 +177,8 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
                    source=source, variables=cube.variables, static_mask=cube.static_mask_var, stats=stats,
                    sums=summary.climatology_sums(stats), pool=pool_from_cube(cube, window[0]), ratio=ratio,
                    window=window, samples=opts.samples or 0, steps=opts.steps or cfg.steps,
-                   ensemble=opts.ensemble or cfg.ensemble, omega=opts.omega or cfg.omega, seed=opts.seed,
+                   ensemble=opts.ensemble or cfg.ensemble, omega=opts.omega or cfg.omega,
+                   solver=opts.solver or cfg.solver, seed=opts.seed,
                    device=opts.device, progress=opts.progress, valid=cube.valid, ratio_given=chosen is not None,
                    _cube=cube, _den=den.eval().to(pick_device(opts.device)))
 
@@ -326,7 +332,7 @@ def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarr
             new = sample_windows(
                 den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), torch.stack(x_imp).to(device),
                 sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
-                delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega,
+                delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega, solver=job.solver,
                 generators=[[member_generator(job.seed, i, m, region) for m in range(N)] for i, _ in chunk],
                 batch_size=batch, sums=(b.S.to(device), b.N.to(device)), fixed=torch.stack(fixed).to(device),
                 fixed_values=torch.from_numpy(np.stack([samples[:, tl.t, :, tl.y, tl.x] for _, tl in chunk])))

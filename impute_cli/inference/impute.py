@@ -46,8 +46,8 @@ def check_sampling_options(opts: ImputeOptions) -> None:
     if opts.samples is not None and opts.samples < 1:
         raise ImputeError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
     if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None
-                                 or opts.quantiles is not None):
-        raise ImputeError("--save-samples, --steps, --omega and --quantiles are for sampling; add --samples N")
+                                 or opts.quantiles is not None or opts.solver is not None):
+        raise ImputeError("--save-samples, --steps, --omega, --solver and --quantiles are for sampling; add --samples N")
     if opts.omega is not None and opts.omega not in OMEGAS:
         raise ImputeError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
     if opts.steps is not None and opts.steps < 1:

@@ -61,14 +61,22 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
                    x_imp: torch.Tensor, *, sampler: ContextSampler, pool: np.ndarray, train_ratio: float,
                    steps: int, delta: float, eta: float, omega_kind: str, generators: list[list[torch.Generator]],
                    batch_size: int, sums: tuple[torch.Tensor, torch.Tensor],
-                   fixed: torch.Tensor | None = None, fixed_values: torch.Tensor | None = None) -> torch.Tensor:
+                   fixed: torch.Tensor | None = None, fixed_values: torch.Tensor | None = None,
+                   solver: str = "ddim") -> torch.Tensor:
     """N samples of each of B windows, (B, N, F, C, h, w), normalised units; N = len(generators[i]).
 
     x_obs, M, x_imp: (B, F, C, h, w); valid (B, h, w); sums: (S, N) each (B, C, h, w). `fixed`
     (B, F, C, h, w) marks cells already sampled by an earlier window, with values `fixed_values`
     (B, N, F, C, h, w). The members of all windows go through the network together, `batch_size`
     at a time; each draws from its own generator, so a member's sample does not depend on the
-    batching."""
+    batching.
+
+    `solver`: "ddim", the first-order step of Alg. 4 line 6; or "dpm2m", the second-order
+    multistep update of DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided
+    Sampling of Diffusion Probabilistic Models", Alg. 2) in its data-prediction form, applied to
+    the same combined estimate x0 (eq. 28 with the known cells put back): with λ = log(α/σ),
+    h = λ_t − λ_s and r = h_prev / h, the step uses D = (1 + 1/(2r)) x0 − 1/(2r) x0_prev in place
+    of x0 (the first step is DDIM's). Deterministic (eta = 0) only."""
     dev = x_obs.device
     B, Fr, C, h, w = x_obs.shape
     n_mem = [len(g) for g in generators]
@@ -95,6 +103,7 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
             known |= fx
             xk = torch.where(fx, fv_flat[j:j + b].to(dev), xk)
         Sb, Nb = sums[0][own], sums[1][own]
+        x0_prev, dl_prev = None, 1.0  # the previous step's x0 and its step in λ (dpm2m)
         for i in range(steps + 1):
             s = ts[i]
             st = torch.full((b,), s, device=dev)
@@ -122,6 +131,13 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
             eps_obs = (x - a_s * xk) / s_s  # line 4: the noise implied by the known values
             eps = torch.where(known, eps_obs, eps_unobs)  # line 5
             x0 = torch.where(known, xk, (x - s_s * eps) / a_s)
+            if solver == "dpm2m":
+                # DPM-Solver++(2M): x_t = (σ_t/σ_s) x_s + (α_t − σ_t α_s/σ_s) D, D from this x0 and the last
+                dl = math.log(a_t / s_t) - math.log(a_s / s_s)  # the step in λ = log(α/σ), h of the paper
+                D = x0 if x0_prev is None else x0 + (x0 - x0_prev) * (dl / (2.0 * dl_prev))
+                x0_prev, dl_prev = x0, dl
+                x = (s_t / s_s) * x + (a_t - s_t * a_s / s_s) * D
+                continue
             # line 6: a DDIM step s -> t; eta = 0 is the probability-flow ODE, eta = 1 ancestral.
             c = eta * (s_t / s_s) * math.sqrt(max(0.0, 1.0 - (a_s / a_t) ** 2)) if eta > 0 else 0.0
             x = a_t * x0 + math.sqrt(max(s_t**2 - c**2, 0.0)) * eps

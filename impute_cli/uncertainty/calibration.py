@@ -135,6 +135,7 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
         filled = fill_cube(card, den, seg, ImputeOptions(
             samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
             ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
+            solver=st.get("solver") or None,
             context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
             seed=opts.seed + 1 + k, device=opts.device,
             progress=opts.progress, log=opts.log), record=record.without(full[a:b], hidden))
