@@ -1,12 +1,12 @@
 """Tiling: starts and tiles cover every cell, the last tile ends at the edge, blend weights are
-positive tapers."""
+positive tapers, and tiles fall in classes of disjoint tiles for sampling."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from impute_cli.io.tiling import blend_weights, plan_tiles, random_tile, starts, window_shape
+from impute_cli.io.tiling import blend_weights, colour_classes, plan_tiles, random_tile, starts, window_shape
 
 
 @pytest.mark.parametrize("size, window, overlap", [
@@ -81,3 +81,20 @@ def test_random_tile_stays_inside_and_reaches_both_ends():
         seen.add((tl.t.start, tl.y.start, tl.x.start))
     ts = {s[0] for s in seen}
     assert ts == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("grid", [(31, 161, 320), (10, 201, 301), (8, 32, 32), (40, 70, 33), (100, 1, 50)])
+def test_colour_classes_hold_disjoint_tiles_and_cover_every_tile(grid):
+    window = tuple(min(w, n) for w, n in zip((8, 32, 32), grid))
+    tiles = plan_tiles(grid, window, 0.25)
+    classes = colour_classes(tiles)
+
+    def overlap(a, b):
+        return all(max(getattr(a, d).start, getattr(b, d).start) < min(getattr(a, d).stop, getattr(b, d).stop)
+                   for d in "tyx")
+
+    assert sorted(i for c in classes for i in c) == list(range(len(tiles)))
+    for c in classes:
+        assert not any(overlap(tiles[i], tiles[j]) for i in c for j in c if i < j)
+    assert len(classes) <= 27  # at most 3 colours per axis with overlap 0.25
+    assert colour_classes(tiles) == classes  # a fixed order: the same classes every time
