@@ -40,7 +40,12 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
 
 
 def save_state(path: Path, state: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda p: torch.save(state, p))
+    """torch.save through an open file, not a path: torch then names the archive's records by a
+    fixed name rather than after the (random) temporary file, so equal tensors give equal bytes."""
+    def write(p: Path) -> None:
+        with open(p, "wb") as f:
+            torch.save(state, f)
+    atomic_write_bytes(path, write)
 
 
 def load_state(path: Path) -> dict[str, Any]:

@@ -247,3 +247,15 @@ def test_same_seed_gives_a_byte_identical_file(sst_model, tmp_path, monkeypatch,
                 "--save-samples", "--seed", 5, "--overwrite", *CPU)
         runs.append(content(out))
     assert runs[0] == runs[1]
+
+
+def test_same_seed_trains_byte_identical_weights(sst_model, tiny_preset, tmp_path):
+    """Training twice with the same seed writes the same weights.pt, byte for byte (torch's
+    archive does not carry the temporary file's name)."""
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"m{k}"
+        run_cli("train", sst_model.cube, "--preset", tiny_preset, "--steps", 3, "--seed", 7, "--out", out,
+                "--quiet", *CPU)
+        runs.append((out / "weights.pt").read_bytes())
+    assert runs[0] == runs[1]
