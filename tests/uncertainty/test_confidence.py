@@ -166,7 +166,7 @@ def test_impute_samples_writes_spread_variables(sampled, sst_model):
     rms = np.sqrt(s.astype("float64").var(1) + (m - filled) ** 2)
     assert np.allclose(std[gaps], rms[gaps], rtol=1e-4, atol=1e-6), "V_std: RMS deviation from V_filled"
     assert (std[gaps] >= s.astype("float64").std(1)[gaps] * (1 - 1e-5)).all(), "never below the spread about the mean"
-    # the 5 % and 95 % quantiles of 6 samples, by hand from the sorted members (linear interpolation
+    # the 5 % and 95 % quantiles of 6 samples, worked out from the sorted members (linear interpolation
     # at positions 0.05 * 5 = 0.25 and 0.95 * 5 = 4.75)
     o = np.sort(s.astype("float64"), axis=1)
     q05 = o[:, 0] + 0.25 * (o[:, 1] - o[:, 0])
