@@ -39,8 +39,12 @@ def use_threads(threads: int | None = None) -> int:
     and `taskset` restrict). Returns the count."""
     if threads is None:
         env = os.environ.get("OMP_NUM_THREADS", "")
-        threads = int(env) if env.isdigit() and int(env) > 0 else len(os.sched_getaffinity(0)) \
-            if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        if env.isdigit() and int(env) > 0:
+            threads = int(env)
+        elif hasattr(os, "sched_getaffinity"):  # Linux
+            threads = len(os.sched_getaffinity(0))
+        else:
+            threads = os.cpu_count() or 1
     if threads < 1:
         raise ImputeError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)

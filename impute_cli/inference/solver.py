@@ -63,7 +63,8 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
                    batch_size: int, sums: tuple[torch.Tensor, torch.Tensor],
                    fixed: torch.Tensor | None = None, fixed_values: torch.Tensor | None = None,
                    solver: str = "ddim") -> torch.Tensor:
-    """N samples of each of B windows, (B, N, F, C, h, w), normalised units; N = len(generators[i]).
+    """N samples of each of B windows, (B, N, F, C, h, w), normalised units; N = len(generators[i]),
+    the same for every window.
 
     x_obs, M, x_imp: (B, F, C, h, w); valid (B, h, w); sums: (S, N) each (B, C, h, w). `fixed`
     (B, F, C, h, w) marks cells already sampled by an earlier window, with values `fixed_values`
@@ -79,12 +80,13 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
     of x0 (the first step is DDIM's). Deterministic (eta = 0) only."""
     dev = x_obs.device
     B, Fr, C, h, w = x_obs.shape
-    n_mem = [len(g) for g in generators]
-    owners = torch.tensor([i for i, n in enumerate(n_mem) for _ in range(n)], dtype=torch.long)
+    N = len(generators[0])
+    assert all(len(g) == N for g in generators), "every window draws the same number of samples"
+    owners = torch.arange(B).repeat_interleave(N)  # member k belongs to window k // N
     members = [g for gs in generators for g in gs]
     fv_flat = None
     if fixed is not None and fixed_values is not None:
-        fv_flat = torch.cat([fixed_values[i, :n] for i, n in enumerate(n_mem)])
+        fv_flat = fixed_values.reshape(B * N, Fr, C, h, w)
     pool_t = torch.from_numpy(np.ascontiguousarray(pool))
     ts = time_grid(steps, delta)
     sched = denoiser.schedule
@@ -144,8 +146,7 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
             if c > 0:
                 z = torch.stack([torch.randn((Fr, C, h, w), generator=g) for g in gens]).to(dev)
                 x = x + c * z
-    flat = torch.cat(out)
-    return torch.stack([flat[sum(n_mem[:i]):sum(n_mem[:i + 1])] for i in range(B)])
+    return torch.cat(out).reshape(B, N, Fr, C, h, w)
 
 
 def sample_window(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor,
