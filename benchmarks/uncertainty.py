@@ -10,6 +10,8 @@ and build 90 % cell intervals and time-step regions with `confidence --truth` ra
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel        # clustered test gaps
     python benchmarks/uncertainty.py OUT --runs block_st3_wide_aug    # the best block-gap model
     python benchmarks/uncertainty.py OUT --steps 10000 --runs long_minsnr   # the best pixel-gap model
+    python benchmarks/uncertainty.py OUT --tag dpm2m6 --impute-args="--solver dpm2m --steps 6"
+                                                               # the same models, another sampler
 
 The RUNS table in this file lists every run; a model is trained once per (training cube,
 settings, steps) and reused from OUT. `--arch-preset NAME` in a run means
@@ -17,6 +19,8 @@ benchmarks/presets/gp_NAME.yaml.
 Time on 2 CPU cores: about 15 minutes for the default `pixel block` (4000 steps: training about
 5 minutes a run); the space-time U-Net runs train for 20 minutes (st) to 1.5 hours
 (block_st3_wide_aug; long_minsnr at --steps 10000), see benchmarks/RESULTS.md.
+`--impute-args` adds impute options to every run (a solver and its steps); `--tag` names those
+runs' folders apart, the models are shared. CRPS is the samples' against the hidden truth.
 Writes OUT/cube-*/ (the gp_exact.py cubes), OUT/model-*/ (the models), OUT/<run>/samples.nc and
 ci.nc, appends the full figures of each run as a JSON line to OUT/results.jsonl and prints one
 Markdown row per run. Not part of the test suite."""
@@ -29,6 +33,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import xarray as xr
+
+from impute_cli.evaluation.scores import crps_ensemble
 
 HERE = Path(__file__).resolve().parent
 
@@ -103,7 +111,8 @@ def run_one(root: Path, name: str, train_cube: str, test_cube: str, train_args: 
             impute_args: list[str], args: argparse.Namespace) -> dict:
     tr, cube = make_cube(root, train_cube, args), make_cube(root, test_cube, args)
     pattern = test_cube
-    work = root / "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    work = root / "".join(c if c.isalnum() or c in "-_." else "_" for c in name + (f"-{args.tag}" if args.tag else ""))
+    impute_args = [*impute_args, *args.impute_args.split()]
     work.mkdir(exist_ok=True)
     # one model per (training cube, settings), shared by runs that differ only at imputation
     train_args = list(train_args)
@@ -126,9 +135,12 @@ def run_one(root: Path, name: str, train_cube: str, test_cube: str, train_args: 
     conf = json.loads(sh("impute-cli", "confidence", out, work / "ci.nc", "--truth", cube / "truth.nc",
                          "--calibrate", "--level", "0.9", "--json", "--overwrite", "--quiet"))
     t3 = time.time()
+    with xr.open_dataset(out) as o, xr.open_dataset(cube / "gappy.nc") as g, xr.open_dataset(cube / "truth.nc") as tr_:
+        hidden = g.tas.isnull().values & tr_.tas.notnull().values
+        crps = crps_ensemble(o.tas_sample.values[:, hidden], tr_.tas.values[hidden])
     v = conf["variables"]["tas"]
     row = {"run": name, "train_cube": train_cube, "cube": pattern, "preset": Path(preset).stem, "train": train_args, "impute": impute_args, "steps": args.steps,
-           "samples": args.samples, "mse_ratio": score["mse_ratio"], "mse": score["mse_tool"],
+           "samples": args.samples, "crps": crps, "mse_ratio": score["mse_ratio"], "mse": score["mse_tool"],
            "mse_oracle": score["mse_oracle"], "oracle_cell": score["cell_coverage_oracle"],
            "oracle_joint": score["joint_coverage_oracle"], "raw": v["raw"], "calibrated": v["calibrated"],
            "factors": v["calibration"], "seconds": {"train": t1 - t0, "impute": t2 - t1, "confidence": t3 - t2}}
@@ -147,18 +159,20 @@ def main() -> None:
     ap.add_argument("--observed", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--impute-args", default="", help="more impute options for every run, e.g. '--solver dpm2m --steps 6'")
+    ap.add_argument("--tag", default="", help="suffix of the runs' folders (models are shared)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     print("| run | test gaps | MSE / posterior MSE | 90 % cells raw / calibrated (oracle) | "
-          "90 % regions raw / calibrated (oracle) | train / impute s |")
-    print("|---|---|---|---|---|---|")
+          "90 % regions raw / calibrated (oracle) | CRPS | train / impute s |")
+    print("|---|---|---|---|---|---|---|")
     for key in args.runs:
         for name, train_cube, test_cube, tr, im in RUNS[key]:
             r = run_one(args.out, name, train_cube, test_cube, tr, im, args)
             print(f"| {name} | {test_cube} | {r['mse_ratio']:.2f} | {r['raw']['cell_coverage']:.1%} / "
                   f"{r['calibrated']['cell_coverage']:.1%} ({r['oracle_cell']:.1%}) | "
                   f"{r['raw']['region_coverage']:.1%} / {r['calibrated']['region_coverage']:.1%} "
-                  f"({r['oracle_joint']:.1%}) | {r['seconds']['train']:.0f} / {r['seconds']['impute']:.0f} |",
+                  f"({r['oracle_joint']:.1%}) | {r['crps']:.4f} | {r['seconds']['train']:.0f} / {r['seconds']['impute']:.0f} |",
                   flush=True)
 
 

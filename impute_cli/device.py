@@ -1,4 +1,5 @@
-"""device: CUDA when available (bf16 autocast), else CPU; `--device` overrides. CPU threads:
+"""device: CUDA when available (bf16 autocast), else CPU (bf16 inference where the CPU has it);
+`--device` overrides. CPU threads:
 the cores this process may use, or `--threads`."""
 
 from __future__ import annotations
@@ -26,10 +27,21 @@ def pick_device(name: str = "auto") -> torch.device:
     return dev
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager:
-    """Mixed precision (bf16) on CUDA; full precision on CPU."""
+def native_bf16() -> bool:
+    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX); elsewhere torch
+    emulates it, slower than float32."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def autocast(device: torch.device, inference: bool = False) -> contextlib.AbstractContextManager:
+    """Mixed precision (bf16) on CUDA. On a CPU with native bf16, for inference only: the
+    network's forward pass runs 1.9x faster in bf16 there, while its backward pass gains little,
+    so training keeps float32 (benchmarks/RESULTS.md, perf.py). Elsewhere full precision."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if inference and native_bf16():
+        return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

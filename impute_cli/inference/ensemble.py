@@ -32,31 +32,29 @@ def ensemble_single_step(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tenso
     dev = x_obs.device
     t = torch.full((1,), delta, device=dev)
     a, s = denoiser.schedule.alpha(t), denoiser.schedule.sigma(t)
-    # Draw every member's noise and context mask first, per window, from that window's generator.
-    xs, ctxs, owners = [], [], []
-    for i in range(B):
-        for _ in range(K):
-            eps = torch.randn(x_obs[i].shape, generator=generators[i]).to(dev)
-            xs.append(M[i] * (a * x_obs[i] + s * eps))  # eq. 9, observed cells only
-            ctxs.append(sampler(M[i:i + 1], ratio, generators[i])[0])
-            owners.append(i)
+    # Draw every member's noise and context mask first: the K members of window i together,
+    # from window i's generator (members are rows k of window i, row i * K + k overall).
+    eps = torch.cat([torch.randn((K, *x_obs.shape[1:]), generator=g) for g in generators]).to(dev)
+    ctx = torch.cat([sampler(M[i:i + 1].expand(K, *M.shape[1:]), ratio, generators[i]) for i in range(B)])
+    owners = torch.arange(B, device=dev).repeat_interleave(K)
+    xs = M[owners] * (a * x_obs[owners] + s * eps)  # eq. 9, observed cells only
     syms = symmetries(symmetric or [], x_obs.shape[-1] == x_obs.shape[-2])
-    member_sym = [syms[m % K % len(syms)] for m in range(len(xs))]  # member k of each window: symmetry k
+    member_sym = [syms[k % len(syms)] for k in range(K)] * B  # member k of each window: symmetry k
     acc = torch.zeros_like(x_obs)
-    for j in range(0, len(xs), batch_size):  # members of all windows go through the network together
-        xb, cb = torch.stack(xs[j:j + batch_size]), torch.stack(ctxs[j:j + batch_size])
-        vb = valid[owners[j:j + batch_size]]
+    for j in range(0, B * K, batch_size):  # members of all windows go through the network together
+        own = owners[j:j + batch_size]
+        xb, cb, vb = xs[j:j + batch_size], ctx[j:j + batch_size], valid[own]
         extra = ()
         if sums is not None:
-            own = owners[j:j + batch_size]
             extra = (context_climatology(sums[0][own], sums[1][own], x_obs[own], M[own], cb),)
         gs = member_sym[j:j + batch_size]
         if len(syms) > 1:  # each member under its symmetry: values and masks (frames on dim 0), land, climatology
             xb, cb = (torch.stack([move(a[k], g, 0) for k, g in enumerate(gs)]) for a in (xb, cb))
             vb = torch.stack([move(vb[k], g, None) for k, g in enumerate(gs)])
             extra = tuple(torch.stack([move(e[k], g, None) for k, g in enumerate(gs)]) for e in extra)
-        with autocast(dev):
+        with autocast(dev, inference=True):
             pred = denoiser(xb, cb, vb, t.expand(len(xb)), *extra).float()
-        for k, i in enumerate(owners[j:j + batch_size]):
-            acc[i] += move(pred[k], gs[k], 0, inverse=True) if len(syms) > 1 else pred[k]
+        if len(syms) > 1:
+            pred = torch.stack([move(pred[k], g, 0, inverse=True) for k, g in enumerate(gs)])
+        acc.index_add_(0, own, pred)
     return acc / K  # eq. 10

@@ -12,8 +12,8 @@ for bit by the writer.
 Samples ([CQ] App. E, `solver`) are not blended (averaging two independent draws would shrink
 their spread): tiles are sampled in order, and the cells an earlier tile already sampled are held
 fixed, as if observed, by the next one, so each sample is one coherent field within a region
-(across a region's edge the draws are independent). Every tile and member draws from its own
-seeded generator (`tile_generator`, `member_generator`), so the output does not depend on batch
+(across a region's edge the draws are independent). Every tile draws from its own
+seeded generator (`tile_generator`, `window_generator`), so the output does not depend on batch
 sizes or on which worker runs a region."""
 
 from __future__ import annotations
@@ -41,6 +41,10 @@ from impute_cli.masks.observation import pool_from_cube
 from impute_cli.model.batches import denormalise, read_tiles
 from impute_cli.options import FillOptions
 
+# Cells through the network at once (64 windows of 8 x 32 x 32): the point estimate and the
+# sampler send as many member windows per call as make up this many cells (at least the
+# preset's impute.batch_size), so small windows (station series) fill the call too.
+CELLS_PER_CALL = 64 * 8 * 32 * 32
 SAMPLE_CHUNK_BYTES = 64 * 1024**2  # at most about this much of samples per solver call (windows x members)
 
 
@@ -49,6 +53,11 @@ def cell_bytes(channels: int, samples: int, save_samples: bool) -> int:
     blending sums, estimate and output variables, and per sample 16 (the samples, their copy
     per variable, the quantiles' sort) plus 4 more when they are written."""
     return channels * (40 + samples * (16 + (4 if save_samples else 0)))
+
+
+def members_per_call(window: tuple[int, int, int], batch_size: int) -> int:
+    """Member windows per network call: CELLS_PER_CALL cells' worth, at least `batch_size`."""
+    return max(batch_size, CELLS_PER_CALL // int(np.prod(window)))
 
 
 @dataclass
@@ -61,10 +70,10 @@ class Filled:
     sampling: dict | None = None  # how the samples were drawn, for the output's attributes
 
 
-def member_generator(seed: int, tile: int, member: int, region: int = 0) -> torch.Generator:
-    """Member `member` of tile `tile` of region `region`: its own random stream, whatever the
-    batch size and whichever worker runs the region."""
-    state = np.random.SeedSequence([seed, region, tile, member]).generate_state(1)[0]
+def window_generator(seed: int, tile: int, region: int = 0) -> torch.Generator:
+    """The samples of tile `tile` of region `region`: its own random stream (all its members),
+    whatever the batch size and whichever worker runs the region."""
+    state = np.random.SeedSequence([seed, region, tile]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
 
 
@@ -238,7 +247,8 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     w = torch.from_numpy(blend_weights(window))[:, None]  # (F, 1, h, w)
     num = np.zeros(cube.memory.shape, "float32")
     den_w = np.zeros((T, 1, H, W), "float32")
-    per_batch = max(1, cfg.batch_size // K)
+    batch = members_per_call(window, cfg.batch_size)  # member windows through the network at once, across tiles
+    per_batch = max(1, batch // K)
     bar = tqdm(total=len(tiles), desc="point estimate", unit="tile", file=sys.stderr, disable=not job.progress,
                dynamic_ncols=True, leave=False)
     for i in range(0, len(tiles), per_batch):
@@ -247,7 +257,7 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
         gens = [tile_generator(job.seed, region, k) for k, _ in chunk]
         x = ensemble_single_step(den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), sampler=sampler,
                                  ratio=job.ratio, K=K, delta=cfg.delta, generators=gens,
-                                 batch_size=cfg.batch_size, sums=(b.S.to(device), b.N.to(device)),
+                                 batch_size=batch, sums=(b.S.to(device), b.N.to(device)),
                                  symmetric=card.preset.train.augment if cfg.symmetric else None).cpu()
         for (_, tl), xi in zip(chunk, x):
             num[tl.t, :, tl.y, tl.x] += (xi * w).numpy()
@@ -313,7 +323,7 @@ def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarr
              if gap[tl.t, :, tl.y, tl.x].any()]
     samples = np.zeros((N, *cube.memory.shape), "float32")
     done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
-    batch = max(cfg.batch_size, 64)  # members through the network at once, across the tiles of a class
+    batch = members_per_call(window, cfg.batch_size)  # members through the network at once, across the tiles of a class
     per_window = N * len(cube.channels) * int(np.prod(window)) * 4  # bytes of one window's N samples
     per_call = max(1, SAMPLE_CHUNK_BYTES // per_window)  # windows per solver call
     sampler = job.context_sampler
@@ -333,7 +343,7 @@ def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarr
                 den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), torch.stack(x_imp).to(device),
                 sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
                 delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega, solver=job.solver,
-                generators=[[member_generator(job.seed, i, m, region) for m in range(N)] for i, _ in chunk],
+                generators=[window_generator(job.seed, i, region) for i, _ in chunk], samples=N,
                 batch_size=batch, sums=(b.S.to(device), b.N.to(device)), fixed=torch.stack(fixed).to(device),
                 fixed_values=torch.from_numpy(np.stack([samples[:, tl.t, :, tl.y, tl.x] for _, tl in chunk])))
             for j, (_, tl) in enumerate(chunk):  # the tiles of a class are disjoint: any order

@@ -26,7 +26,8 @@ does (s·μ0 + (1 − s)·x_θ(s, ctx(x_s))) and it has the right limits (at t =
 carries no information, so E[x0 | x_t, x_obs] = E[x0 | x_obs]; at t → 0, x_t determines x0).
 `impute.omega` chooses: '1-t' (default) or 't' (the literal reading, kept for comparison).
 
-Members carry their own generators, so a sample does not depend on how members are batched.
+Each window's members draw from the window's own generator, and windows go through the network
+whole, so a sample does not depend on how windows are batched.
 Cells fixed by an earlier overlapping window (`fixed`) are treated as observed, with each
 member's own values, so that neighbouring windows of one sample join up."""
 
@@ -38,7 +39,7 @@ import numpy as np
 import torch
 
 from impute_cli.model.batches import context_climatology
-from impute_cli.masks.context_query import ContextSampler, borrow_window
+from impute_cli.masks.context_query import ContextSampler, borrow_windows
 from impute_cli.model.denoiser import Denoiser
 from impute_cli.device import autocast
 
@@ -59,18 +60,17 @@ def omega(t: float, kind: str) -> float:
 @torch.no_grad()
 def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor,
                    x_imp: torch.Tensor, *, sampler: ContextSampler, pool: np.ndarray, train_ratio: float,
-                   steps: int, delta: float, eta: float, omega_kind: str, generators: list[list[torch.Generator]],
-                   batch_size: int, sums: tuple[torch.Tensor, torch.Tensor],
+                   steps: int, delta: float, eta: float, omega_kind: str, generators: list[torch.Generator],
+                   samples: int, batch_size: int, sums: tuple[torch.Tensor, torch.Tensor],
                    fixed: torch.Tensor | None = None, fixed_values: torch.Tensor | None = None,
                    solver: str = "ddim") -> torch.Tensor:
-    """N samples of each of B windows, (B, N, F, C, h, w), normalised units; N = len(generators[i]),
-    the same for every window.
+    """`samples` samples of each of B windows, (B, N, F, C, h, w), normalised units.
 
     x_obs, M, x_imp: (B, F, C, h, w); valid (B, h, w); sums: (S, N) each (B, C, h, w). `fixed`
     (B, F, C, h, w) marks cells already sampled by an earlier window, with values `fixed_values`
-    (B, N, F, C, h, w). The members of all windows go through the network together, `batch_size`
-    at a time; each draws from its own generator, so a member's sample does not depend on the
-    batching.
+    (B, N, F, C, h, w). Window i's N members draw together from `generators[i]` (starting
+    noise, random masks, ancestral noise), and whole windows go through the network together,
+    about `batch_size` members at a time: a window's samples do not depend on the batching.
 
     `solver`: "ddim", the first-order step of Alg. 4 line 6; or "dpm2m", the second-order
     multistep update of DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++: Fast Solver for Guided
@@ -80,30 +80,25 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
     of x0 (the first step is DDIM's). Deterministic (eta = 0) only."""
     dev = x_obs.device
     B, Fr, C, h, w = x_obs.shape
-    N = len(generators[0])
-    assert all(len(g) == N for g in generators), "every window draws the same number of samples"
-    owners = torch.arange(B).repeat_interleave(N)  # member k belongs to window k // N
-    members = [g for gs in generators for g in gs]
-    fv_flat = None
-    if fixed is not None and fixed_values is not None:
-        fv_flat = fixed_values.reshape(B * N, Fr, C, h, w)
+    N = samples
+    per_call = max(1, batch_size // N)  # whole windows per network call
     pool_t = torch.from_numpy(np.ascontiguousarray(pool))
     ts = time_grid(steps, delta)
     sched = denoiser.schedule
     out = []
-    for j in range(0, len(members), batch_size):
-        gens = members[j:j + batch_size]
-        own = owners[j:j + batch_size].to(dev)
-        b = len(gens)
-        # Alg. 4 line 1: x_T ~ N(0, I), each member from its own generator.
-        x = torch.stack([torch.randn((Fr, C, h, w), generator=g) for g in gens]).to(dev)
+    for j in range(0, B, per_call):
+        gens = generators[j:j + per_call]
+        own = torch.arange(j, j + len(gens), device=dev).repeat_interleave(N)  # member k: window j + k // N
+        b = len(own)
+        # Alg. 4 line 1: x_T ~ N(0, I), each window's members from its own generator.
+        x = torch.cat([torch.randn((N, Fr, C, h, w), generator=g) for g in gens]).to(dev)
         Mb, vb, xi = M[own], valid[own], x_imp[own]
         known = Mb.clone()
         xk = x_obs[own].clone()
-        if fv_flat is not None:
+        if fixed is not None and fixed_values is not None:
             fx = fixed[own]
             known |= fx
-            xk = torch.where(fx, fv_flat[j:j + b].to(dev), xk)
+            xk = torch.where(fx, fixed_values[j:j + len(gens)].reshape(b, Fr, C, h, w).to(dev), xk)
         Sb, Nb = sums[0][own], sums[1][own]
         x0_prev, dl_prev = None, 1.0  # the previous step's x0 and its step in λ (dpm2m)
         for i in range(steps + 1):
@@ -112,11 +107,11 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
             a_s, s_s = float(sched.alpha(st[:1])), float(sched.sigma(st[:1]))
             # eq. 26 with one random mask per member and step: the context sampler applied to the
             # observation pattern of a borrowed window (same marginal as training's M_ctx).
-            M_rnd = torch.stack([
-                sampler(borrow_window(pool_t, (Fr, h, w), g)[None, :, None].expand(1, Fr, C, h, w).to(dev),
-                        train_ratio, g)[0] for g in gens]) & vb[:, None, None]  # never land, as in training
+            M_rnd = torch.cat([
+                sampler(borrow_windows(pool_t, (Fr, h, w), N, g)[:, :, None].expand(N, Fr, C, h, w).to(dev),
+                        train_ratio, g) for g in gens]) & vb[:, None, None]  # never land, as in training
             clim = context_climatology(Sb, Nb, xk * Mb, Mb, Mb & M_rnd)
-            with autocast(dev):
+            with autocast(dev, inference=True):
                 e_diff = denoiser(x, M_rnd, vb, st, clim).float()
             wgt = omega(s, omega_kind)
             x_hat = wgt * e_diff + (1.0 - wgt) * xi  # eq. 28
@@ -144,18 +139,19 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
             c = eta * (s_t / s_s) * math.sqrt(max(0.0, 1.0 - (a_s / a_t) ** 2)) if eta > 0 else 0.0
             x = a_t * x0 + math.sqrt(max(s_t**2 - c**2, 0.0)) * eps
             if c > 0:
-                z = torch.stack([torch.randn((Fr, C, h, w), generator=g) for g in gens]).to(dev)
+                z = torch.cat([torch.randn((N, Fr, C, h, w), generator=g) for g in gens]).to(dev)
                 x = x + c * z
     return torch.cat(out).reshape(B, N, Fr, C, h, w)
 
 
 def sample_window(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, valid: torch.Tensor,
-                  x_imp: torch.Tensor, *, generators: list[torch.Generator], sums: tuple[torch.Tensor, torch.Tensor],
+                  x_imp: torch.Tensor, *, generator: torch.Generator, samples: int,
+                  sums: tuple[torch.Tensor, torch.Tensor],
                   fixed: torch.Tensor | None = None, fixed_values: torch.Tensor | None = None,
                   **kw: object) -> torch.Tensor:
-    """len(generators) samples of one window, (N, F, C, h, w): `sample_windows` with B = 1.
+    """`samples` samples of one window, (N, F, C, h, w): `sample_windows` with B = 1.
     x_obs, M, x_imp: (F, C, h, w); valid (h, w); sums: (S, N) each (C, h, w)."""
-    return sample_windows(denoiser, x_obs[None], M[None], valid[None], x_imp[None], generators=[generators],
-                          sums=(sums[0][None], sums[1][None]),
+    return sample_windows(denoiser, x_obs[None], M[None], valid[None], x_imp[None], generators=[generator],
+                          samples=samples, sums=(sums[0][None], sums[1][None]),
                           fixed=None if fixed is None else fixed[None],
                           fixed_values=None if fixed_values is None else fixed_values[None], **kw)[0]

@@ -166,35 +166,30 @@ class ContextSampler:
         return torch.cat([makers[k]() for k in kinds])
 
     def _empirical(self, M: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
+        """For each window, `tries` borrowed patterns drawn at once; the one whose kept share of
+        the window's observed cells is closest to `ratio` (the first such) is its keep-pattern."""
         B, Fr, C, h, w = M.shape
         Mf = M.any(2)  # (B, F, h, w)
-        out = []
-        for b in range(B):
-            best, best_err = None, float("inf")
-            n_obs = max(int(Mf[b].sum()), 1)
-            for _ in range(self.tries):
-                cand = borrow_window(self._pool_t, (Fr, h, w), gen).to(M.device)
-                err = abs(float((Mf[b] & cand).sum()) / n_obs - ratio)
-                if err < best_err:
-                    best, best_err = cand, err
-            out.append(best)
-        return torch.stack(out)
+        cand = borrow_windows(self._pool_t, (Fr, h, w), B * self.tries, gen).to(M.device)
+        cand = cand.reshape(B, self.tries, Fr, h, w)
+        n_obs = Mf.flatten(1).sum(1).clamp(min=1)
+        kept = (Mf[:, None] & cand).flatten(2).sum(2) / n_obs[:, None]
+        best = (kept - ratio).abs().argmin(1)  # argmin gives the first of equal errors
+        return cand[torch.arange(B, device=M.device), best]
 
 
-def borrow_window(pool: torch.Tensor, shape: tuple[int, int, int], gen: torch.Generator) -> torch.Tensor:
-    """The observation pattern (F, h, w) of a random window of a pool (T, H, W)."""
+def borrow_windows(pool: torch.Tensor, shape: tuple[int, int, int], n: int, gen: torch.Generator) -> torch.Tensor:
+    """The observation patterns (n, F, h, w) of n random windows of a pool (T, H, W). A pool
+    shorter or narrower than the window is tiled (indices wrap around)."""
     Fr, h, w = shape
     T, H, W = pool.shape
-    t0 = int(torch.randint(T - min(Fr, T) + 1, (1,), generator=gen))
-    y0 = int(torch.randint(max(H - h, 0) + 1, (1,), generator=gen))
-    x0 = int(torch.randint(max(W - w, 0) + 1, (1,), generator=gen))
-    return _fit(pool[t0:t0 + Fr, y0:y0 + h, x0:x0 + w], Fr, h, w)
-
-
-def _fit(p: torch.Tensor, Fr: int, h: int, w: int) -> torch.Tensor:
-    """Tile a borrowed pattern up to (Fr, h, w) when the pool is smaller than the window."""
-    reps = (-(-Fr // p.shape[0]), -(-h // p.shape[1]), -(-w // p.shape[2]))
-    return p.repeat(*reps)[:Fr, :h, :w]
+    t0 = torch.randint(T - min(Fr, T) + 1, (n,), generator=gen)
+    y0 = torch.randint(max(H - h, 0) + 1, (n,), generator=gen)
+    x0 = torch.randint(max(W - w, 0) + 1, (n,), generator=gen)
+    ti = (t0[:, None] + torch.arange(Fr)) % T
+    yi = (y0[:, None] + torch.arange(h)) % H
+    xi = (x0[:, None] + torch.arange(w)) % W
+    return pool[ti[:, :, None, None], yi[:, None, :, None], xi[:, None, None, :]]
 
 
 def query_mask(M: torch.Tensor, M_ctx: torch.Tensor, cfg: MaskConfig, gen: torch.Generator) -> torch.Tensor:

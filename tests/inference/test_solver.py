@@ -1,4 +1,4 @@
-"""The multi-step sampler ([CQ] Alg. 4): observed cells carried exactly, members independent of
+"""The multi-step sampler ([CQ] Alg. 4): observed cells carried exactly, windows independent of
 batching, fixed cells honoured, the weight omega and the time grid."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch
 
 from impute_cli.checkpoint import load_model
 from impute_cli.masks.context_query import ContextSampler
-from impute_cli.inference.fill import member_generator
-from impute_cli.inference.solver import omega, sample_window, time_grid
+from impute_cli.inference.fill import window_generator
+from impute_cli.inference.solver import omega, sample_window, sample_windows, time_grid
 
 
 def _window(seed: int = 0):
@@ -28,7 +28,7 @@ def _draw(den, n, batch_size, *, fixed=None, fixed_values=None, omega_kind="1-t"
     x_obs, M, valid, pool, sums = _window()
     return sample_window(den, x_obs, M, valid, torch.zeros_like(x_obs), sampler=ContextSampler("pixel", [4]),
                          pool=pool, train_ratio=0.7, steps=steps, delta=1e-3, eta=0.0, omega_kind=omega_kind,
-                         generators=[member_generator(seed, 0, m) for m in range(n)], batch_size=batch_size,
+                         generator=window_generator(seed, 0), samples=n, batch_size=batch_size,
                          sums=sums, fixed=fixed, fixed_values=fixed_values), x_obs, M
 
 
@@ -46,12 +46,21 @@ def test_observed_cells_carried_exactly_and_gaps_vary(den):
     assert s[:, ~M].std(0).mean() > 1e-3, "members must differ in the gaps"
 
 
-def test_members_do_not_depend_on_batching(den):
-    a, _, _ = _draw(den, 5, 5)
-    b, _, _ = _draw(den, 5, 2)
-    assert torch.allclose(a, b, atol=1e-5)
-    c, _, _ = _draw(den, 5, 5, seed=1)
-    assert not torch.allclose(a, c), "another seed gives other samples"
+def test_windows_do_not_depend_on_batching(den):
+    wins = [_window(seed) for seed in range(3)]
+    x_obs, M, valid = (torch.stack([w[k] for w in wins]) for k in range(3))
+    sums = tuple(torch.stack([w[4][k] for w in wins]) for k in range(2))
+
+    def draw(batch_size, seed=0):
+        return sample_windows(den, x_obs, M, valid, torch.zeros_like(x_obs), sampler=ContextSampler("pixel", [4]),
+                              pool=wins[0][3], train_ratio=0.7, steps=4, delta=1e-3, eta=0.0, omega_kind="1-t",
+                              generators=[window_generator(seed, i) for i in range(3)], samples=4,
+                              batch_size=batch_size, sums=sums)
+    a, b = draw(12), draw(4)  # all three windows in one network call, or one window a call
+    assert a.shape == (3, 4, *x_obs.shape[1:])
+    assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(a, draw(12, seed=1)), "another seed gives other samples"
+    assert not torch.allclose(a[0, 0], a[0, 1]), "members of a window differ"
 
 
 def test_fixed_cells_are_treated_as_observed(den):
@@ -106,9 +115,9 @@ def _ode_error(solver: str, steps: int, monkeypatch) -> float:
     M = torch.zeros_like(M)
     s = sample_window(den, torch.zeros_like(x_obs), M, valid, torch.zeros_like(x_obs),
                       sampler=ContextSampler("pixel", [4]), pool=pool, train_ratio=0.7, steps=steps, delta=1e-3,
-                      eta=0.0, omega_kind="1-t", generators=[member_generator(0, 0, m) for m in range(n)],
+                      eta=0.0, omega_kind="1-t", generator=window_generator(0, 0), samples=n,
                       batch_size=n, sums=sums, solver=solver)
-    x1 = torch.stack([torch.randn(x_obs.shape, generator=member_generator(0, 0, m)) for m in range(n)])
+    x1 = torch.randn((n, *x_obs.shape), generator=window_generator(0, 0))  # the members' starting noise
     a = lambda t: float(den.schedule.alpha(torch.tensor([t])))  # noqa: E731
     sg = lambda t: float(den.schedule.sigma(torch.tensor([t])))  # noqa: E731
     d = 1e-3
@@ -128,9 +137,9 @@ def test_dpm2m_carries_observed_cells_and_is_deterministic(den):
     kw = dict(sampler=ContextSampler("pixel", [4]), pool=pool, train_ratio=0.7, steps=4, delta=1e-3, eta=0.0,
               omega_kind="1-t", batch_size=3, sums=sums, solver="dpm2m")
     a = sample_window(den, x_obs, M, valid, torch.zeros_like(x_obs),
-                      generators=[member_generator(0, 0, m) for m in range(3)], **kw)
+                      generator=window_generator(0, 0), samples=3, **kw)
     b = sample_window(den, x_obs, M, valid, torch.zeros_like(x_obs),
-                      generators=[member_generator(0, 0, m) for m in range(3)], **kw)
+                      generator=window_generator(0, 0), samples=3, **kw)
     assert torch.equal(a, b)
     assert torch.equal(a[:, M], x_obs[M].expand(3, -1))
     assert torch.isfinite(a).all()
