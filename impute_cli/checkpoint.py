@@ -68,6 +68,8 @@ class ModelCard:
     mask_strategy: dict[str, Any]
     training: dict[str, Any]
     static_mask_var: str | None = None
+    # the held-out error measured while training (training.validation); None: trained without
+    validation: dict[str, Any] | None = None
     package_version: str = __version__
     format: str = FORMAT
 

@@ -148,6 +148,8 @@ def train(
     query_ratio: Annotated[Optional[float], typer.Option(help="Fraction of observed cells in the query.")] = None,
     block_size: Annotated[Optional[list[int]], typer.Option(min=1, metavar="N", help="Block edge in cells for the block strategy (repeatable; default: the preset's).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
+    validation: Annotated[bool, typer.Option("--validation/--no-validation", help="Hold a few percent of the observed cells out of training (the data's own gap shapes), score the model on them beside the classical fillers, keep the best weights and stop when they stop improving. --no-validation trains on every cell.")] = True,
+    patience: Annotated[int, typer.Option(min=0, help="Stop after this many validation checks (one per checkpoint) without improvement; 0: run every step.")] = 4,
     device: Device = "auto",
     threads: Threads = None,
     quiet: Quiet = False,
@@ -159,7 +161,7 @@ def train(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, steps=steps, out=out,
         resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, device=device, threads=threads, seed=seed,
         context_ratio=context_ratio, query=query.value if query else None, query_ratio=query_ratio,
-        block_sizes=block_size, progress=not quiet, log=_log))
+        block_sizes=block_size, validation=validation, patience=patience, progress=not quiet, log=_log))
 
 
 @app.command()
@@ -181,6 +183,8 @@ def impute(
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="How each sample's solver weighs its own draw against the point estimate: 1-t (default) or t; see docs/method.md.")] = None,
     context_ratio: ContextRatio = None,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
+    calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="With --samples: widen or narrow V_lower..V_upper and V_std by a factor found by hiding observed cells of IN with its own gap shapes and resampling them, so that the stated level holds on this data (default: on).")] = None,
+    calibration_frames: Annotated[int, typer.Option(help="Time steps hidden and resampled for that calibration (more: a steadier factor, more time).")] = 128,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     scheduler: Annotated[Optional[str], typer.Option(metavar="ADDRESS", help="Run the regions on the workers of this Dask scheduler (e.g. tcp://host:8786); they must see IN and OUT.")] = None,
@@ -199,7 +203,7 @@ def impute(
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
         omega=omega, solver=solver.value if solver else None, context_ratio=context_ratio, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
-        scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
+        calibrate=calibrate, calibration_frames=calibration_frames, scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
 
 
 @app.command()

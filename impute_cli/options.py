@@ -38,6 +38,8 @@ class TrainOptions(RunOptions):
     steps: int | None = None  # None: the preset's
     out: Path | None = None  # None: models/<data>-<preset>
     resume: bool = False
+    validation: bool = True  # hold out a slice of observed cells and score the model on it
+    patience: int = 4  # stop after this many validations without improvement (0: never stop early)
     static_mask: str | None = None
     seed: int | None = None  # None: the preset's train.seed
     context_ratio: float | None = None
@@ -67,6 +69,10 @@ class FillOptions(RunOptions):
 @dataclass(kw_only=True)
 class ImputeOptions(FillOptions):
     quantiles: tuple[float, float] | None = None  # V_lower/V_upper; default (0.05, 0.95)
+    # With samples: scale the intervals by a split-conformal factor found on this input's own
+    # observed cells (None: yes, the default; False: --no-calibrate, the samples' raw quantiles)
+    calibrate: bool | None = None
+    calibration_frames: int = 128  # time steps hidden and resampled for that calibration
     save_samples: bool = False
     history: str = "impute-cli impute"
     scheduler: str | None = None  # a Dask scheduler address: regions run on its workers

@@ -112,6 +112,7 @@ class FillJob:
     valid: np.ndarray | None = None  # (H, W) the fillable cells, as the planning process found them
     ratio_given: bool = False  # ratio is --context-ratio or the preset's impute.context_ratio (recorded with the samples)
     threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
+    cell_factors: dict[str, float] | None = None  # per variable: the intervals' calibration factor (writer.output_arrays)
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -204,7 +205,8 @@ def region_outputs(job: FillJob, region: Region, quantiles: tuple[float, float],
     try:
         with dask.config.set(scheduler="synchronous"):  # reads inside a task stay in this task
             filled = fill_region(job, region)
-            return output_arrays(job.cube, filled.estimate, filled.samples, region.core, quantiles, save_samples)
+            return output_arrays(job.cube, filled.estimate, filled.samples, region.core, quantiles, save_samples,
+                                 factors=job.cell_factors)
     finally:
         torch.set_num_threads(prev)
 

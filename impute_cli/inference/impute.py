@@ -4,7 +4,8 @@ plan regions of bounded memory, and write the output atomically while an engine 
 regions (`fill.region_outputs`).
 
 Point estimate ([CQ] §3.3) and, with --samples N, N imputations by the multi-step solver
-([CQ] App. E) and their spread; see `fill` for how tiles are blended and sampled."""
+([CQ] App. E) and their spread, the intervals calibrated on the input's own observed cells
+(`uncertainty.calibration`); see `fill` for how tiles are blended and sampled."""
 
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from impute_cli.io.tiling import plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
 from impute_cli.options import ImputeOptions
 from impute_cli.training.train import train_for
+from impute_cli.training.validation import summary_line
+from impute_cli.uncertainty.calibration import calibrate_samples
 
 
 def parse_quantiles(text: str) -> tuple[float, float]:
@@ -48,6 +51,10 @@ def check_sampling_options(opts: ImputeOptions) -> None:
     if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None
                                  or opts.quantiles is not None or opts.solver is not None):
         raise ImputeError("--save-samples, --steps, --omega, --solver and --quantiles are for sampling; add --samples N")
+    if opts.samples is None and opts.calibrate is not None:
+        raise ImputeError("--calibrate/--no-calibrate are for the intervals of samples; add --samples N")
+    if opts.calibration_frames < 1:
+        raise ImputeError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
     if opts.omega is not None and opts.omega not in OMEGAS:
         raise ImputeError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
     if opts.steps is not None and opts.steps < 1:
@@ -73,6 +80,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     ds = open_dataset(inp)
     given, cube = open_for_model(str(inp), ds, opts.model, opts.variables, opts.static_mask)
     card, den = given if given is not None else (None, None)
+    if card is not None and card.validation:
+        opts.log(f"model {opts.model}: {summary_line(card.validation, dict(zip(card.variables, card.units)))}")
     cube.load()  # small cubes are read once; large ones stay lazy and are read region by region
     summary = summarise(cube)  # one streaming pass: sums, counts, Inf
     refuse_inf(summary.n_inf)
@@ -91,12 +100,17 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
         local = not opts.scheduler and not opts.workers
         job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=opts.progress and local),
                        source=str(Path(inp).resolve()))
+    quantiles = opts.quantiles or (0.05, 0.95)
     sampling = job.info()
     if sampling is not None:
         sampling["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
+        if job.card is not None and opts.calibrate is not False:  # honest intervals by default
+            factors = calibrate_samples(job, summary, quantiles, opts)
+            if factors:
+                job.cell_factors = {v: f["cell_factor"] for v, f in factors.items()}
+                sampling["calibration"] = factors
     plan = plan_regions(cube.grid.shape, job.window, cell_bytes(len(cube.channels), job.samples, opts.save_samples),
                         opts.region_bytes)
-    quantiles = opts.quantiles or (0.05, 0.95)
     # One task per region, all reading the one job (shipped once to each Dask worker).
     # A name of its own for each run, so that two runs on a shared scheduler never share a task
     # (the file's layout does not depend on task names: see writer._write_netcdf).

@@ -116,14 +116,30 @@ def output_specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, floa
         sn = src.attrs.get("standard_name")
         units = {"units": src.attrs["units"]} if "units" in src.attrs else {}
         long = src.attrs.get("long_name", v)
+        cal = (sampling.get("calibration") or {}).get(v)
+        scaled, cal_attrs = "", {}
+        if cal is not None:  # split-conformal factor from observed cells hidden with the data's own gap shapes
+            scaled = (f"; calibrated: scaled by the split-conformal factor {cal['cell_factor']:.4g} found on "
+                      f"{cal['calibration_cells']} observed cells hidden with the data's own gap shapes and resampled, "
+                      f"so that {quantiles[1] - quantiles[0]:.0%} of such cells fall inside {v}_lower..{v}_upper")
+            cal_attrs = {"calibration_factor": float(cal["cell_factor"])}
         specs.append(VarSpec(f"{v}_std", v, src.dims, dt, {
             **({"standard_name": f"{sn} standard_error"} if sn else {}), **units,
             "long_name": f"standard error of {v}_filled (0 where observed)",
-            "comment": f"root-mean-square deviation from {v}_filled of {how}"}))
-        for q, word in ((quantiles[0], "lower"), (quantiles[1], "upper")):
+            "comment": f"root-mean-square deviation from {v}_filled of {how}{scaled}", **cal_attrs}))
+        level = round(quantiles[1] - quantiles[0], 10)
+        for q, word, sign in ((quantiles[0], "lower", "-"), (quantiles[1], "upper", "+")):
+            if cal is None:
+                specs.append(VarSpec(f"{v}_{word}", v, src.dims, dt, {
+                    **units, "long_name": f"{q:.0%} quantile of the imputed {long} ({word} bound; observed value where observed)",
+                    "quantile": q, "comment": f"empirical quantile of {how}"}))
+                continue
             specs.append(VarSpec(f"{v}_{word}", v, src.dims, dt, {
-                **units, "long_name": f"{q:.0%} quantile of the imputed {long} ({word} bound; observed value where observed)",
-                "quantile": q, "comment": f"empirical quantile of {how}"}))
+                **units, "long_name": f"{word} bound of the calibrated {level:.0%} interval of the imputed {long} "
+                                      "(observed value where observed)",
+                "confidence_level": level,
+                "comment": f"{v}_filled {sign} the {level:.0%} quantile of the distance to {v}_filled of {how}{scaled}",
+                **cal_attrs}))
         if save_samples:
             # CF 1.8 §2.4: dims other than T, Z, Y, X go to their left (CDO then skips this
             # variable with a warning; V_std, V_lower and V_upper are what CDO users read)
@@ -145,10 +161,15 @@ def _isel(cube: Cube, box: Tile) -> dict[str, slice]:
 
 
 def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, box: Tile,
-                  quantiles: tuple[float, float], save_samples: bool) -> dict[str, np.ndarray]:
+                  quantiles: tuple[float, float], save_samples: bool,
+                  factors: dict[str, float] | None = None) -> dict[str, np.ndarray]:
     """The values of every output variable over `box` of the grid, from the point estimate
     `filled` (t, C, h, w) and the samples (N, t, C, h, w) of that box, in each variable's own
-    dim order. Observed cells are the input's values bit for bit, with zero spread."""
+    dim order. Observed cells are the input's values bit for bit, with zero spread. `factors`
+    (per variable, a split-conformal calibration): [V_lower, V_upper] is V_filled ± the factor
+    × the level-quantile of the samples' distance to V_filled (level HIGH − LOW of `quantiles`;
+    `confidence`'s cell interval, calibrated), V_std is scaled by it; the samples stay as drawn.
+    Without: the samples' own LOW and HIGH quantiles."""
     out_arrays: dict[str, np.ndarray] = {}
     sel = _isel(cube, box)
     space, valid_file = cube.grid.file_dims, cube.grid.to_file(cube.valid[box.y, box.x])
@@ -170,7 +191,13 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
         # the standard error of V_filled as the samples see it: their RMS deviation from the point
         # estimate (the samples' own mean can sit away from it, and that is uncertainty too)
         std = np.sqrt(((per - out[None]) ** 2).mean(axis=0))
-        lo, hi = np.quantile(per, quantiles, axis=0).astype(dt)
+        f = (factors or {}).get(v)
+        if f is None:  # the samples' own quantiles
+            lo, hi = np.quantile(per, quantiles, axis=0).astype(dt)
+        else:  # calibrated: V_filled ± f × the level-quantile of the samples' distance to it
+            d = f * np.quantile(np.abs(per - out[None]), round(quantiles[1] - quantiles[0], 10), axis=0)
+            lo, hi = (out - d).astype(dt), (out + d).astype(dt)
+            std = f * std
         out_arrays[f"{v}_std"] = np.where(observed, 0, std).astype(dt)
         out_arrays[f"{v}_lower"] = np.where(observed, out, lo)
         out_arrays[f"{v}_upper"] = np.where(observed, out, hi)
@@ -196,7 +223,13 @@ def _finish(ds: xr.Dataset, cube: Cube, history: str, sampling: dict | None) -> 
             "standard_name": "realization", "units": "1", "long_name": "sample number"})
     if sampling is not None:
         ds.attrs["impute_cli_model"] = str(sampling.get("model", ""))
-        ds.attrs["impute_cli_sampler"] = ", ".join(f"{k}={val}" for k, val in sampling.items() if k != "model")
+        ds.attrs["impute_cli_sampler"] = ", ".join(f"{k}={val}" for k, val in sampling.items()
+                                                   if k not in ("model", "calibration"))
+        if sampling.get("calibration"):
+            ds.attrs["impute_cli_calibration"] = "; ".join(
+                f"{v}: cell_factor={c['cell_factor']:.6g}, level={c['level']:g}, cells={c['calibration_cells']}, "
+                f"segments={c['calibration_segments']}, hiding={c['calibration_hiding']}"
+                for v, c in sampling["calibration"].items())
     prev = ds.attrs.get("history", "")
     ds.attrs["history"] = f"{utc_stamp()}: {history} (impute-cli {__version__})" + (f"\n{prev}" if prev else "")
     return ds

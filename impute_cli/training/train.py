@@ -35,6 +35,7 @@ from impute_cli.device import autocast, pick_device, use_threads
 from impute_cli.errors import ImputeError
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
+from impute_cli.training.validation import Watch, score_model, summary_line, validation_set
 from impute_cli.io.tiling import random_tile, window_shape
 from impute_cli.io.writer import utc_stamp
 
@@ -162,6 +163,12 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
     if pattern == "empirical" and pool is None:
         pool = pool_from_cube(cube, window[0])
     sampler = ContextSampler(pattern, preset.mask.block_sizes, pool if pattern == "empirical" else None)
+    vs = validation_set(cube, stats, window, preset, opts, ranks, log)
+    if vs is not None:  # the held-out cells are gone from the data, its climatology and normalisation
+        cube = cube.in_memory(vs.hide(cube.memory))
+        summary = summarise(cube)
+        stats = summary.stats(cube.channels)
+        sums = summary.climatology_sums(stats)
 
     if state is None and ranks.main:  # only now, with the data checked, is the model folder (re)made
         if out.exists() and opts.overwrite:
@@ -187,6 +194,14 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
             log(f"the checkpoint was written by {before} process(es), this run has {ranks.world_size}: "
                 "training goes on, but draws other windows than an uninterrupted run would")
     model = _parallel(den, ranks)
+    card = _card_stub(preset, cube, window)
+    card.normalisation = stats.to_dict()
+    card.mask_strategy = {"requested": requested, "pattern": pattern, "reason": reason,
+                          "context_ratio": preset.mask.context_ratio, "query": preset.mask.query,
+                          "query_ratio": preset.mask.query_ratio, "missdiff": preset.mask.is_missdiff,
+                          # fraction of fillable cells the network sees as context ([CQ] App. G.3)
+                          "context_input_fraction": summary.observed_fraction * preset.mask.context_ratio}
+    watch = Watch.resume(state, opts.patience)
 
     tc = preset.train
     per_rank = -(-tc.batch_size // ranks.world_size)  # the global batch stays the preset's (or just above)
@@ -230,33 +245,46 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
         lv = ranks.mean(float(loss.detach()))  # every rank keeps the same running loss
         loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_avg:.4f}")
         done = step + 1
-        if ranks.main and (done % tc.checkpoint_every == 0 or done == tc.steps):
+        stop = False
+        if vs is not None and (done % tc.checkpoint_every == 0 or done == tc.steps):
+            # score the EMA weights on the held-out cells; keep the best, stop when they stop improving
+            stop = watch.update(done, score_model(vs, card, ema, cube, summary), ema)
+        bar.set_postfix(loss=f"{loss_avg:.4f}", **watch.postfix())
+        if ranks.main and (done % tc.checkpoint_every == 0 or done == tc.steps or stop):
             save_state(out / TRAIN_STATE, {"net": den.net.state_dict(), "ema": ema.net.state_dict(),
                                            "opt": opt.state_dict(), "step": done, "preset": preset.to_dict(),
                                            "channels": cube.channels, "mask_requested": requested,
                                            "mask_reason": reason, "loss_avg": loss_avg,
                                            "seconds": seconds + time.perf_counter() - t_begin,
-                                           "world_size": ranks.world_size})
+                                           "world_size": ranks.world_size, "validation": watch.state()})
+        if stop:
+            log(f"validation: no improvement in {opts.patience} checks; stopping at step {done} "
+                f"(best at step {watch.best_step})")
+            break
     bar.close()
     seconds += time.perf_counter() - t_begin
-    card = _card_stub(preset, cube, window)
-    card.normalisation = stats.to_dict()
-    card.mask_strategy = {"requested": requested, "pattern": pattern, "reason": reason,
-                          "context_ratio": preset.mask.context_ratio, "query": preset.mask.query,
-                          "query_ratio": preset.mask.query_ratio, "missdiff": preset.mask.is_missdiff,
-                          # fraction of fillable cells the network sees as context ([CQ] App. G.3)
-                          "context_input_fraction": summary.observed_fraction * preset.mask.context_ratio}
-    card.training = {"data": str(data), "steps": tc.steps, "final_loss": loss_avg,
+    steps_done = done if start < tc.steps else start
+    card.training = {"data": str(data), "steps": steps_done, "final_loss": loss_avg,
                      "seconds": round(seconds, 1), "device": str(device), "world_size": ranks.world_size,
-                     "finished": utc_stamp()}
+                     "finished": utc_stamp(), **({"steps_planned": tc.steps} if steps_done < tc.steps else {})}
+    weights = {k: v.detach().cpu() for k, v in ema.net.state_dict().items()}
+    if vs is not None and watch.best is not None:
+        weights = watch.best_weights
+        card.validation = watch.card(vs)
     if ranks.main:
-        save_model(out, card, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
-        log(f"model written to {out} ({tc.steps} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device}"
+        save_model(out, card, weights)
+        log(f"model written to {out} ({steps_done} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device}"
             + (f", {ranks.world_size} processes" if ranks.distributed else "") + ")")
+        if card.validation:
+            log(summary_line(card.validation, dict(zip(cube.variables, _units(cube)))))
     ranks.barrier()  # the model is whole before any rank returns
     return out
+
+
+def _units(cube: Cube) -> list[str]:
+    """Each variable's units (of its first channel)."""
+    return [cube.units[[w for w, _ in cube.channel_sel].index(v)] for v in cube.variables]
 
 
 def step_seed(seed: int, step: int, ranks: Ranks) -> list[int]:

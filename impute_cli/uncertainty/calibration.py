@@ -1,5 +1,6 @@
-"""calibration: an `impute --save-samples` output and the model that made it -> split-conformal
-factors for its intervals and regions (`confidence --calibrate`).
+"""calibration: a model, its sampler settings and the data -> split-conformal factors for the
+intervals and regions of its samples (`confidence --calibrate` on an `impute --save-samples`
+output; `impute --samples N` on its own input, by default).
 
 Observed cells of the same data are hidden with the data's own gap shapes (`calibration_cells`),
 resampled with the same model and settings, each segment as a piece of the whole record
@@ -8,18 +9,22 @@ conformal quantile of the normalised scores is the factor (`regions.conformal_qu
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 import xarray as xr
 
-from impute_cli.checkpoint import load_model
+from impute_cli.checkpoint import ModelCard, load_model
 from impute_cli.errors import ImputeError
-from impute_cli.inference.fill import fill_cube
+from impute_cli.inference.fill import FillJob, fill_cube
 from impute_cli.io.dataset import open_cube
-from impute_cli.io.stats import summarise
-from impute_cli.masks.observation import choose_pattern, gap_statistics, observation_masks, observation_pool
+from impute_cli.io.cube import Cube
+from impute_cli.io.stats import Summary, summarise
+from impute_cli.masks.observation import choose_pattern, gap_statistics, observation_pool
 from impute_cli.options import ConfidenceOptions, ImputeOptions
 from impute_cli.uncertainty.regions import (Uncertain, cell_scores, conformal_quantile, distances, group_index,
                                             intervals, radii)
@@ -30,6 +35,7 @@ def _sampler_settings(ds: xr.Dataset) -> dict[str, str]:
     return dict(p.split("=", 1) for p in text.split(", ") if "=" in p)
 
 
+CALIBRATION_BYTES = 256 * 1024**2  # impute calibrates on at most this much of the cube (float32 bytes)
 SCATTERED_HIDE = 0.1  # at most this fraction of observed cells is hidden where gaps are scattered
 
 
@@ -81,11 +87,9 @@ def hiding(obs: np.ndarray, valid: np.ndarray) -> tuple[str, float]:
 
 def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: float, group: str,
               opts: ConfidenceOptions) -> dict[str, dict[str, float]]:
-    """Split-conformal factors per variable from observed cells hidden with the data's own gap
-    shapes: segments of time steps are resampled with the model and settings that made the
-    samples -- each as a piece of the whole record, with the record's climatology input and
-    context density less the hidden cells -- and the hidden cells scored (in the cube's
-    (T, C, H, W) channel layout)."""
+    """Split-conformal factors per variable of an `impute --save-samples` output (`confidence
+    --calibrate`): the model and sampler settings that made the samples, recorded in the file,
+    resample observed cells hidden with the data's own gap shapes (see `conformal_factors`)."""
     model = opts.model or str(ds.attrs.get("impute_cli_model", ""))
     if not model or not Path(model).exists():
         raise ImputeError("--calibrate needs the model that made the samples; pass --model DIR "
@@ -101,14 +105,35 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
                           "sampled variables; pass the --model that made the samples")
     cube = open_cube(result, card.variables, card.static_mask_var, ds=ds)
     cube.load()
-    full = np.asarray(cube.data.compute())
-    obs = observation_masks(cube)
-    record = summarise(cube)  # each segment is imputed as a piece of the whole record (see fill_cube)
+    settings = ImputeOptions(
+        samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
+        ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
+        solver=st.get("solver") or None,
+        context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
+        device=opts.device, progress=opts.progress, log=opts.log)
+    return conformal_factors(card, den, cube, summarise(cube), variables, level, settings, group=group,
+                             seed=opts.seed, frames=opts.calibration_frames)
+
+
+def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record: Summary, variables: list[str],
+                      level: float, settings: ImputeOptions, *, group: str | None = "time", seed: int = 0,
+                      frames: int = 256) -> dict[str, dict[str, Any]]:
+    """Split-conformal factors per variable from observed cells of an in-memory `cube` hidden
+    with the data's own gap shapes: segments of about `frames` time steps in all are resampled
+    with `settings` (samples, solver...) -- each as a piece of the whole record (`record`: its
+    summary, less the hidden cells: the climatology input and context density of the record) --
+    and the hidden cells scored (in the cube's (T, C, H, W) channel layout).
+
+    Cells: intervals centred on the point estimate, `regions.intervals` at `level`; the factor
+    scales their half-widths. Regions (`group`; None: none): [UQ] §5 radii."""
+    full = cube.memory
+    assert full is not None, "conformal_factors needs an in-memory cube"
+    obs = cube.observed(full)
     T = full.shape[0]
-    rng = np.random.default_rng(opts.seed + 7919)
+    rng = np.random.default_rng(seed + 7919)
     how, frac = hiding(obs, cube.valid)
     L = min(T, max(2 * card.window[0], 8))
-    n_seg = min(max(1, math.ceil(min(opts.calibration_frames, T) / L)), max(1, T // L))
+    n_seg = min(max(1, math.ceil(min(frames, T) / L)), max(1, T // L))
     seg_starts = sorted(rng.choice(np.arange(0, T - L + 1, L), size=n_seg, replace=False).tolist())
     chans = {v: [c for c, (w, _) in enumerate(cube.channel_sel) if w == v] for v in variables}
     cell_s: dict[str, list[np.ndarray]] = {v: [] for v in variables}
@@ -130,16 +155,10 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
         values = np.where(hidden, np.nan, full[a:b]).astype("float32")
         seg = cube.in_memory(values)
         ctx = f" (with {a}-{b - 1} as context)" if (a, b) != (s0, s0 + L) else ""
-        opts.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1}{ctx}, "
-                 f"{int(core.sum())} observed cells hidden and resampled")
-        filled = fill_cube(card, den, seg, ImputeOptions(
-            samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
-            ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
-            solver=st.get("solver") or None,
-            context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
-            seed=opts.seed + 1 + k, device=opts.device,
-            progress=opts.progress, log=opts.log), record=record.without(full[a:b], hidden))
-        groups = group_index(L, group)  # scored on the segment itself: regions as without context steps
+        settings.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1}{ctx}, "
+                     f"{int(core.sum())} observed cells hidden and resampled")
+        filled = fill_cube(card, den, seg, dataclasses.replace(settings, seed=seed + 1 + k),
+                           record=record.without(full[a:b], hidden))
         c = slice(s0 - a, s0 - a + L)
         for v, idx in chans.items():
             u = Uncertain(v, (), filled.estimate[c][:, idx].astype("float64"),
@@ -147,19 +166,23 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
             y = truth[c][:, idx]
             lo, hi = intervals(u, level)
             cell_s[v].append(cell_scores(y[u.imputed], u.centre[u.imputed], lo[u.imputed], hi[u.imputed]))
+            if group is None:
+                continue
+            groups = group_index(L, group)  # scored on the segment itself: regions as without context steps
             D = distances(u, np.where(u.imputed, y, u.centre), groups)
             with np.errstate(divide="ignore", invalid="ignore"):
                 ratio = D / radii(u, level, groups)
             reg_s[v].append(ratio[np.isfinite(D)])
-    out = {}
+    out: dict[str, dict[str, Any]] = {}
     for v in variables:
         cs = np.concatenate(cell_s[v]) if cell_s[v] else np.array([])
-        rs = np.concatenate(reg_s[v]) if reg_s[v] else np.array([])
-        out[v] = {"cell_factor": conformal_quantile(cs, level), "region_factor": conformal_quantile(rs, level),
-                  "calibration_cells": int(len(cs)), "calibration_regions": int(len(rs)),
+        out[v] = {"cell_factor": conformal_quantile(cs, level), "calibration_cells": int(len(cs)),
                   "calibration_segments": len(cell_s[v]), "calibration_hiding": how,
-                  "cell_factor_range": factor_range(cell_s[v], level, rng),
-                  "region_factor_range": factor_range(reg_s[v], level, rng)}
+                  "cell_factor_range": factor_range(cell_s[v], level, rng)}
+        if group is not None:
+            rs = np.concatenate(reg_s[v]) if reg_s[v] else np.array([])
+            out[v].update(region_factor=conformal_quantile(rs, level), calibration_regions=int(len(rs)),
+                          region_factor_range=factor_range(reg_s[v], level, rng))
     return out
 
 
@@ -183,3 +206,40 @@ def factor_range(per_segment: list[np.ndarray], level: float, rng: np.random.Gen
         return [float("nan"), float("nan")]
     lo, hi = np.quantile(np.asarray(qs), [0.05, 0.95])
     return [float(lo), float(hi)]
+
+
+def calibrate_samples(job: FillJob, record: Summary, quantiles: tuple[float, float],
+                      opts: ImputeOptions) -> dict[str, dict[str, Any]] | None:
+    """`impute --samples N`'s calibration (on by default): the factor per variable that brings
+    the intervals V_filled ± factor × (the level-quantile of the samples' distance to V_filled)
+    to their stated level (HIGH − LOW of --quantiles) on this input's own observed cells, hidden
+    with its own gap shapes and resampled with the job's model and sampler (`conformal_factors`). A
+    cube too big for memory is calibrated on the block of time steps in its middle that fits.
+    None, with a notice, when the data leave too few observed cells to calibrate on."""
+    assert job.card is not None
+    cube = job.cube
+    T, C, H, W = cube.grid.shape[0], len(cube.channels), cube.grid.shape[1], cube.grid.shape[2]
+    n = min(T, max(4 * job.card.window[0], CALIBRATION_BYTES // max(4 * C * H * W, 1)))
+    t0 = (T - n) // 2  # the whole record when it fits, else the block in its middle: loaded or lazy alike
+    cal = cube if n == T and cube.memory is not None else \
+        cube.in_memory(cube.read(slice(t0, t0 + n), slice(None), slice(None)))
+    level = round(quantiles[1] - quantiles[0], 10)  # 0.9, not 0.8999999999999999
+    settings = ImputeOptions(samples=job.samples, steps=job.steps, ensemble=job.ensemble, omega=job.omega,
+                             solver=job.solver, context_ratio=job.ratio if job.ratio_given else None,
+                             device=job.device, progress=opts.progress, log=opts.log)
+    try:
+        factors = conformal_factors(job.card, job.denoiser, cal, record, cube.variables, level, settings, group=None,
+                                    seed=opts.seed, frames=opts.calibration_frames)
+    except ImputeError as e:
+        opts.log(f"notice: the intervals are the samples' raw quantiles, not calibrated: {e}")
+        return None
+    bad = [v for v, f in factors.items() if not math.isfinite(f["cell_factor"])]
+    if bad:
+        opts.log(f"notice: the intervals are the samples' raw quantiles, not calibrated: the samples of "
+                 f"{', '.join(bad)} have no spread at more than {1 - level:.0%} of the hidden cells")
+        return None
+    for v, f in factors.items():
+        f["level"] = level
+        opts.log(f"calibrated the {level:.0%} intervals of {v}: factor {f['cell_factor']:.3g} from "
+                 f"{f['calibration_cells']} observed cells hidden and resampled (--no-calibrate: raw)")
+    return factors

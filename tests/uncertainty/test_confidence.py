@@ -141,7 +141,7 @@ def sampled(sst_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("sampled")
     out = d / "samples.nc"
     run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 6, "--steps", 3,
-            "--save-samples", "--seed", 3, *CPU)
+            "--save-samples", "--seed", 3, "--no-calibrate", *CPU)
     return out
 
 
@@ -180,11 +180,35 @@ def test_impute_samples_writes_spread_variables(sampled, sst_model):
     assert ds["sst_lower"].attrs["quantile"] == 0.05
 
 
+def test_impute_calibrates_its_intervals_by_default(sampled, sst_model, tmp_path):
+    out = tmp_path / "calibrated.nc"
+    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 6, "--steps", 3,
+            "--save-samples", "--seed", 3, *CPU)
+    raw, cal = open_any(sampled), open_any(out)
+    for k in ("filled", "sample", "imputed_flag"):  # calibration changes only the intervals and the spread
+        assert np.array_equal(raw[f"sst_{k}"].values, cal[f"sst_{k}"].values, equal_nan=True), k
+    f = cal["sst_lower"].attrs["calibration_factor"]
+    assert np.isfinite(f) and f > 0 and cal["sst_upper"].attrs["calibration_factor"] == f
+    assert cal["sst_std"].attrs["calibration_factor"] == f and cal["sst_lower"].attrs["confidence_level"] == 0.9
+    assert f"cell_factor={f:.6g}" in cal.attrs["impute_cli_calibration"]
+    assert "calibration" not in cal.attrs["impute_cli_sampler"]
+    gaps = cal["sst_imputed_flag"].values == 1
+    filled = cal["sst_filled"].values.astype("float64")
+    s = cal["sst_sample"].values.astype("float64")  # (sample, time, lat, lon)
+    d = f * np.quantile(np.abs(s - filled[None]), 0.9, axis=0)
+    assert np.allclose(cal["sst_lower"].values[gaps], (filled - d)[gaps], rtol=1e-5, atol=1e-4)
+    assert np.allclose(cal["sst_upper"].values[gaps], (filled + d)[gaps], rtol=1e-5, atol=1e-4)
+    assert np.allclose(cal["sst_std"].values[gaps], f * raw["sst_std"].values[gaps], rtol=1e-5, atol=1e-6)
+    obs = ~gaps & np.isfinite(raw["sst"].values)
+    assert np.all(cal["sst_lower"].values[obs] == raw["sst"].values[obs]) and np.all(cal["sst_std"].values[obs] == 0)
+    assert "calibrated" in cal["sst_lower"].attrs["long_name"] and "quantile" not in cal["sst_lower"].attrs
+
+
 def test_same_seed_gives_the_same_output(sampled, sst_model, tmp_path):
     # (independence from the batch size is checked at the sampler, inference/test_solver.py)
     again = tmp_path / "again.nc"
     run_cli("impute", sst_model.cube, again, "--model", sst_model.model, "--samples", 6, "--steps", 3,
-            "--save-samples", "--seed", 3, *CPU)
+            "--save-samples", "--seed", 3, "--no-calibrate", *CPU)
     a, b = open_any(sampled), open_any(again)
     for v in ("sst_filled", "sst_std", "sst_sample"):
         assert np.array_equal(a[v].values, b[v].values, equal_nan=True), v
@@ -312,6 +336,9 @@ def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
         (("confidence", sampled, out, "--model", sst_model.model), "--model is used by --calibrate only"),
         (("confidence", sampled, out, "--calibrate", "--calibration-frames", 0), "--calibration-frames must be at least 1"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--quantiles", "0.1,0.9"), "add --samples N"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--no-calibrate"), "add --samples N"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--calibration-frames", 0),
+         "--calibration-frames must be at least 1"),
     ]
     other = tmp_path / "other.nc"
     write_cube(tiny_cube_dataset(12, 8, 8, "cloud", 1.0, seed=0, var="sst"), other)
