@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-REGION_BYTES = 512 * 1024**2  # default working memory of one imputation region
+REGION_BYTES = 2048 * 1024**2  # default working memory of one imputation region
 
 
 def to_stderr(msg: str) -> None:

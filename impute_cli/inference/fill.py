@@ -151,7 +151,7 @@ class FillJob:
         return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
                 "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed,
                 **({"context_ratio": self.ratio} if self.ratio_given else {}),
-                **({"solver": self.solver} if self.solver != "ddim" else {})}
+                "solver": self.solver}
 
 
 def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, summary: Summary,

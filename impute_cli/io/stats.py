@@ -74,6 +74,11 @@ class Summary:
         return replace(self, S=self.S - v.sum(0), N=self.N - hidden.sum(0),
                        s2=self.s2 - (v**2).sum(axis=(0, 2, 3)))
 
+    def crop(self, y: slice, x: slice) -> "Summary":
+        """This summary over the cells [y, x] of the grid only (the per-cell sums and counts,
+        the fillable cells); the per-channel sums of squares stay the record's."""
+        return replace(self, S=self.S[:, y, x], N=self.N[:, y, x], valid=self.valid[y, x])
+
     def climatology_sums(self, stats: Stats) -> tuple[np.ndarray, np.ndarray]:
         """(C, H, W) sums and counts of the observed values in normalised units (the network's
         climatology input, see `batches`)."""

@@ -142,7 +142,7 @@ def plan_regions(grid_shape: tuple[int, int, int], window: tuple[int, int, int],
                  budget: int) -> RegionPlan:
     """Regions of at most about `budget` bytes of working memory at `cell_bytes` a grid cell
     (all channels and samples together). Whole maps are kept when at least 4 windows' worth of
-    time steps fit, since cutting in space costs more seams than cutting in time; else the
+    time steps (or the whole record, when shorter) fit, since cutting in space costs more seams than cutting in time; else the
     larger spatial side is halved until they fit (or the side is down to 2 windows). The
     margin -- context read around each region and thrown away -- is half a window along each
     cut axis."""
@@ -150,7 +150,7 @@ def plan_regions(grid_shape: tuple[int, int, int], window: tuple[int, int, int],
     f, h, w = window
     cells = max(1, budget // max(cell_bytes, 1))
     hy, wx = H, W
-    while 4 * f * hy * wx > cells and (hy > 2 * h or wx > 2 * w):
+    while min(4 * f, T) * hy * wx > cells and (hy > 2 * h or wx > 2 * w):
         if hy / h >= wx / w and hy > 2 * h:
             hy = -(-hy // 2)
         else:

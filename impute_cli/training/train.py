@@ -182,7 +182,9 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
     ema = copy.deepcopy(den).eval()
     for p_ in ema.parameters():
         p_.requires_grad_(False)
-    opt = torch.optim.AdamW(den.parameters(), lr=preset.train.lr, weight_decay=0.0)
+    # foreach: one kernel per step for all parameters (on CPU torch otherwise loops over them)
+    opt = torch.optim.AdamW(den.parameters(), lr=preset.train.lr, weight_decay=0.0, foreach=True)
+    params, ema_params = list(den.parameters()), list(ema.parameters())
     start, loss_avg, seconds = 0, None, 0.0
     if state is not None:
         den.net.load_state_dict(state["net"])
@@ -236,12 +238,11 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
         loss = (per_cell * M_qry).sum() / M_qry.sum().clamp(min=1)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # under DDP the gradients arrive averaged over the ranks
-        torch.nn.utils.clip_grad_norm_(den.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
         opt.step()
         decay = min(tc.ema, (1 + step) / (10 + step))
         with torch.no_grad():
-            for pe, p_ in zip(ema.parameters(), den.parameters()):
-                pe.lerp_(p_, 1 - decay)
+            torch._foreach_lerp_(ema_params, params, 1 - decay)
         lv = ranks.mean(float(loss.detach()))  # every rank keeps the same running loss
         loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
         bar.update(1)

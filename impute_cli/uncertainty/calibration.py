@@ -151,14 +151,19 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
         a, b = max(0, s0 - margin), min(T, s0 + L + margin)
         hidden = np.zeros((b - a, *core.shape[1:]), bool)
         hidden[s0 - a:s0 - a + L] = core
-        truth = np.where(hidden, full[a:b], np.nan)
-        values = np.where(hidden, np.nan, full[a:b]).astype("float32")
-        seg = cube.in_memory(values)
+        rec = record.without(full[a:b], hidden)
+        # Only the hidden cells' box and a window around it are resampled: the rest of the frame
+        # gives them no context the network would see.
+        ys, xs = _box(core.any((0, 1)), card.window[1], card.window[2])
+        hidden, core = hidden[..., ys, xs], core[..., ys, xs]
+        truth = np.where(hidden, full[a:b, :, ys, xs], np.nan)
+        values = np.where(hidden, np.nan, full[a:b, :, ys, xs]).astype("float32")
+        seg = cube.in_memory(values, ys, xs)
         ctx = f" (with {a}-{b - 1} as context)" if (a, b) != (s0, s0 + L) else ""
         settings.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1}{ctx}, "
                      f"{int(core.sum())} observed cells hidden and resampled")
         filled = fill_cube(card, den, seg, dataclasses.replace(settings, seed=seed + 1 + k),
-                           record=record.without(full[a:b], hidden))
+                           record=rec.crop(ys, xs))
         c = slice(s0 - a, s0 - a + L)
         for v, idx in chans.items():
             u = Uncertain(v, (), filled.estimate[c][:, idx].astype("float64"),
@@ -184,6 +189,15 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
             out[v].update(region_factor=conformal_quantile(rs, level), calibration_regions=int(len(rs)),
                           region_factor_range=factor_range(reg_s[v], level, rng))
     return out
+
+
+def _box(where: np.ndarray, my: int, mx: int) -> tuple[slice, slice]:
+    """The rows and columns of the cells `where` (H, W), widened by my rows and mx columns on
+    each side (clipped to the grid)."""
+    H, W = where.shape
+    rows, cols = np.flatnonzero(where.any(1)), np.flatnonzero(where.any(0))
+    return (slice(max(0, int(rows[0]) - my), min(H, int(rows[-1]) + 1 + my)),
+            slice(max(0, int(cols[0]) - mx), min(W, int(cols[-1]) + 1 + mx)))
 
 
 def factor_range(per_segment: list[np.ndarray], level: float, rng: np.random.Generator,

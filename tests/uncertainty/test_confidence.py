@@ -191,7 +191,7 @@ def test_impute_calibrates_its_intervals_by_default(sampled, sst_model, tmp_path
     assert np.isfinite(f) and f > 0 and cal["sst_upper"].attrs["calibration_factor"] == f
     assert cal["sst_std"].attrs["calibration_factor"] == f and cal["sst_lower"].attrs["confidence_level"] == 0.9
     assert f"cell_factor={f:.6g}" in cal.attrs["impute_cli_calibration"]
-    assert "calibration" not in cal.attrs["impute_cli_sampler"]
+    assert "calibration" not in cal.attrs["impute_cli_sampler"] and "solver=dpm2m" in cal.attrs["impute_cli_sampler"]
     gaps = cal["sst_imputed_flag"].values == 1
     filled = cal["sst_filled"].values.astype("float64")
     s = cal["sst_sample"].values.astype("float64")  # (sample, time, lat, lon)
