@@ -120,6 +120,7 @@ def test_wrong_type_is_an_error_naming_the_key(tmp_path, text, where):
     ("train:\n  ema: 1.0\n", "ema"),
     ("network:\n  base_channels: 2\n", "base_channels"),
     ("impute:\n  ensemble: 0\n", "ensemble"),
+    ("impute:\n  sample_overlap: 1.5\n", "sample_overlap"),
     ("diffusion:\n  beta_min: 30\n", "beta_min"),
     ("diffusion:\n  t_min: 0.1\n", "t_min"),
     ("diffusion:\n  low_noise_fraction: 1.5\n", "low_noise_fraction"),

@@ -321,7 +321,7 @@ def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarr
     device = next(den.parameters()).device
     window = sampling_window(tuple(min(a, b) for a, b in zip(job.window, (T, H, W))), (T, H, W))
     gap = ~cube.observed(cube.memory) & cube.valid[None, None]
-    tiles = [(i, tl) for i, tl in enumerate(plan_tiles((T, H, W), window, card.preset.window.overlap))
+    tiles = [(i, tl) for i, tl in enumerate(plan_tiles((T, H, W), window, cfg.sample_overlap))
              if gap[tl.t, :, tl.y, tl.x].any()]
     samples = np.zeros((N, *cube.memory.shape), "float32")
     done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
