@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Callable
 
 import numpy as np
 
 from impute_cli.evaluation.dineof import eof_dineof
 from impute_cli.evaluation.fill_steps import climatology, climatology_map, fill_rest, laplace_fill, outside_valid, prepare
-from impute_cli.evaluation.kriging import gp_kriging
+from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging
 
 
 def temporal_linear(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -134,3 +135,20 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "eof_dineof": eof_dineof,
     "gp_kriging": gp_kriging,
 }
+
+
+def run_baselines(names: list[str], gappy: np.ndarray, valid: np.ndarray,
+                  log: Callable[[str], None]) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str]]:
+    """Each baseline on every channel of the gappy cube: estimates, seconds, and why any was skipped."""
+    est, secs, skipped = {}, {}, {}
+    for name in names:
+        fn = BASELINES[name]
+        t0 = time.perf_counter()
+        try:
+            est[name] = np.stack([fn(gappy[:, c], valid) for c in range(gappy.shape[1])], axis=1)
+        except (BaselineSkipped, ImportError) as e:  # a baseline that cannot run here says why; a bug still raises
+            skipped[name] = str(e)
+            log(f"baseline {name} skipped: {e}")
+            continue
+        secs[name] = round(time.perf_counter() - t0, 2)
+    return est, secs, skipped

@@ -15,7 +15,7 @@ import dataclasses
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -23,8 +23,7 @@ import xarray as xr
 from impute_cli.checkpoint import load_model
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError
-from impute_cli.evaluation.baselines import BASELINES
-from impute_cli.evaluation.kriging import BaselineSkipped
+from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.evaluation.report import MODEL_NAME, Evaluation, write_report
 from impute_cli.evaluation.scores import point_scores, sample_scores
 from impute_cli.inference.fill import fill_cube
@@ -119,23 +118,6 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
     return card, den, info
 
 
-def _baselines(names: list[str], gappy: np.ndarray, valid: np.ndarray,
-               log: Callable[[str], None]) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str]]:
-    """Each baseline on every channel of the gappy cube: estimates, seconds, and why any was skipped."""
-    est, secs, skipped = {}, {}, {}
-    for name in names:
-        fn = BASELINES[name]
-        t0 = time.perf_counter()
-        try:
-            est[name] = np.stack([fn(gappy[:, c], valid) for c in range(gappy.shape[1])], axis=1)
-        except (BaselineSkipped, ImportError) as e:  # a baseline that cannot run here says why; a bug still raises
-            skipped[name] = str(e)
-            log(f"baseline {name} skipped: {e}")
-            continue
-        secs[name] = round(time.perf_counter() - t0, 2)
-    return est, secs, skipped
-
-
 def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, Any], Evaluation]:
     """Hide, impute, run the baselines, and score; returns the report and its arrays."""
     check_options(opts)
@@ -166,7 +148,7 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
     estimate[~np.broadcast_to(cube.valid[None, None], estimate.shape)] = np.nan  # land: not filled
 
     names = opts.baselines or list(BASELINES)
-    base_est, base_secs, skipped = _baselines(names, gappy, cube.valid, opts.log)
+    base_est, base_secs, skipped = run_baselines(names, gappy, cube.valid, opts.log)
     estimates = {MODEL_NAME: estimate, **base_est}
 
     report: dict[str, Any] = {

@@ -81,7 +81,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     given, cube = open_for_model(str(inp), ds, opts.model, opts.variables, opts.static_mask)
     card, den = given if given is not None else (None, None)
     if card is not None and card.validation:
-        opts.log(f"model {opts.model}: {summary_line(card.validation, dict(zip(card.variables, card.units)))}")
+        opts.log(f"model {opts.model}: {summary_line(card.validation)}")
     cube.load()  # small cubes are read once; large ones stay lazy and are read region by region
     summary = summarise(cube)  # one streaming pass: sums, counts, Inf
     refuse_inf(summary.n_inf)

@@ -278,14 +278,9 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
         log(f"model written to {out} ({steps_done} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device}"
             + (f", {ranks.world_size} processes" if ranks.distributed else "") + ")")
         if card.validation:
-            log(summary_line(card.validation, dict(zip(cube.variables, _units(cube)))))
+            log(summary_line(card.validation))
     ranks.barrier()  # the model is whole before any rank returns
     return out
-
-
-def _units(cube: Cube) -> list[str]:
-    """Each variable's units (of its first channel)."""
-    return [cube.units[[w for w, _ in cube.channel_sel].index(v)] for v in cube.variables]
 
 
 def step_seed(seed: int, step: int, ranks: Ranks) -> list[int]:

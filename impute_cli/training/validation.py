@@ -25,8 +25,7 @@ import torch
 
 from impute_cli.config import Preset
 from impute_cli.errors import ImputeError
-from impute_cli.evaluation.baselines import BASELINES
-from impute_cli.evaluation.kriging import BaselineSkipped
+from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.inference.fill import fill_cube
 from impute_cli.io.cube import Cube
 from impute_cli.io.stats import Stats, Summary
@@ -50,6 +49,7 @@ class ValidationSet:
     hidden: list[np.ndarray]
     truth: list[np.ndarray]  # the cube's values on each segment (NaN where not observed)
     variables: dict[str, list[int]]  # variable -> its channels
+    units: dict[str, str]  # variable -> its units
     std: np.ndarray  # (C,) the normalisation's std, to pool channels
     pattern: str
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -108,8 +108,9 @@ def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> Validat
             pattern = "cloud"
             h = make_holdout(frame_obs, cube.valid, pattern, fraction, seed=seed + k).hidden
         hidden.append(h[:, None] & obs[s])
+    chans = {v: [c for c, (w, _) in enumerate(cube.channel_sel) if w == v] for v in cube.variables}
     vs = ValidationSet(segments, hidden, [values[s].copy() for s in segments],
-                       {v: [c for c, (w, _) in enumerate(cube.channel_sel) if w == v] for v in cube.variables},
+                       chans, {v: cube.units[idx[0]] for v, idx in chans.items()},
                        np.asarray(stats.std, "float64"), pattern)
     if vs.cells < MIN_CELLS:
         raise ImputeError(f"only {vs.cells} observed cells could be held out (at least {MIN_CELLS} are needed)")
@@ -118,14 +119,11 @@ def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> Validat
 
 def score_baselines(vs: ValidationSet, valid: np.ndarray, log: Callable[[str], None]) -> None:
     """Each classical filler on each segment with its held-out cells hidden, scored on them."""
-    for name, fn in BASELINES.items():
-        try:
-            est = [np.stack([fn(np.where(h[:, c], np.nan, t[:, c]), valid) for c in range(t.shape[1])], axis=1)
+    per_segment = [run_baselines(list(BASELINES), np.where(h, np.nan, t), valid, log)[0]
                    for t, h in zip(vs.truth, vs.hidden)]
-        except (BaselineSkipped, ImportError, ValueError) as e:
-            log(f"validation: baseline {name} skipped ({e})")
-            continue
-        vs.baselines[name] = vs.score(est)
+    for name in BASELINES:
+        if all(name in est for est in per_segment):  # a filler skipped on any segment is left out
+            vs.baselines[name] = vs.score([est[name] for est in per_segment])
 
 
 def score_model(vs: ValidationSet, card: Any, den: torch.nn.Module, cube: Cube, record: Summary,
@@ -141,12 +139,12 @@ def score_model(vs: ValidationSet, card: Any, den: torch.nn.Module, cube: Cube, 
     return vs.score(est)
 
 
-def summary_line(validation: dict[str, Any], units: dict[str, str]) -> str:
+def summary_line(validation: dict[str, Any]) -> str:
     """'validation RMSE 0.52 degC on 1 234 held-out cells; best classical filler laplace 0.61 (ratio 0.85)'."""
     parts = []
     for v, r in validation["rmse"].items():
         base = validation.get("baseline_rmse", {}).get(v)
-        u = f" {units.get(v, '')}".rstrip()
+        u = f" {validation.get('units', {}).get(v, '')}".rstrip()
         parts.append(f"{v} {r:.4g}{u}" + (f" (baseline {base:.4g})" if base is not None else ""))
     line = f"validation RMSE {', '.join(parts)} on {validation['cells']} held-out cells"
     if validation.get("best_baseline"):
@@ -225,7 +223,8 @@ class Watch:
         """The model card's `validation`: the best check's RMSE, the best classical filler's on
         the same cells, their ratio (pooled over variables, normalised units) and the curve."""
         best = next(c for c in self.curve if c["step"] == self.best_step)
-        out: dict[str, Any] = {"rmse": dict(best["rmse"]), "step": self.best_step, "cells": vs.cells,
+        out: dict[str, Any] = {"rmse": dict(best["rmse"]), "units": dict(vs.units), "step": self.best_step,
+                               "cells": vs.cells,
                                "segments": len(vs.segments), "hiding": vs.pattern}
         base = vs.best_baseline()
         if base is not None:

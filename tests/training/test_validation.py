@@ -53,7 +53,7 @@ def test_train_reports_validation_beside_the_baselines(cube, preset, tmp_path):
                                                                                "laplace", "telea", "ns_inpaint",
                                                                                "eof_dineof", "gp_kriging")
     assert v["ratio"] == pytest.approx(v["rmse"]["sst"] / v["baseline_rmse"]["sst"], rel=1e-3)
-    assert [c["step"] for c in v["curve"]] == [3, 6, 9] and v["step"] in (3, 6, 9)
+    assert [c["step"] for c in v["curve"]] == [3, 6, 9] and v["step"] in (3, 6, 9) and v["units"] == {"sst": "degC"}
     assert "validation RMSE sst" in res.stderr and "best classical filler" in res.stderr
     out = run_cli("impute", cube, tmp_path / "o.nc", "--model", model, "--device", "cpu")
     assert "validation RMSE sst" in out.stderr, "impute says how the model did on its held-out cells"
