@@ -135,7 +135,7 @@ def main() -> None:
         for n in [0, *a.samples]:
             if n and cells > a.max_sample_cells:
                 continue
-            extra = ["--samples", str(n), "--steps", str(a.steps)] if n else []
+            extra = ["--samples", str(n), "--sampler-steps", str(a.steps)] if n else []
             r = timed([cli, "impute", str(gappy), str(d / f"out{n}.nc"), "--model", str(model), "--overwrite",
                        "--quiet", *dev, *extra], d / f"impute{n}.log")
             r.update(what="impute", T=T, cells=cells, imputed=gaps, samples=n,

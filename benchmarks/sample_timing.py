@@ -56,8 +56,8 @@ def main() -> None:
     print(f"| point estimate only | {wall:.0f} | {rss:.2f} |", flush=True)
     for n in args.samples:
         wall, rss = timed(["impute-cli", "impute", str(gappy), str(args.out / f"samples{n}.nc"), "--model",
-                           str(model), "--samples", str(n), "--steps", str(args.steps), "--quiet", "--overwrite"])
-        print(f"| --samples {n} --steps {args.steps} | {wall:.0f} | {rss:.2f} |", flush=True)
+                           str(model), "--samples", str(n), "--sampler-steps", str(args.steps), "--quiet", "--overwrite"])
+        print(f"| --samples {n} --sampler-steps {args.steps} | {wall:.0f} | {rss:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ uptime
 run() {  # solver steps [extra evaluate options]
   local s=$1 k=$2; shift 2
   local t0=$(date +%s)
-  impute-cli evaluate "$data" --holdout cloud --fraction 0.2 --samples "$n" --solver "$s" --steps "$k" \
+  impute-cli evaluate "$data" --holdout cloud --fraction 0.2 --samples "$n" --solver "$s" --sampler-steps "$k" \
     --json --quiet "$@" > "$out/$s$k.json"
   echo "$s $k: $(( $(date +%s) - t0 )) s" >&2
 }

@@ -10,7 +10,7 @@ and build 90 % cell intervals and time-step regions with `confidence --truth` ra
     python benchmarks/uncertainty.py OUT --runs mixed_vs_pixel        # clustered test gaps
     python benchmarks/uncertainty.py OUT --runs block_st3_wide_aug    # the best block-gap model
     python benchmarks/uncertainty.py OUT --steps 10000 --runs long_minsnr   # the best pixel-gap model
-    python benchmarks/uncertainty.py OUT --tag dpm2m6 --impute-args="--solver dpm2m --steps 6"
+    python benchmarks/uncertainty.py OUT --tag dpm2m6 --impute-args="--solver dpm2m --sampler-steps 6"
                                                                # the same models, another sampler
 
 The RUNS table in this file lists every run; a model is trained once per (training cube,
@@ -159,7 +159,7 @@ def main() -> None:
     ap.add_argument("--observed", type=float, default=0.5)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--retrain", action="store_true")
-    ap.add_argument("--impute-args", default="", help="more impute options for every run, e.g. '--solver dpm2m --steps 6'")
+    ap.add_argument("--impute-args", default="", help="more impute options for every run, e.g. '--solver dpm2m --sampler-steps 6'")
     ap.add_argument("--tag", default="", help="suffix of the runs' folders (models are shared)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)

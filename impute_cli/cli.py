@@ -1,7 +1,7 @@
 """cli: thin Typer commands. Each converts its arguments, calls one library function, and the
 one error path below (`OneLineErrors`) turns a problem into a one-line message and an exit
-code: 2 for the project's own errors and click's usage errors, 130 for an interruption, 3 when
-memory runs out.
+code: 2 for a bad command line (click's usage errors and the project's OptionError), 1 for bad
+data or a refused model (ImputeError), 3 when memory runs out, 130 for an interruption.
 
 The library is imported inside each command, not at the top: torch, xarray and dask take about
 2 s to import, which `impute-cli --help` and a mistyped option should not wait for."""
@@ -37,6 +37,8 @@ class OneLineErrors(typer.core.TyperGroup):
     range, a missing argument), Ctrl-C / SIGTERM and running out of memory."""
 
     def main(self, *args, standalone_mode: bool = True, **kw):  # type: ignore[override]
+        for command in (self, *self.commands.values()):
+            _plain_metavars(command)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kw)
         # SIGTERM (a batch system's time limit, `kill`) as Ctrl-C, so that temporary outputs are
@@ -77,12 +79,43 @@ class OneLineErrors(typer.core.TyperGroup):
             raise typer.Exit(3) from None
 
 
+def _plain_metavars(command: Any) -> None:
+    """Help in the user's words: options show N, X, PATH, TEXT or their choices instead of
+    Typer's Python types (<int range>, <list[str]>), and flags show nothing."""
+    words = {"int": "N", "float": "X", "path": "PATH", "str": "TEXT", "bool": ""}
+    for p in command.params:
+        if p.metavar is not None or getattr(p, "param_type_name", "") != "option":
+            continue
+        try:
+            shown = p.display_type(None).strip("<>")
+        except Exception:  # pragma: no cover - a Typer without display_type keeps its own
+            return
+        shown = shown.removeprefix("list[").removesuffix("]").removesuffix(" range")
+        p.metavar = "" if getattr(p, "is_flag", False) else words.get(shown, shown)
+
+
 def _terminated(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrors,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, cls=OneLineErrors,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help="Fill gaps in NetCDF/Zarr cubes with a diffusion model trained on the incomplete data itself.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from impute_cli import __version__
+        typer.echo(f"impute-cli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Fill gaps in NetCDF/Zarr cubes with a diffusion model trained on the incomplete data itself."""
 
 # Choices as enums (Typer lists them in --help and refuses others), from the library's own lists.
 MaskPattern = Enum("MaskPattern", {p: p for p in MASK_PATTERNS}, type=str)
@@ -117,6 +150,14 @@ def _log(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
+def _renamed(old: Any, old_name: str, new: Any, new_name: str) -> Any:
+    """An option's old spelling still works, with a warning; the new one wins."""
+    if old is None:
+        return new
+    _log(f"warning: {old_name} is now {new_name}; the old name will go in a later version")
+    return new if new is not None else old
+
+
 Vars = Annotated[Optional[list[str]], typer.Option("--var", help="Variable to impute (repeatable); default: every floating variable on the main grid.")]
 StaticMask = Annotated[Optional[str], typer.Option("--static-mask", help="Variable marking cells never to fill (land in an SST file); found automatically when named mask/lsm/...")]
 Device = Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")]
@@ -128,7 +169,7 @@ FallbackPreset = Annotated[str, typer.Option("--preset", help="Preset of the mod
 FallbackPattern = Annotated[Optional[MaskPattern], typer.Option("--mask-pattern", help="Context strategy of that model.")]
 FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, help="Training steps of that model.")]
 Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How many estimates, each from another random part of the observed cells, are averaged per gap cell (more: smoother and slower; default: the model's).")]
-Solver = Annotated[Optional[SolverKind], typer.Option("--solver", help="Step of the samples' solver: ddim (first order) or dpm2m (second order, as good in fewer --steps; default: the model's, ddim).")]
+Solver = Annotated[Optional[SolverKind], typer.Option("--solver", help="Step of the samples' solver: ddim (first order) or dpm2m (second order, as good in fewer steps; default: the model's, dpm2m).")]
 ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="Share of the observed cells the model sees per estimate, in (0, 1]; 1: all of them (default: the model preset's choice, else as dense as in training; see docs/cli.md).")]
 
 
@@ -177,7 +218,8 @@ def impute(
     mask_pattern: FallbackPattern = None,
     train_steps: FallbackSteps = None,
     samples: Annotated[Optional[int], typer.Option(help="Also draw N plausible fillings of the gaps and write their spread per cell (V_std, V_lower, V_upper).")] = None,
-    steps: Annotated[Optional[int], typer.Option(help="Solver steps per sample: fewer is faster, coarser (default: the model's, 6).")] = None,
+    sampler_steps: Annotated[Optional[int], typer.Option("--sampler-steps", help="Solver steps per sample: fewer is faster, coarser (default: the model's, 6).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", hidden=True, help="Old name of --sampler-steps.")] = None,
     quantiles: Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Quantiles of the samples written as V_lower and V_upper (default 0.05,0.95).")] = None,
     solver: Solver = None,
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="How each sample's solver weighs its own draw against the point estimate: 1-t (default) or t; see docs/method.md.")] = None,
@@ -190,6 +232,8 @@ def impute(
     scheduler: Annotated[Optional[str], typer.Option(metavar="ADDRESS", help="Run the regions on the workers of this Dask scheduler (e.g. tcp://host:8786); they must see IN and OUT.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Run the regions on a local Dask cluster of N worker processes.")] = None,
     region_mb: Annotated[int, typer.Option(min=1, help="Working memory of one region in MiB: the cube is imputed region by region, so peak memory follows this, not the cube's size.")] = 2048,
+    compress: Annotated[int, typer.Option(help="zlib level of the new variables in a NetCDF output, 0 (none) to 9; copied variables keep the input's storage.")] = 1,
+    copy: Annotated[bool, typer.Option("--copy/--no-copy", help="Copy the input's variables into OUT (default), or write only the new ones and the coordinates, to merge with 'cdo merge' or 'ncks -A'.")] = True,
     device: Device = "auto",
     threads: Threads = None,
     quiet: Quiet = False,
@@ -198,7 +242,8 @@ def impute(
     (and with --samples N, the per-cell uncertainty)."""
     from impute_cli.inference.impute import impute_file, parse_quantiles
     from impute_cli.options import ImputeOptions
-    impute_file(inp, out, ImputeOptions(
+    steps = _renamed(steps, "--steps", sampler_steps, "--sampler-steps")
+    impute_file(inp, out, ImputeOptions(compress=compress, copy=copy,
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device, threads=threads,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
@@ -251,7 +296,8 @@ def evaluate(
     ensemble: Ensemble = None,
     context_ratio: ContextRatio = None,
     samples: Annotated[Optional[int], typer.Option(help="Also draw N samples and score their uncertainty (CRPS, coverage, regions).")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="Solver steps per sample (default: the model's).")] = None,
+    sampler_steps: Annotated[Optional[int], typer.Option("--sampler-steps", min=1, help="Solver steps per sample (default: the model's).")] = None,
+    steps: Annotated[Optional[int], typer.Option("--steps", min=1, hidden=True, help="Old name of --sampler-steps.")] = None,
     solver: Solver = None,
     level: Annotated[Optional[list[float]], typer.Option(help="Interval/region levels scored with --samples (repeatable; default 0.5 and 0.9).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option(help="Baselines to run (repeatable; default all).")] = None,
@@ -267,6 +313,7 @@ def evaluate(
     methods, and rank the methods on those cells."""
     from impute_cli.evaluation.evaluate import evaluate_file, format_table, to_json
     from impute_cli.options import EvaluateOptions
+    steps = _renamed(steps, "--steps", sampler_steps, "--sampler-steps")
     result, _ = evaluate_file(data, EvaluateOptions(
         model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,

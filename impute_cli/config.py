@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import yaml
 
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, OptionError
 
 # Choice lists shared by the CLI (which imports this light module for its help) and the library.
 MASK_PATTERNS = ("pixel", "block", "mixed", "empirical", "auto")
@@ -62,6 +62,10 @@ class NetworkConfig:
     # give the network the push-pull interpolation of each frame's context values (see
     # denoiser.push_pull_fill); off by default so that models written before it load unchanged
     prefill_input: bool = False
+    # with prefill_input: the network's output is a correction added to alpha_t x the first
+    # guess (the Gaussian shrinkage of the noisy context's fill), so that an untrained network
+    # already fills like push-pull and training learns only what improves on it
+    prefill_residual: bool = False
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"network.arch '{self.arch}' is not known; use one of {', '.join(ARCHS)}")
@@ -77,6 +81,8 @@ class NetworkConfig:
         _check(self.hidden % self.heads == 0,
                f"network.hidden ({self.hidden}) must be a multiple of network.heads ({self.heads})")
         _check(self.emb_dim >= 8, "network.emb_dim must be at least 8")
+        _check(not self.prefill_residual or self.prefill_input,
+               "network.prefill_residual needs network.prefill_input: true")
 
 
 @dataclass
@@ -295,7 +301,7 @@ def load_preset(name_or_path: str) -> Preset:
     if not (path.suffix in (".yaml", ".yml") and path.exists()):
         path = _preset_dir() / f"{name_or_path}.yaml"
     if not path.exists():
-        raise ImputeError(f"preset '{name_or_path}' not found; use one of "
+        raise OptionError(f"preset '{name_or_path}' not found; use one of "
                           f"{', '.join(preset_names())} or a path to a .yaml file")
     try:
         data = yaml.safe_load(path.read_text()) or {}

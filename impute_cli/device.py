@@ -9,7 +9,7 @@ import os
 
 import torch
 
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, OptionError
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -58,6 +58,6 @@ def use_threads(threads: int | None = None) -> int:
         else:
             threads = os.cpu_count() or 1
     if threads < 1:
-        raise ImputeError(f"--threads must be at least 1, got {threads}")
+        raise OptionError(f"--threads must be at least 1, got {threads}")
     torch.set_num_threads(threads)
     return threads

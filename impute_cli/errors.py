@@ -6,10 +6,17 @@ class ImputeError(Exception):
     """A problem with the user's input or environment. The message says what is wrong and how
     to fix it, on one line."""
 
-    exit_code = 2
+    exit_code = 1  # bad data, a refused model, a file in the way
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+class OptionError(ImputeError):
+    """A bad command line: an option out of its range, options that contradict each other, a
+    preset that does not exist. Exit code 2, as for click's own usage errors."""
+
+    exit_code = 2
 
 
 def first_line(e: BaseException) -> str:

@@ -78,6 +78,8 @@ class ImputeOptions(FillOptions):
     scheduler: str | None = None  # a Dask scheduler address: regions run on its workers
     workers: int | None = None  # a local Dask cluster of this many worker processes
     region_bytes: int = REGION_BYTES  # working memory of one region (see io.tiling.plan_regions)
+    compress: int = 1  # zlib level of the new variables (0: none); see io.encoding
+    copy: bool = True  # False (--no-copy): write only the new variables and the coordinates
 
 
 @dataclass(kw_only=True)

@@ -98,12 +98,51 @@ def demo_datasets(T: int = 96, H: int = 48, W: int = 64, pattern: str = "cloud",
     return gappy, truth
 
 
-def write_demo(outdir: str | Path, **kw) -> tuple[Path, Path]:
+def hourly_datasets(T: int = 720, H: int = 48, W: int = 64, observed: float = 0.5,
+                    seed: int = 0, var: str = "t2m") -> tuple[xr.Dataset, xr.Dataset]:
+    """(gappy, truth): an hourly 2-m temperature-like cube with a strong daily cycle.
+
+    Field: a mean decreasing with latitude, a daily cycle in local solar time (the cube spans
+    16 degrees of longitude, about an hour of solar time) whose amplitude shrinks towards the
+    pole and on "cloudy" days (a slow anomaly field), and weather anomalies advected across the
+    grid (the AR(1) Fourier field, correlated over about a day). Gaps: large clouds drifting
+    slowly (blobs on a grid 12x coarser in space and 8x in time), `observed` of the cells kept."""
+    rng = np.random.default_rng(seed + 7)
+    hours = np.arange(T)[:, None, None]
+    lat = np.linspace(40, 40 + 0.25 * (H - 1), H, dtype="float32")
+    lon = np.linspace(0, 0.25 * (W - 1), W, dtype="float32")
+    weather = advected_field(T, H, W, seed, rho=0.96, velocity=(0.1, 0.3))
+    cloudiness = advected_field(T, H // 4, W // 4, seed + 1, rho=0.99)
+    cloudiness = np.stack([_interp2(c, H, W) for c in cloudiness])
+    solar = (hours + lon[None, None, :] / 15.0 - 15.0) * 2 * np.pi / 24  # warmest at 15 h local time
+    amp = (6.0 - 0.1 * (lat[None, :, None] - 40)) * (1 - 0.25 * np.tanh(cloudiness))
+    field = (290.0 - 0.5 * (lat[None, :, None] - 40) + amp * np.cos(solar) + 2.5 * weather).astype("float32")
+    lo = rng.standard_normal((T // 8 + 2, max(2, H // 12), max(2, W // 12)))
+    clouds = np.stack([_interp2(_lerp_time(lo, ti), H, W) for ti in np.linspace(0, lo.shape[0] - 1, T)])
+    obs = clouds > np.quantile(clouds, 1 - observed)
+    coords = {
+        "time": ("time", pd.date_range("2021-07-01", periods=T, freq="h"), {"standard_name": "time", "axis": "T"}),
+        "lat": ("lat", lat, {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}),
+        "lon": ("lon", lon, {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}),
+    }
+    attrs = {"standard_name": "air_temperature", "units": "K", "long_name": "synthetic 2 m temperature"}
+    dims = ("time", "lat", "lon")
+    gappy = xr.Dataset({var: (dims, np.where(obs, field, np.nan).astype("float32"), attrs)}, coords=coords,
+                       attrs={"Conventions": "CF-1.8", "title": "impute-cli synthetic hourly cube, cloud gaps",
+                              "source": "impute_cli.synthetic.hourly_datasets"})
+    truth = xr.Dataset({var: (dims, field, attrs), "observed": (dims, obs)}, coords=coords)
+    return gappy, truth
+
+
+def write_demo(outdir: str | Path, kind: str = "daily", **kw) -> tuple[Path, Path]:
+    """Write gappy.nc and truth.nc: the daily SST-like demo cube or (`kind="hourly"`) the
+    hourly cube with a daily cycle."""
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    gappy, truth = demo_datasets(**kw)
+    gappy, truth = (hourly_datasets if kind == "hourly" else demo_datasets)(**kw)
     g, t = outdir / "gappy.nc", outdir / "truth.nc"
-    enc = {"time": {"dtype": "int32", "units": "days since 2020-01-01"},
+    start = str(gappy.time.values[0])[:10]
+    enc = {"time": {"dtype": "int32", "units": f"{'hours' if kind == 'hourly' else 'days'} since {start}"},
            "lat": {"_FillValue": None}, "lon": {"_FillValue": None}}  # CF: no fill on coordinates
     gappy.to_netcdf(g, encoding=enc)
     truth.to_netcdf(t, encoding=enc)

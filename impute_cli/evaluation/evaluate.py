@@ -22,7 +22,7 @@ import xarray as xr
 
 from impute_cli.checkpoint import load_model
 from impute_cli.device import pick_device, use_threads
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, OptionError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.evaluation.report import MODEL_NAME, Evaluation, write_report
 from impute_cli.evaluation.scores import point_scores, sample_scores
@@ -51,7 +51,7 @@ def check_options(opts: EvaluateOptions) -> None:
         check_level(lv)
     check_context_ratio(opts.context_ratio)
     if opts.samples is not None and opts.samples < 2:
-        raise ImputeError(f"--samples must be at least 2 to score uncertainty (e.g. --samples 16), got {opts.samples}")
+        raise OptionError(f"--samples must be at least 2 to score uncertainty (e.g. --samples 16), got {opts.samples}")
     for folder, marker, what in ((opts.report, "report.md", "a report"), (opts.keep, "filled.nc", "kept files")):
         if folder and (Path(folder) / marker).exists() and not opts.overwrite:
             raise ImputeError(f"'{folder}' already holds {what}; pass --overwrite or choose another folder")

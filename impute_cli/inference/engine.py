@@ -23,7 +23,7 @@ import dask
 from dask.callbacks import Callback
 from tqdm import tqdm
 
-from impute_cli.errors import ImputeError, first_line
+from impute_cli.errors import ImputeError, OptionError, first_line
 
 REGION_KEY = "impute-region"  # the name of every region task (keys are (name-token, index))
 CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
@@ -34,7 +34,7 @@ def check_scheduler_options(opts: Any) -> None:
     if opts.scheduler and opts.workers:
         raise ImputeError("give --scheduler ADDRESS (a running Dask cluster) or --workers N (a local one), not both")
     if opts.workers is not None and opts.workers < 1:
-        raise ImputeError(f"--workers must be at least 1, got {opts.workers}")
+        raise OptionError(f"--workers must be at least 1, got {opts.workers}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # K copies would each write the whole output
         raise ImputeError("impute does not run under torchrun (that is for train); run it as one process, "
                           "with --workers N or --scheduler ADDRESS to spread the regions")
@@ -77,7 +77,7 @@ def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, n
     try:
         from distributed import Client, LocalCluster
     except ImportError:  # pragma: no cover - distributed is a dependency
-        raise ImputeError("--scheduler and --workers need dask's 'distributed' package; pip install distributed") from None
+        raise OptionError("--scheduler and --workers need dask's 'distributed' package; pip install distributed") from None
     cluster = client = None
     try:
         try:

@@ -18,12 +18,13 @@ import dask
 
 from impute_cli.checkpoint import load_model, resolve_model_dir
 from impute_cli.device import pick_device, use_threads
-from impute_cli.errors import ImputeError
+from impute_cli.errors import OptionError
 from impute_cli.inference.engine import REGION_KEY, check_scheduler_options, compute_engine
 from impute_cli.inference.fill import cell_bytes, make_job, region_outputs
 from impute_cli.inference.loading import open_for_model
 from impute_cli.inference.solver import OMEGAS
 from impute_cli.io.dataset import open_dataset
+from impute_cli.io.encoding import check_compress
 from impute_cli.io.stats import refuse_inf, summarise
 from impute_cli.io.tiling import plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
@@ -38,34 +39,34 @@ def parse_quantiles(text: str) -> tuple[float, float]:
     try:
         lo, hi = (float(p) for p in text.split(","))
     except ValueError:
-        raise ImputeError(f"--quantiles must be two probabilities LOW,HIGH such as 0.05,0.95, got '{text}'") from None
+        raise OptionError(f"--quantiles must be two probabilities LOW,HIGH such as 0.05,0.95, got '{text}'") from None
     if not 0 < lo < hi < 1:
-        raise ImputeError(f"--quantiles must satisfy 0 < LOW < HIGH < 1, got '{text}'")
+        raise OptionError(f"--quantiles must satisfy 0 < LOW < HIGH < 1, got '{text}'")
     return lo, hi
 
 
 def check_sampling_options(opts: ImputeOptions) -> None:
     """Refuse sampling options that contradict each other or are out of range."""
     if opts.samples is not None and opts.samples < 1:
-        raise ImputeError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
+        raise OptionError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
     if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None
                                  or opts.quantiles is not None or opts.solver is not None):
-        raise ImputeError("--save-samples, --steps, --omega, --solver and --quantiles are for sampling; add --samples N")
+        raise OptionError("--save-samples, --sampler-steps, --omega, --solver and --quantiles are for sampling; add --samples N")
     if opts.samples is None and opts.calibrate is not None:
-        raise ImputeError("--calibrate/--no-calibrate are for the intervals of samples; add --samples N")
+        raise OptionError("--calibrate/--no-calibrate are for the intervals of samples; add --samples N")
     if opts.calibration_frames < 1:
-        raise ImputeError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
+        raise OptionError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
     if opts.omega is not None and opts.omega not in OMEGAS:
-        raise ImputeError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
+        raise OptionError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
     if opts.steps is not None and opts.steps < 1:
-        raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
+        raise OptionError(f"--sampler-steps must be at least 1, got {opts.steps}")
     check_context_ratio(opts.context_ratio)
 
 
 def check_context_ratio(ratio: float | None) -> None:
     """--context-ratio must be a share of the observed cells, in (0, 1]."""
     if ratio is not None and not 0 < ratio <= 1:
-        raise ImputeError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {ratio}")
+        raise OptionError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {ratio}")
 
 
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
@@ -73,6 +74,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     trains a quick model on INP first without --model. A file with no gap to fill is copied
     through (V_filled = V, zero spread) with a notice."""
     check_output_path(out, inp, opts.overwrite)
+    check_compress(opts.compress)
     check_sampling_options(opts)
     check_scheduler_options(opts)
     pick_device(opts.device)  # an unknown or absent device is refused before anything is read
@@ -85,6 +87,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     cube.load()  # small cubes are read once; large ones stay lazy and are read region by region
     summary = summarise(cube)  # one streaming pass: sums, counts, Inf
     refuse_inf(summary.n_inf)
+    summary.refuse_empty(cube.channels)
     gaps = summary.gaps()
     with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
         if not gaps.any():
@@ -120,7 +123,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     parts = [dask.delayed(region_outputs, pure=True)(job_d, r, quantiles, opts.save_samples, dask_key_name=(name, r.index))
              for r in regions]
     ds = lazy_output(cube, plan, parts, opts.history, sampling=sampling, quantiles=quantiles,
-                     save_samples=opts.save_samples)
+                     save_samples=opts.save_samples, compress=opts.compress, copy=opts.copy)
     with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log,
                         job.threads) as run:
         write_atomic(ds, out, opts.overwrite, compute=run,

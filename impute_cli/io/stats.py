@@ -48,15 +48,19 @@ class Summary:
     def stats(self, channels: list[str]) -> Stats:
         """Mean and std per channel over observed cells; refuses all-NaN variables and Inf."""
         refuse_inf(self.n_inf)
+        self.refuse_empty(channels)
         n = self.N.sum(axis=(1, 2))
-        for c, cnt in enumerate(n):
-            if cnt == 0:
-                raise ImputeError(f"variable '{channels[c]}' has no observed value (all NaN); "
-                                  "drop it or choose others with --var")
         mean = self.S.sum(axis=(1, 2)) / n
         var = np.maximum(self.s2 / n - mean**2, 0.0)
         std = np.where(var > 0, np.sqrt(var), 1.0)
         return Stats(tuple(map(float, mean)), tuple(map(float, std)), self.observed_fraction)
+
+    def refuse_empty(self, channels: list[str]) -> None:
+        """A variable with no observed value has nothing to condition on: refused, never filled."""
+        for c, cnt in enumerate(self.N.sum(axis=(1, 2))):
+            if cnt == 0:
+                raise ImputeError(f"variable '{channels[c]}' has no observed value (all NaN), so there is "
+                                  "nothing to fill it from; drop it or choose others with --var")
 
     @property
     def observed_fraction(self) -> float:

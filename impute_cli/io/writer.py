@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -28,11 +28,10 @@ import xarray as xr
 from impute_cli import __version__
 from impute_cli.io.cube import Cube
 from impute_cli.errors import ImputeError, first_line
+from impute_cli.io.encoding import DEFAULT_COMPRESS, chunks, for_format, new_encoding, packed_range, packing
 from impute_cli.io.tiling import RegionPlan, Tile
 
 FLAG_OBSERVED, FLAG_IMPUTED, FLAG_NOT_FILLED = 0, 1, 2
-ZARR_ENCODING_KEYS = {"dtype", "scale_factor", "add_offset", "_FillValue", "units", "calendar"}
-NETCDF_DROP_KEYS = {"chunks", "preferred_chunks", "compressors", "filters", "serializer", "shards"}
 
 
 def output_format(out: str | Path) -> str:
@@ -79,16 +78,35 @@ class VarSpec:
     dims: tuple[str, ...]
     dtype: np.dtype
     attrs: dict
+    encoding: dict = field(default_factory=dict)  # on disk (see io.encoding)
 
 
 def _out_dtype(src: xr.DataArray) -> np.dtype:
     return np.dtype(src.dtype if src.dtype.kind == "f" else "float64")
 
 
+def _spread_dtype(src: xr.DataArray) -> np.dtype:
+    """Uncertainty variables: float32 for packed data (its precision needs no more)."""
+    return np.dtype("float32") if packing(src) is not None else _out_dtype(src)
+
+
 def output_specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, float],
-                 save_samples: bool) -> list[VarSpec]:
+                 save_samples: bool, compress: int = DEFAULT_COMPRESS) -> list[VarSpec]:
     """The variables impute adds, for each imputed variable V: V_filled, V_imputed_flag, and
-    with samples V_std, V_lower, V_upper (and V_sample)."""
+    with samples V_std, V_lower, V_upper (and V_sample), with their encodings (`io.encoding`:
+    V_filled packed like V, all compressed at zlib level `compress`)."""
+    specs = _specs(cube, sampling, quantiles, save_samples)
+    out = []
+    for s in specs:
+        src = cube.ds[s.source]
+        sizes = tuple(sampling["samples"] if d == SAMPLE_DIM else cube.ds.sizes[d] for d in s.dims)
+        t_axis = s.dims.index(cube.grid.time_dim) if cube.grid.time_dim in s.dims else None
+        pack = packing(src) if s.name == f"{s.source}_filled" else None
+        out.append(replace(s, encoding=new_encoding(s.dtype, pack, compress, chunks(sizes, t_axis))))
+    return out
+
+
+def _specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, float], save_samples: bool) -> list[VarSpec]:
     specs = []
     for v in cube.variables:
         src = cube.ds[v]
@@ -109,6 +127,7 @@ def output_specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, floa
         }))
         if sampling is None:
             continue
+        dt = _spread_dtype(src)
         n = sampling["samples"]
         how = (f"{n} samples of the multi-step sampler (Zhou et al., App. E, Alg. 4; {sampling['steps']} steps, "
                f"omega {sampling['omega']}, eta {sampling['eta']:g}, seed {sampling['seed']})") if "omega" in sampling \
@@ -178,6 +197,8 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
         orig = np.asarray(src.values)
         dt = _out_dtype(src)
         pred = channel_to_variable(cube, filled, v).astype(dt)
+        if (pack := packing(cube.ds[v])) is not None:  # imputed values within what the packing holds
+            pred = np.clip(pred, *packed_range(pack)).astype(dt)
         valid = xr.DataArray(valid_file, dims=space).broadcast_like(src).transpose(*src.dims).values
         observed = np.isfinite(orig) if orig.dtype.kind == "f" else np.ones(orig.shape, bool)
         out = np.where(observed, orig, np.where(valid, pred, np.nan)).astype(dt)
@@ -186,6 +207,7 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
                                                    np.where(valid, FLAG_IMPUTED, FLAG_NOT_FILLED)).astype("int8")
         if samples is None:
             continue
+        dt = _spread_dtype(cube.ds[v])
         per = np.stack([channel_to_variable(cube, x, v) for x in samples]).astype(dt)  # (N, *src.dims)
         per = np.where(observed[None], out[None], per)  # observed cells: the input's values in every sample
         # the standard error of V_filled as the samples see it: their RMS deviation from the point
@@ -199,22 +221,19 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
             lo, hi = (out - d).astype(dt), (out + d).astype(dt)
             std = f * std
         out_arrays[f"{v}_std"] = np.where(observed, 0, std).astype(dt)
-        out_arrays[f"{v}_lower"] = np.where(observed, out, lo)
-        out_arrays[f"{v}_upper"] = np.where(observed, out, hi)
+        out_arrays[f"{v}_lower"] = np.where(observed, out, lo).astype(dt)
+        out_arrays[f"{v}_upper"] = np.where(observed, out, hi).astype(dt)
         if save_samples:
             out_arrays[f"{v}_sample"] = per
     return out_arrays
 
 
-def _attach(ds: xr.Dataset, spec: VarSpec, values) -> None:
+def _attach(ds: xr.Dataset, spec: VarSpec, values, cube: Cube) -> None:
     """Add a variable with the source's coordinates and its encoding (NaN fill for floats)."""
-    src = ds[spec.source]
+    src = cube.ds[spec.source]
     coords = {k: c for k, c in src.coords.items() if set(c.dims) <= set(spec.dims)}
     ds[spec.name] = xr.DataArray(values, dims=spec.dims, coords=coords, attrs=dict(spec.attrs))
-    if spec.dtype.kind == "f":
-        ds[spec.name].encoding = {"_FillValue": np.array(np.nan, dtype=spec.dtype), "dtype": spec.dtype}
-    else:
-        ds[spec.name].encoding = {"_FillValue": None, "dtype": spec.dtype}
+    ds[spec.name].encoding = dict(spec.encoding) or new_encoding(spec.dtype, None, 0, ())
 
 
 def _finish(ds: xr.Dataset, cube: Cube, history: str, sampling: dict | None) -> xr.Dataset:
@@ -235,31 +254,46 @@ def _finish(ds: xr.Dataset, cube: Cube, history: str, sampling: dict | None) -> 
     return ds
 
 
+def base_dataset(cube: Cube, copy: bool = True) -> xr.Dataset:
+    """What the output starts from: the input dataset, or with `copy=False` its coordinates and
+    only the variables the new ones need (grid mapping, coordinate bounds), for users who merge
+    the new variables into the input themselves (`cdo merge`, `ncks -A`)."""
+    ds = cube.ds.copy()
+    if copy:
+        return ds
+    needed: set[str] = set()
+    for name in list(cube.variables) + [str(c) for c in ds.coords]:
+        attrs = ds[name].attrs
+        needed.update(str(attrs[k]).split()[0] for k in ("grid_mapping", "bounds") if str(attrs.get(k, "")).strip())
+    return ds.drop_vars([k for k in ds.data_vars if k not in needed])
+
+
 def build_output(cube: Cube, filled: np.ndarray, history: str, *, samples: np.ndarray | None = None,
                  sampling: dict | None = None, quantiles: tuple[float, float] = (0.05, 0.95),
-                 save_samples: bool = False) -> xr.Dataset:
+                 save_samples: bool = False, compress: int = DEFAULT_COMPRESS, copy: bool = True) -> xr.Dataset:
     """The output dataset in memory: every input variable unchanged, plus V_filled and
     V_imputed_flag, and with `samples` (N, T, C, H, W) the spread variables."""
-    ds = cube.ds.copy()
+    ds = base_dataset(cube, copy)
     T, H, W = cube.grid.shape
     sampling = sampling if samples is not None else None
     arrays = output_arrays(cube, filled, samples, Tile(slice(0, T), slice(0, H), slice(0, W)), quantiles,
                            save_samples and sampling is not None)
-    for spec in output_specs(cube, sampling, quantiles, save_samples):
-        _attach(ds, spec, arrays[spec.name])
+    for spec in output_specs(cube, sampling, quantiles, save_samples, compress):
+        _attach(ds, spec, arrays[spec.name], cube)
     return _finish(ds, cube, history, sampling)
 
 
 def lazy_output(cube: Cube, plan: RegionPlan, parts: list, history: str, *, sampling: dict | None,
-                quantiles: tuple[float, float], save_samples: bool) -> xr.Dataset:
+                quantiles: tuple[float, float], save_samples: bool, compress: int = DEFAULT_COMPRESS,
+                copy: bool = True) -> xr.Dataset:
     """The output dataset with every new variable a Dask array whose chunks are the regions of
     `plan`: `parts[i]` is a dask Delayed giving `output_arrays` of region i. Nothing is computed
     here; writing the dataset computes one region at a time (or on a cluster's workers)."""
-    ds = cube.ds.copy()
+    ds = base_dataset(cube, copy)
     g = cube.grid
     nt, ny, nx = plan.counts
     axis_of = {g.time_dim: 0, g.x_dim: 2, **({g.y_dim: 1} if g.y_dim is not None else {})}
-    for spec in output_specs(cube, sampling, quantiles, save_samples):
+    for spec in output_specs(cube, sampling, quantiles, save_samples, compress):
         sizes = {d: (sampling["samples"] if d == SAMPLE_DIM else ds.sizes[d]) for d in spec.dims}
 
         def piece(idx: tuple[int, int, int], spec: VarSpec = spec, sizes: dict = sizes):
@@ -276,7 +310,7 @@ def lazy_output(cube: Cube, plan: RegionPlan, parts: list, history: str, *, samp
             a = axis_of[d]
             return [nest(level + 1, idx[:a] + [k] + idx[a + 1:]) for k in range(plan.counts[a])]
 
-        _attach(ds, spec, dsa.block(nest(0, [None, None, None])))
+        _attach(ds, spec, dsa.block(nest(0, [None, None, None])), cube)
     return _finish(ds, cube, history, sampling)
 
 
@@ -288,22 +322,6 @@ def utc_stamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", t)
 
 
-def _encodings(ds: xr.Dataset, fmt: str) -> None:
-    """Keep each variable's on-disk encoding (packing, fill value) where the format takes it.
-    A `missing_value` that conflicts with `_FillValue` (xarray decodes both to NaN) keeps the
-    file's `missing_value` and drops the NaN `_FillValue` xarray added."""
-    for v in ds.variables.values():
-        enc = dict(v.encoding)
-        fill, miss = enc.get("_FillValue"), enc.get("missing_value")
-        if fill is None or (miss is not None and not np.array_equal(fill, miss, equal_nan=True)):
-            enc["_FillValue"] = None  # add no fill value the input did not have
-        if fmt == "zarr":
-            enc = {k: val for k, val in enc.items() if k in ZARR_ENCODING_KEYS}
-        else:
-            enc = {k: val for k, val in enc.items() if k not in NETCDF_DROP_KEYS}
-        v.encoding = enc
-
-
 def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool,
                  compute: Callable[[Any], None] | None = None, together: list[str] | None = None) -> None:
     """Write to a temporary name in OUT's folder, then rename: OUT appears only when complete.
@@ -312,7 +330,7 @@ def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool,
     tasks (impute's regions); a NetCDF output stages them first (see _write_netcdf)."""
     out = Path(str(out).rstrip("/"))
     fmt = output_format(out)
-    _encodings(ds, fmt)
+    for_format(ds, fmt)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     _umask_permissions(tmp)  # mkdtemp makes it 0700: Dask workers running as another user write here too
     target = tmp / out.name

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from impute_cli.config import HOLDOUTS
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, OptionError
 from impute_cli.synthetic import cloud_field
 
 BLOCK_GRID = 8
@@ -42,7 +42,7 @@ class Holdout:
 
 def check_fraction(fraction: float) -> None:
     if not 0 < fraction < 1:
-        raise ImputeError(f"--fraction must lie strictly between 0 and 1 (the share of observed cells to hide), "
+        raise OptionError(f"--fraction must lie strictly between 0 and 1 (the share of observed cells to hide), "
                           f"got {fraction:g}")
 
 
@@ -74,7 +74,7 @@ def _borrowed_gaps(observed: np.ndarray, valid: np.ndarray, rng: np.random.Gener
     gaps = ~observed & valid[None]
     gappy = np.flatnonzero(gaps.reshape(T, -1).any(1) & observed.reshape(T, -1).any(1))
     if len(gappy) == 0 or (len(gappy) == 1 and T == 1):
-        raise ImputeError("--holdout empirical borrows the data's own gaps from other time steps, but this "
+        raise OptionError("--holdout empirical borrows the data's own gaps from other time steps, but this "
                           "file has no partly observed time step; use --holdout cloud (or block, pixel, station)")
     donors = np.empty(T, int)
     for t in range(T):

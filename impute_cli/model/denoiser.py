@@ -53,14 +53,19 @@ class Denoiser(nn.Module):
     (B, F, C, h, w). `clim` (B, 2C, h, w) is `batches.context_climatology`, when the network
     takes it. With `prefill`, the network also gets the push-pull interpolation of each frame's
     context values (a fixed function of what it already sees: it need not learn to
-    interpolate smooth fields, only to improve on that guess)."""
+    interpolate smooth fields, only to improve on that guess). With `residual`, the output is
+    alpha_t * prefill + network: at t -> 0 the first guess itself plus a learnt correction,
+    at high noise the shrinkage towards the mean that a unit-variance field's x0 estimate
+    needs (E[x0 | x_t] = alpha_t x_t for a Gaussian field)."""
 
-    def __init__(self, net: nn.Module, schedule: VPSchedule, climatology: bool = True, prefill: bool = False) -> None:
+    def __init__(self, net: nn.Module, schedule: VPSchedule, climatology: bool = True, prefill: bool = False,
+                 residual: bool = False) -> None:
         super().__init__()
         self.net = net
         self.schedule = schedule
         self.climatology = climatology
         self.prefill = prefill
+        self.residual = residual and prefill
 
     def forward(self, x_t: torch.Tensor, M_ctx: torch.Tensor, valid: torch.Tensor, t: torch.Tensor,
                 clim: torch.Tensor | None = None) -> torch.Tensor:
@@ -70,12 +75,17 @@ class Denoiser(nn.Module):
                  valid.to(x_t.dtype).reshape(B, 1, h, w)]
         if self.climatology:
             parts.append(clim.to(x_t.dtype) if clim is not None else x_t.new_zeros(B, 2 * C, h, w))
+        guess = None
         if self.prefill:
-            parts.append(push_pull_fill(x_t.reshape(B * Fr * C, 1, h, w), m.reshape(B * Fr * C, 1, h, w))
-                         .reshape(B, Fr * C, h, w))
+            guess = push_pull_fill(x_t.reshape(B * Fr * C, 1, h, w), m.reshape(B * Fr * C, 1, h, w)).reshape(B, Fr * C, h, w)
+            parts.append(guess)
         inp = torch.cat(parts, dim=1)
-        c_noise = torch.log(self.schedule.sigma(t) / self.schedule.alpha(t)) / 4
-        return self.net(inp, c_noise).reshape(B, Fr, C, h, w)
+        alpha = self.schedule.alpha(t)
+        c_noise = torch.log(self.schedule.sigma(t) / alpha) / 4
+        out = self.net(inp, c_noise)
+        if self.residual:
+            out = out + alpha.reshape(B, 1, 1, 1).to(out.dtype) * guess.to(out.dtype)
+        return out.reshape(B, Fr, C, h, w)
 
 
 def in_channels(frames: int, channels: int, climatology: bool, prefill: bool = False) -> int:

@@ -19,7 +19,7 @@ import torch
 import xarray as xr
 
 from impute_cli.checkpoint import ModelCard, load_model
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, OptionError
 from impute_cli.inference.fill import FillJob, fill_cube
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.cube import Cube
@@ -92,7 +92,7 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     resample observed cells hidden with the data's own gap shapes (see `conformal_factors`)."""
     model = opts.model or str(ds.attrs.get("impute_cli_model", ""))
     if not model or not Path(model).exists():
-        raise ImputeError("--calibrate needs the model that made the samples; pass --model DIR "
+        raise OptionError("--calibrate needs the model that made the samples; pass --model DIR "
                           "(a model trained on the fly by impute is not kept)")
     card, den = load_model(model)
     st = _sampler_settings(ds)

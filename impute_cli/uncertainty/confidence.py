@@ -34,7 +34,7 @@ import xarray as xr
 from impute_cli import __version__
 from impute_cli.io.dataset import open_dataset
 from impute_cli.device import pick_device, use_threads
-from impute_cli.errors import ImputeError
+from impute_cli.errors import OptionError
 from impute_cli.io.writer import check_output_path, utc_stamp, write_atomic
 from impute_cli.options import ConfidenceOptions
 from impute_cli.uncertainty.calibration import HIDING_WORDS, calibrate
@@ -48,9 +48,9 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
     V_ci_lower, V_ci_upper, V_ci_radius) atomically, and return the report."""
     check_level(opts.level)
     if opts.calibration_frames < 1:
-        raise ImputeError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
+        raise OptionError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
     if opts.model is not None and not opts.calibrate:
-        raise ImputeError("--model is used by --calibrate only; add --calibrate or drop --model")
+        raise OptionError("--model is used by --calibrate only; add --calibrate or drop --model")
     if opts.calibrate:
         pick_device(opts.device)  # --calibrate runs the model; refuse a bad device before reading
     use_threads(opts.threads)

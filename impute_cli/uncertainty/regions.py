@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, OptionError
 from impute_cli.io.dataset import grid_dims
 from impute_cli.io.writer import FLAG_IMPUTED, SAMPLE_DIM
 
@@ -33,7 +33,7 @@ class Uncertain:
 
 def check_level(level: float) -> None:
     if not 0.0 < level < 1.0:
-        raise ImputeError(f"--level must be strictly between 0 and 1 (e.g. 0.9), got {level:g}")
+        raise OptionError(f"--level must be strictly between 0 and 1 (e.g. 0.9), got {level:g}")
 
 
 def group_index(n_time: int, group: str) -> np.ndarray:
@@ -47,7 +47,7 @@ def group_index(n_time: int, group: str) -> np.ndarray:
     except ValueError:
         n = 0
     if n < 1:
-        raise ImputeError(f"--group must be 'time', 'all' or a number of time steps per region, got '{group}'")
+        raise OptionError(f"--group must be 'time', 'all' or a number of time steps per region, got '{group}'")
     return np.arange(n_time) // n
 
 

@@ -81,5 +81,5 @@ def test_tiny_stunet_model_trains_saves_loads_and_imputes(tmp_path):
     _, den = load_model(tmp_path / "m")
     assert isinstance(den.net, STUNet)
     out = tmp_path / "filled.nc"
-    run_cli("impute", cube, out, "--model", tmp_path / "m", "--samples", 2, "--steps", 2, *CPU)
+    run_cli("impute", cube, out, "--model", tmp_path / "m", "--samples", 2, "--sampler-steps", 2, *CPU)
     check_filled_output(ds, open_any(out), ["sst"])

@@ -140,7 +140,7 @@ def test_groups_and_conformal_quantile():
 def sampled(sst_model, tmp_path_factory):
     d = tmp_path_factory.mktemp("sampled")
     out = d / "samples.nc"
-    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 6, "--steps", 3,
+    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 6, "--sampler-steps", 3,
             "--save-samples", "--seed", 3, "--no-calibrate", *CPU)
     return out
 
@@ -182,7 +182,7 @@ def test_impute_samples_writes_spread_variables(sampled, sst_model):
 
 def test_impute_calibrates_its_intervals_by_default(sampled, sst_model, tmp_path):
     out = tmp_path / "calibrated.nc"
-    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 6, "--steps", 3,
+    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 6, "--sampler-steps", 3,
             "--save-samples", "--seed", 3, *CPU)
     raw, cal = open_any(sampled), open_any(out)
     for k in ("filled", "sample", "imputed_flag"):  # calibration changes only the intervals and the spread
@@ -207,7 +207,7 @@ def test_impute_calibrates_its_intervals_by_default(sampled, sst_model, tmp_path
 def test_same_seed_gives_the_same_output(sampled, sst_model, tmp_path):
     # (independence from the batch size is checked at the sampler, inference/test_solver.py)
     again = tmp_path / "again.nc"
-    run_cli("impute", sst_model.cube, again, "--model", sst_model.model, "--samples", 6, "--steps", 3,
+    run_cli("impute", sst_model.cube, again, "--model", sst_model.model, "--samples", 6, "--sampler-steps", 3,
             "--save-samples", "--seed", 3, "--no-calibrate", *CPU)
     a, b = open_any(sampled), open_any(again)
     for v in ("sst_filled", "sst_std", "sst_sample"):
@@ -228,7 +228,7 @@ def test_context_ratio_one_gives_every_member_every_observed_cell(sst_model, tmp
     apart = np.nanmax(np.abs(f["def1"] - f["def3"]))
     assert apart > 0.05 and same < 0.05 * apart, (same, apart)
     s = tmp_path / "s.nc"
-    run_cli("impute", sst_model.cube, s, "--model", sst_model.model, "--samples", 2, "--steps", 2,
+    run_cli("impute", sst_model.cube, s, "--model", sst_model.model, "--samples", 2, "--sampler-steps", 2,
             "--save-samples", "--context-ratio", 0.5, *CPU)
     assert "context_ratio=0.5" in open_any(s).attrs["impute_cli_sampler"]
     # --calibrate resamples its hidden cells with the run's context ratio
@@ -264,7 +264,7 @@ def test_a_preset_may_choose_the_context_ratio_and_the_option_overrides_it(sst_m
     out = {}
     for name, (m, extra) in runs.items():
         path = tmp_path / f"{name}.nc"
-        run_cli("impute", sst_model.cube, path, "--model", m, "--samples", 2, "--steps", 2, "--save-samples",
+        run_cli("impute", sst_model.cube, path, "--model", m, "--samples", 2, "--sampler-steps", 2, "--save-samples",
                 "--seed", 1, *extra, *CPU)
         out[name] = open_any(path)
     f = {k: ds["sst_filled"].values for k, ds in out.items()}
@@ -325,7 +325,7 @@ def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
     cases = [
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 0), "--samples must be at least 1"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--quantiles", "0.9,0.1"), "--quantiles"),
-        (("impute", sst_model.cube, out, "--model", sst_model.model, "--steps", 5), "add --samples N"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--sampler-steps", 5), "add --samples N"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--omega", "s"), "--omega must be one of"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--context-ratio", 0), "--context-ratio must be in (0, 1]"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--context-ratio", 1.5), "--context-ratio must be in (0, 1]"),
@@ -408,7 +408,7 @@ def test_calibration_on_scattered_gaps_gives_each_segment_context_steps(sst_mode
     ds = tiny_cube_dataset(12, 16, 16, "pixel", 0.5, seed=4, var="sst")
     cube = write_cube(ds, tmp_path / "pixel.nc")
     samples = tmp_path / "s.nc"
-    run_cli("impute", cube, samples, "--model", sst_model.model, "--samples", 4, "--steps", 2,
+    run_cli("impute", cube, samples, "--model", sst_model.model, "--samples", 4, "--sampler-steps", 2,
             "--save-samples", *CPU)
     x = ds["sst"].values
     seen = []
