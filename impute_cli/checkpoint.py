@@ -114,7 +114,7 @@ def build_denoiser(card: ModelCard) -> Denoiser:
     nc = card.preset.network
     net = build_network(in_channels(f, c, nc.climatology_input, nc.prefill_input), f * c, nc, f, c)
     return Denoiser(net, VPSchedule(card.preset.diffusion), nc.climatology_input, nc.prefill_input,
-                    nc.prefill_residual)
+                    nc.prefill_residual, nc.prefill_sweeps)
 
 
 def save_model(out_dir: Path, card: ModelCard, weights: dict[str, torch.Tensor]) -> None:

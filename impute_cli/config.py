@@ -66,6 +66,9 @@ class NetworkConfig:
     # guess (the Gaussian shrinkage of the noisy context's fill), so that an untrained network
     # already fills like push-pull and training learns only what improves on it
     prefill_residual: bool = False
+    # Jacobi sweeps per pyramid level that relax the first guess towards a Laplace fill
+    # (denoiser.push_pull_fill); 0: the plain push-pull of models written before it
+    prefill_sweeps: int = 0
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"network.arch '{self.arch}' is not known; use one of {', '.join(ARCHS)}")
@@ -81,6 +84,7 @@ class NetworkConfig:
         _check(self.hidden % self.heads == 0,
                f"network.hidden ({self.hidden}) must be a multiple of network.heads ({self.heads})")
         _check(self.emb_dim >= 8, "network.emb_dim must be at least 8")
+        _check(0 <= self.prefill_sweeps <= 64, "network.prefill_sweeps must be in 0..64")
         _check(not self.prefill_residual or self.prefill_input,
                "network.prefill_residual needs network.prefill_input: true")
 
