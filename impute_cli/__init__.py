@@ -23,3 +23,30 @@ Transformers for Imputation" (arXiv 2510.02216; confidence regions). docs/method
 both in the project's words."""
 
 __version__ = "0.1.0"
+
+# The Python API (see `api`): impute_cli.train, impute, evaluate, load_model, Model, and the
+# `ds.impute` accessor. Loaded on first use, so that the command line does not wait for xarray
+# and torch; a program that imports impute_cli (not the impute-cli command) gets the accessor
+# registered right away.
+_API = ("train", "impute", "evaluate", "load_model", "Model", "ImputeAccessor")
+
+
+def __getattr__(name: str):  # noqa: ANN202 - module attribute hook (PEP 562)
+    if name in _API:
+        from impute_cli import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'impute_cli' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
+
+
+def _register_accessor() -> None:
+    import os
+    import sys
+    if os.path.basename(sys.argv[0] if sys.argv else "") not in ("impute-cli", "impute-cli.exe"):
+        from impute_cli import api  # noqa: F401 - registers ds.impute
+
+
+_register_accessor()

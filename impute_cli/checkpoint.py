@@ -70,6 +70,8 @@ class ModelCard:
     static_mask_var: str | None = None
     # the held-out error measured while training (training.validation); None: trained without
     validation: dict[str, Any] | None = None
+    # set when `impute` trained it for the model store (see store.fingerprint); None otherwise
+    fingerprint: str | None = None
     package_version: str = __version__
     format: str = FORMAT
 
@@ -123,13 +125,31 @@ def save_model(out_dir: Path, card: ModelCard, weights: dict[str, torch.Tensor])
     atomic_write_bytes(out_dir / CARD, lambda p: p.write_text(text))
 
 
-def load_model(model_dir: str | Path) -> tuple[ModelCard, Denoiser]:
+def load_card(model_dir: str | Path) -> ModelCard:
+    """A model's card, without its weights."""
     d = resolve_model_dir(str(model_dir))
     try:
         raw = yaml.safe_load((d / CARD).read_text())
     except yaml.YAMLError:
         raise ImputeError(f"{d / CARD} is not valid YAML; train the model again") from None
-    card = ModelCard.from_dict(raw or {}, str(d / CARD))
+    return ModelCard.from_dict(raw or {}, str(d / CARD))
+
+
+def card_summary(model_dir: str | Path) -> dict[str, Any]:
+    """What a script wants to know of a model: where, on what, how trained, how good."""
+    d = resolve_model_dir(str(model_dir))
+    card = load_card(d)
+    t = card.training
+    size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+    return {"model": str(d), "variables": card.variables, "grid": card.grid, "window": card.window,
+            "preset": card.preset.name, "steps": t.get("steps"), "seconds": t.get("seconds"),
+            "final_loss": t.get("final_loss"), "finished": t.get("finished"), "data": t.get("data"),
+            "bytes": size, "validation": {k: v for k, v in (card.validation or {}).items() if k != "curve"} or None}
+
+
+def load_model(model_dir: str | Path) -> tuple[ModelCard, Denoiser]:
+    d = resolve_model_dir(str(model_dir))
+    card = load_card(d)
     den = build_denoiser(card)
     state = load_state(d / WEIGHTS)
     try:

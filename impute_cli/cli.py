@@ -83,6 +83,14 @@ def _plain_metavars(command: Any) -> None:
     """Help in the user's words: options show N, X, PATH, TEXT or their choices instead of
     Typer's Python types (<int range>, <list[str]>), and flags show nothing."""
     words = {"int": "N", "float": "X", "path": "PATH", "str": "TEXT", "bool": ""}
+    plain_help = command.get_help_option
+
+    def help_option(ctx: Any) -> Any:
+        opt = plain_help(ctx)
+        if opt is not None and opt.metavar is None:
+            opt.metavar = ""
+        return opt
+    command.get_help_option = help_option
     for p in command.params:
         if p.metavar is not None or getattr(p, "param_type_name", "") != "option":
             continue
@@ -191,18 +199,22 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     validation: Annotated[bool, typer.Option("--validation/--no-validation", help="Hold a few percent of the observed cells out of training (the data's own gap shapes), score the model on them beside the classical fillers, keep the best weights and stop when they stop improving. --no-validation trains on every cell.")] = True,
     patience: Annotated[int, typer.Option(min=0, help="Stop after this many validation checks (one per checkpoint) without improvement; 0: run every step.")] = 4,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the model's summary as JSON on stdout (folder, steps, time, validation); logs stay on stderr.")] = False,
     device: Device = "auto",
     threads: Threads = None,
     quiet: Quiet = False,
 ) -> None:
     """Train a model on the observed cells of DATA (no complete data needed) and write a model folder."""
+    from impute_cli.checkpoint import card_summary
     from impute_cli.options import TrainOptions
     from impute_cli.training.train import train_model
-    train_model(data, TrainOptions(
+    model = train_model(data, TrainOptions(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, steps=steps, out=out,
         resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, device=device, threads=threads, seed=seed,
         context_ratio=context_ratio, query=query.value if query else None, query_ratio=query_ratio,
         block_sizes=block_size, validation=validation, patience=patience, progress=not quiet, log=_log))
+    if json_out:
+        typer.echo(json.dumps(card_summary(model), indent=2, default=str))
 
 
 @app.command()
@@ -233,6 +245,9 @@ def impute(
     workers: Annotated[Optional[int], typer.Option(help="Run the regions on a local Dask cluster of N worker processes.")] = None,
     region_mb: Annotated[int, typer.Option(min=1, help="Working memory of one region in MiB: the cube is imputed region by region, so peak memory follows this, not the cube's size.")] = 2048,
     compress: Annotated[int, typer.Option(help="zlib level of the new variables in a NetCDF output, 0 (none) to 9; copied variables keep the input's storage.")] = 1,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Without --model: train a new model even when the model store holds one for this data and these settings.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout (output, model, cells imputed per variable, timings); logs stay on stderr.")] = False,
+    zarr_format: Annotated[Optional[int], typer.Option(min=2, max=3, help="Zarr format of a .zarr output, 2 or 3 (default: 3).")] = None,
     copy: Annotated[bool, typer.Option("--copy/--no-copy", help="Copy the input's variables into OUT (default), or write only the new ones and the coordinates, to merge with 'cdo merge' or 'ncks -A'.")] = True,
     device: Device = "auto",
     threads: Threads = None,
@@ -243,12 +258,14 @@ def impute(
     from impute_cli.inference.impute import impute_file, parse_quantiles
     from impute_cli.options import ImputeOptions
     steps = _renamed(steps, "--steps", sampler_steps, "--sampler-steps")
-    impute_file(inp, out, ImputeOptions(compress=compress, copy=copy,
+    report = impute_file(inp, out, ImputeOptions(compress=compress, copy=copy, retrain=retrain, zarr_format=zarr_format,
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device, threads=threads,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
         omega=omega, solver=solver.value if solver else None, context_ratio=context_ratio, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
         calibrate=calibrate, calibration_frames=calibration_frames, scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
 
 
 @app.command()
@@ -322,6 +339,38 @@ def evaluate(
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
         overwrite=overwrite, device=device, threads=threads, command=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))
+
+
+models_app = typer.Typer(help="List, show and delete the models in the model store (models/ or $IMPUTE_CLI_MODELS).",
+                         context_settings={"help_option_names": ["-h", "--help"]})
+app.add_typer(models_app, name="models")
+
+
+@models_app.callback(invoke_without_command=True)
+def models(
+    ctx: typer.Context,
+    json_out: Annotated[bool, typer.Option("--json", help="The list as JSON on stdout.")] = False,
+) -> None:
+    """List the models in the store: name, variables, grid, preset, steps, date, size."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from impute_cli.store import format_table, list_models
+    rows = list_models()
+    typer.echo(json.dumps(rows, indent=2, default=str) if json_out else format_table(rows))
+
+
+@models_app.command("show")
+def models_show(name: Annotated[str, typer.Argument(help="Model name in the store, or a model folder.")]) -> None:
+    """Print a model's card."""
+    from impute_cli.store import show
+    typer.echo(show(name), nl=False)
+
+
+@models_app.command("rm")
+def models_rm(name: Annotated[str, typer.Argument(help="Model name in the store.")]) -> None:
+    """Delete a model from the store."""
+    from impute_cli.store import remove
+    _log(f"removed {remove(name)}")
 
 
 @app.command()

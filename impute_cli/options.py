@@ -46,6 +46,7 @@ class TrainOptions(RunOptions):
     query: str | None = None
     query_ratio: float | None = None
     block_sizes: list[int] | None = None
+    fingerprint: str | None = None  # recorded in the card when training for the model store
 
 
 @dataclass(kw_only=True)
@@ -78,8 +79,10 @@ class ImputeOptions(FillOptions):
     scheduler: str | None = None  # a Dask scheduler address: regions run on its workers
     workers: int | None = None  # a local Dask cluster of this many worker processes
     region_bytes: int = REGION_BYTES  # working memory of one region (see io.tiling.plan_regions)
+    retrain: bool = False  # without a model: train again even when the store holds one for this data
     compress: int = 1  # zlib level of the new variables (0: none); see io.encoding
     copy: bool = True  # False (--no-copy): write only the new variables and the coordinates
+    zarr_format: int | None = None  # 2 or 3 for a Zarr output; None: zarr's default (3)
 
 
 @dataclass(kw_only=True)

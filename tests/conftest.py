@@ -25,6 +25,13 @@ DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 ERROR_PREFIX = "impute-cli: error:"
 
 
+def pytest_configure(config):
+    """Models trained by fixtures of any scope go to a store of the session, never ./models."""
+    import os
+    import tempfile
+    os.environ["IMPUTE_CLI_MODELS"] = tempfile.mkdtemp(prefix="impute-cli-test-store-")
+
+
 def real_file(name: str) -> Path:
     """A sample file from ../shared/data, or skip the test when it is not there."""
     path = DATA_DIR / name

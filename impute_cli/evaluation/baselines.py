@@ -8,6 +8,7 @@ from typing import Callable
 
 import numpy as np
 
+from impute_cli.evaluation.cdo import cdo_fillmiss
 from impute_cli.evaluation.dineof import eof_dineof
 from impute_cli.evaluation.fill_steps import climatology, climatology_map, fill_rest, laplace_fill, outside_valid, prepare
 from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging
@@ -134,6 +135,7 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "ns_inpaint": ns_inpaint,
     "eof_dineof": eof_dineof,
     "gp_kriging": gp_kriging,
+    "cdo_fillmiss": cdo_fillmiss,  # skipped where the cdo program is not on PATH
 }
 
 

@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from typing import Any, Callable, Iterator
 
 import dask
 from dask.callbacks import Callback
-from tqdm import tqdm
 
 from impute_cli.errors import ImputeError, OptionError, first_line
+from impute_cli.progress import progress_bar
 
 REGION_KEY = "impute-region"  # the name of every region task (keys are (name-token, index))
 CONNECT_TIMEOUT = "20s"  # to reach a --scheduler
@@ -43,7 +42,7 @@ def check_scheduler_options(opts: Any) -> None:
 class _RegionBar(Callback):
     """A tqdm bar over the region tasks of a local (synchronous) computation."""
 
-    def __init__(self, name: str, bar: tqdm) -> None:
+    def __init__(self, name: str, bar: Any) -> None:
         super().__init__()
         self.name, self.bar = name, bar
 
@@ -65,11 +64,11 @@ def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, n
                    torch_threads: int = 1) -> Iterator[Callable[[Any], None]]:
     """Yields `run(store)`: computes a dask collection (the writer's store) on the chosen engine,
     with a progress bar over the `n_regions` region tasks named `name`."""
-    bar_args = dict(total=n_regions, desc="impute regions", file=sys.stderr, disable=not progress,
-                    dynamic_ncols=True)
+    def new_bar() -> Any:
+        return progress_bar(n_regions, "impute regions", "region", enabled=progress)
     if not scheduler and not workers:
         def run_local(store: Any) -> None:
-            with dask.config.set(scheduler="synchronous"), tqdm(**bar_args) as bar, _RegionBar(name, bar):
+            with dask.config.set(scheduler="synchronous"), new_bar() as bar, _RegionBar(name, bar):
                 dask.compute(store)
         yield run_local
         return
@@ -101,7 +100,7 @@ def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, n
         def run_distributed(store: Any) -> None:
             fut = client.compute(store)
             try:
-                with tqdm(**bar_args) as bar:
+                with new_bar() as bar:
                     while not fut.done():
                         done = client.run_on_scheduler(_regions_done, name)
                         bar.update(max(0, min(done, n_regions) - bar.n))

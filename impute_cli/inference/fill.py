@@ -18,13 +18,11 @@ sizes or on which worker runs a region."""
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import dask
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from impute_cli.checkpoint import ModelCard, build_denoiser
 from impute_cli.device import pick_device
@@ -40,6 +38,7 @@ from impute_cli.masks.context_query import ContextSampler
 from impute_cli.masks.observation import pool_from_cube
 from impute_cli.model.batches import denormalise, read_tiles
 from impute_cli.options import FillOptions
+from impute_cli.progress import progress_bar
 
 # Cells through the network at once (64 windows of 8 x 32 x 32): the point estimate and the
 # sampler send as many member windows per call as make up this many cells (at least the
@@ -251,8 +250,7 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     den_w = np.zeros((T, 1, H, W), "float32")
     batch = members_per_call(window, cfg.batch_size)  # member windows through the network at once, across tiles
     per_batch = max(1, batch // K)
-    bar = tqdm(total=len(tiles), desc="point estimate", unit="tile", file=sys.stderr, disable=not job.progress,
-               dynamic_ncols=True, leave=False)
+    bar = progress_bar(len(tiles), "point estimate", "tile", enabled=job.progress, leave=False)
     for i in range(0, len(tiles), per_batch):
         chunk = tiles[i:i + per_batch]
         b = read_tiles(cube, [tl for _, tl in chunk], stats, sums)
@@ -330,8 +328,7 @@ def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarr
     per_call = max(1, SAMPLE_CHUNK_BYTES // per_window)  # windows per solver call
     sampler = job.context_sampler
     pool = job.pool if job.pool is not None else np.ones((1, H, W), bool)
-    bar = tqdm(total=len(tiles), desc=f"{N} samples", unit="tile", file=sys.stderr, disable=not job.progress,
-               dynamic_ncols=True, leave=False)
+    bar = progress_bar(len(tiles), f"{N} samples", "tile", enabled=job.progress, leave=False)
     for cls in colour_classes([tl for _, tl in tiles]):
         for k in range(0, len(cls), per_call):
             chunk = [tiles[c] for c in cls[k:k + per_call]]

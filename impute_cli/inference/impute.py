@@ -10,13 +10,16 @@ Point estimate ([CQ] §3.3) and, with --samples N, N imputations by the multi-st
 from __future__ import annotations
 
 import dataclasses
-import tempfile
+import shutil
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import dask
 
-from impute_cli.checkpoint import load_model, resolve_model_dir
+from impute_cli import store
+from impute_cli.checkpoint import TRAIN_STATE, load_card, load_model, resolve_model_dir
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import OptionError
 from impute_cli.inference.engine import REGION_KEY, check_scheduler_options, compute_engine
@@ -25,10 +28,12 @@ from impute_cli.inference.loading import open_for_model
 from impute_cli.inference.solver import OMEGAS
 from impute_cli.io.dataset import open_dataset
 from impute_cli.io.encoding import check_compress
-from impute_cli.io.stats import refuse_inf, summarise
+from impute_cli.io.cube import Cube
+from impute_cli.io.stats import Summary, refuse_inf, summarise
 from impute_cli.io.tiling import plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
 from impute_cli.options import ImputeOptions
+from impute_cli.store import fingerprint
 from impute_cli.training.train import train_for
 from impute_cli.training.validation import summary_line
 from impute_cli.uncertainty.calibration import calibrate_samples
@@ -69,12 +74,16 @@ def check_context_ratio(ratio: float | None) -> None:
         raise OptionError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {ratio}")
 
 
-def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
-    """Fill the gaps of INP and write OUT, region by region in bounded memory (see `plan`);
-    trains a quick model on INP first without --model. A file with no gap to fill is copied
-    through (V_filled = V, zero spread) with a notice."""
+def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[str, Any]:
+    """Fill the gaps of INP and write OUT, region by region in bounded memory (see `plan`).
+    Without --model, the model store's model for this data is used, or a model is trained on
+    INP first and kept there (`store`). A file with no gap to fill is copied through
+    (V_filled = V, zero spread) with a notice. Returns a summary (the `--json` report)."""
+    t0 = time.perf_counter()
     check_output_path(out, inp, opts.overwrite)
     check_compress(opts.compress)
+    if opts.zarr_format not in (None, 2, 3):
+        raise OptionError(f"--zarr-format must be 2 or 3, got {opts.zarr_format}")
     check_sampling_options(opts)
     check_scheduler_options(opts)
     pick_device(opts.device)  # an unknown or absent device is refused before anything is read
@@ -82,6 +91,9 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     ds = open_dataset(inp)
     given, cube = open_for_model(str(inp), ds, opts.model, opts.variables, opts.static_mask)
     card, den = given if given is not None else (None, None)
+    if (line := cube.static_mask_line()) is not None:
+        opts.log(line)
+    model_used = str(resolve_model_dir(opts.model)) if opts.model else None
     if card is not None and card.validation:
         opts.log(f"model {opts.model}: {summary_line(card.validation)}")
     cube.load()  # small cubes are read once; large ones stay lazy and are read region by region
@@ -89,24 +101,25 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
     refuse_inf(summary.n_inf)
     summary.refuse_empty(cube.channels)
     gaps = summary.gaps()
-    with tempfile.TemporaryDirectory(prefix="impute-cli-model-") as tmp:
-        if not gaps.any():
-            opts.log("notice: the input has no gap to fill (every fillable cell is observed); "
-                     "writing it through unchanged")
-            card = den = None
-        elif card is None:
-            opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
-                     "(the method needs no complete data)")
-            model = train_for(inp, cube, opts, Path(tmp) / "model")
-            card, den = load_model(model)
-        # Tile bars inside each region when the regions run here; a cluster's workers show none.
-        local = not opts.scheduler and not opts.workers
-        job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=opts.progress and local),
-                       source=str(Path(inp).resolve()))
+    train_seconds = 0.0
+    if not gaps.any():
+        opts.log("notice: the input has no gap to fill (every fillable cell is observed); "
+                 "writing it through unchanged")
+        card = den = None
+    elif card is None:
+        t1 = time.perf_counter()
+        model = _stored_model(inp, cube, summary, opts)
+        train_seconds = time.perf_counter() - t1
+        card, den = load_model(model)
+        model_used = str(model)
+    # Tile bars inside each region when the regions run here; a cluster's workers show none.
+    local = not opts.scheduler and not opts.workers
+    job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=opts.progress and local),
+                   source=str(Path(inp).resolve()))
     quantiles = opts.quantiles or (0.05, 0.95)
     sampling = job.info()
     if sampling is not None:
-        sampling["model"] = str(resolve_model_dir(opts.model)) if opts.model else "trained on the fly (not kept)"
+        sampling["model"] = model_used or ""
         if job.card is not None and opts.calibrate is not False:  # honest intervals by default
             factors = calibrate_samples(job, summary, quantiles, opts)
             if factors:
@@ -126,10 +139,39 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> Path:
                      save_samples=opts.save_samples, compress=opts.compress, copy=opts.copy)
     with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log,
                         job.threads) as run:
-        write_atomic(ds, out, opts.overwrite, compute=run,
+        write_atomic(ds, out, opts.overwrite, compute=run, zarr_format=opts.zarr_format,
                      together=[s.name for s in output_specs(cube, sampling, quantiles, opts.save_samples)])
-    c0 = [c for c, (v, _) in enumerate(cube.channel_sel) if v == cube.variables[0]]
-    n = int(gaps[c0].sum())
-    opts.log(f"wrote {out}: {n} cells of {cube.variables[0]} imputed"
+    filled = {v: int(sum(gaps[c] for c, (w, _) in enumerate(cube.channel_sel) if w == v)) if job.card is not None
+              else 0 for v in cube.variables}
+    opts.log(f"wrote {out}: {filled[cube.variables[0]]} cells of {cube.variables[0]} imputed"
              + (f" (and {len(cube.variables) - 1} more variables)" if len(cube.variables) > 1 else ""))
-    return Path(out)
+    return {"input": str(inp), "output": str(out), "model": model_used, "cells_imputed": filled,
+            "samples": job.samples or 0, "calibration": (sampling or {}).get("calibration"),
+            "seconds": {"total": round(time.perf_counter() - t0, 2), "training": round(train_seconds, 2)}}
+
+
+def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOptions) -> Path:
+    """The model store's model for this data and these settings, or one trained now and kept
+    there (see `store`); --retrain trains again in its place."""
+    settings = {"preset": opts.preset, "mask_pattern": opts.mask_pattern, "steps": opts.train_steps,
+                "seed": opts.seed}
+    fp = fingerprint(cube, summary, settings)
+    found = store.find(fp)
+    if found is not None and not opts.retrain:
+        opts.log(f"using the stored model {found}, trained on this data with these settings "
+                 "(--retrain trains a new one)")
+        card = load_card(found)
+        if card.validation:
+            opts.log(f"model {found}: {summary_line(card.validation)}")
+        return found
+    target = found if found is not None else store.place(inp, opts.preset, fp)
+    opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
+             f"(the method needs no complete data); it is kept as {target}")
+    try:
+        model = train_for(inp, cube, opts, target, overwrite=found is not None, fingerprint=fp)
+    except BaseException:  # an interrupted or failed training leaves nothing in the store
+        if found is None:
+            shutil.rmtree(target, ignore_errors=True)
+        raise
+    (model / TRAIN_STATE).unlink(missing_ok=True)  # nobody resumes it: the store keeps weights and card only
+    return model

@@ -81,6 +81,14 @@ class Cube:
     data: dsa.Array  # (T, C, H, W) float32, NaN where missing
     memory: np.ndarray | None = None  # the values, once `load` has read them
 
+    def static_mask_line(self) -> str | None:
+        """The log line that says which static mask is used and what it excludes."""
+        if self.static_mask_var is None:
+            return None
+        out = int((~self.valid).sum())
+        return (f"static mask: '{self.static_mask_var}' excludes {out} of {self.valid.size} grid cells "
+                f"({100 * out / max(self.valid.size, 1):.1f} %), which are never filled (--static-mask names another)")
+
     def read(self, t: slice, y: slice, x: slice) -> np.ndarray:
         if self.memory is not None:  # loaded: plain numpy slicing (a dask compute costs ~4 ms)
             return self.memory[t, :, y, x].copy()

@@ -323,7 +323,8 @@ def utc_stamp() -> str:
 
 
 def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool,
-                 compute: Callable[[Any], None] | None = None, together: list[str] | None = None) -> None:
+                 compute: Callable[[Any], None] | None = None, together: list[str] | None = None,
+                 zarr_format: int | None = None) -> None:
     """Write to a temporary name in OUT's folder, then rename: OUT appears only when complete.
     Dask-backed variables are computed while writing, chunk by chunk, by `compute` (default:
     dask's own scheduler; see `engine`). `together` names variables computed from shared
@@ -340,7 +341,7 @@ def write_atomic(ds: xr.Dataset, out: str | Path, overwrite: bool,
             warnings.simplefilter("ignore")
             try:
                 if fmt == "zarr":
-                    run(ds.to_zarr(target, mode="w", consolidated=True, compute=False))
+                    run(ds.to_zarr(target, mode="w", consolidated=True, compute=False, zarr_format=zarr_format))
                 else:
                     _write_netcdf(ds, target, tmp / "stage.zarr", run, together or [])
             except (ValueError, TypeError, OSError, RuntimeError) as e:

@@ -11,14 +11,12 @@ import copy
 import dataclasses
 import math
 import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from impute_cli.model.batches import TileBatch, context_climatology, tile_batch
 from impute_cli.model.symmetry import augment_batch
@@ -32,6 +30,7 @@ from impute_cli.io.cube import Cube
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, summarise
 from impute_cli.device import autocast, pick_device, use_threads
+from impute_cli.progress import progress_bar
 from impute_cli.errors import ImputeError
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
@@ -114,11 +113,12 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         ranks.close()
 
 
-def train_for(data: str | Path, cube: Cube, opts: FillOptions, out: Path, overwrite: bool = False) -> Path:
+def train_for(data: str | Path, cube: Cube, opts: FillOptions, out: Path, overwrite: bool = False,
+              fingerprint: str | None = None) -> Path:
     """The model that `impute` and `evaluate` train first when no model is given: the options'
     preset, context strategy and training steps, on the cube's variables and static mask."""
     return train_model(data, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern, steps=opts.train_steps,
-                                          out=out, overwrite=overwrite, variables=cube.variables,
+                                          out=out, overwrite=overwrite, variables=cube.variables, fingerprint=fingerprint,
                                           static_mask=cube.static_mask_var, device=opts.device, seed=opts.seed,
                                           progress=opts.progress, log=opts.log))
 
@@ -126,6 +126,8 @@ def train_for(data: str | Path, cube: Cube, opts: FillOptions, out: Path, overwr
 def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -> Path:
     log = opts.log if ranks.main else _silent
     cube = open_cube(data, opts.variables, opts.static_mask)
+    if (line := cube.static_mask_line()) is not None:
+        log(line)
     out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
     _check_out(out, opts)
     state = load_state(out / TRAIN_STATE) if opts.resume else None
@@ -197,6 +199,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
                 "training goes on, but draws other windows than an uninterrupted run would")
     model = _parallel(den, ranks)
     card = _card_stub(preset, cube, window)
+    card.fingerprint = opts.fingerprint
     card.normalisation = stats.to_dict()
     card.mask_strategy = {"requested": requested, "pattern": pattern, "reason": reason,
                           "context_ratio": preset.mask.context_ratio, "query": preset.mask.query,
@@ -208,8 +211,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
     tc = preset.train
     per_rank = -(-tc.batch_size // ranks.world_size)  # the global batch stays the preset's (or just above)
     schedule = den.schedule
-    bar = tqdm(total=tc.steps, initial=start, desc="train", unit="step", file=sys.stderr,
-               disable=not (opts.progress and ranks.main), dynamic_ncols=True)
+    bar = progress_bar(tc.steps, "train", "step", enabled=opts.progress and ranks.main, initial=start)
     t_begin = time.perf_counter()
     for step in range(start, tc.steps):
         rng = np.random.default_rng(step_seed(tc.seed, step, ranks))

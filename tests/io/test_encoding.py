@@ -91,3 +91,10 @@ def test_chunks_hold_about_a_quarter_million_cells(sizes, t_axis, expected):
 def test_float_variables_are_not_packed(sst_model):
     ds = open_any(sst_model.cube)
     assert packing(ds["sst"]) is None
+
+
+def test_zarr_format_2_on_request(sst_model, tmp_path):
+    out = tmp_path / "o.zarr"
+    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--zarr-format", 2, *CPU, "--quiet")
+    assert (out / ".zgroup").exists() and not (out / "zarr.json").exists()
+    assert "sst_filled" in open_any(out)
