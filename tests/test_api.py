@@ -33,6 +33,9 @@ def test_impute_a_dataset_in_memory_matches_the_cli(sst_model, tmp_path):
 
 def test_accessor_and_a_path_give_lazy_output_with_samples(sst_model, tmp_path):
     ds = open_any(sst_model.cube)
+    point = ds.impute.fill(model=sst_model.model, **CPU)
+    run_cli("impute", sst_model.cube, tmp_path / "cli.nc", "--model", sst_model.model, "--device", "cpu", "--quiet")
+    np.testing.assert_array_equal(point["sst_filled"].values, open_any(tmp_path / "cli.nc")["sst_filled"].values)
     a = ds.impute.fill(model=impute_cli.load_model(sst_model.model), samples=2, steps=2, calibrate=False, **CPU)
     assert {"sst_std", "sst_lower", "sst_upper"} <= set(a.data_vars)
     b = impute_cli.impute(sst_model.cube, sst_model.model, out=tmp_path / "kept.nc", **CPU)

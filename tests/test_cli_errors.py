@@ -288,3 +288,30 @@ def test_descending_latitude_is_not_refused(tmp_path, tiny_preset):
     ds = tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=4).isel(lat=slice(None, None, -1))
     inp = write_cube(ds, tmp_path / "desc.nc")
     run_cli("impute", inp, tmp_path / "o.nc", "--preset", tiny_preset, "--train-steps", 3, *CPU)
+
+
+def test_interrupted_demo_takes_back_what_it_made(tmp_path, monkeypatch):
+    import impute_cli.demo as demo
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(demo, "impute_file", interrupt)  # after the cube and the model are written
+    res = run_cli("demo", tmp_path / "d", "--steps", 2, expect_ok=False)
+    assert res.exit_code == 130 and "no output was written" in res.stderr
+    assert not (tmp_path / "d").exists()
+
+
+def test_interrupted_training_for_the_store_leaves_nothing_there(sst_model, tmp_path, tiny_preset, monkeypatch):
+    import os
+
+    import impute_cli.inference.impute as imp
+
+    def interrupt(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(imp, "train_for", interrupt)
+    res = run_cli("impute", sst_model.cube, tmp_path / "o.nc", "--preset", tiny_preset, *CPU, expect_ok=False)
+    assert res.exit_code == 130
+    assert listing(os.environ["IMPUTE_CLI_MODELS"]) == [] if os.path.isdir(os.environ["IMPUTE_CLI_MODELS"]) else True
+    assert not (tmp_path / "o.nc").exists()

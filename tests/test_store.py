@@ -30,6 +30,7 @@ def test_impute_keeps_its_model_and_reuses_it(cube, tmp_path, tiny_preset):
     assert "it is kept as" in first.stderr and not (tmp_path / "a.nc").with_suffix(".tmp").exists()
     second = _impute(cube, tmp_path / "b.nc", tiny_preset)
     assert "using the stored model" in second.stderr and json.loads(second.stdout)["model"] == report["model"]
+    assert report["model_source"] == "trained" and json.loads(second.stdout)["model_source"] == "store"
     assert json.loads(second.stdout)["seconds"]["training"] < 5
     a, b = open_any(tmp_path / "a.nc"), open_any(tmp_path / "b.nc")
     assert (a["sst_filled"].values == b["sst_filled"].values).all()
@@ -82,3 +83,9 @@ def test_log_lines_off_a_terminal(monkeypatch, capsys):
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 11 and "\r" not in "".join(lines)  # one line a tenth, and the last
     assert lines[0].startswith("train: 2/20 step (10 %)") and "left" in lines[0]
+
+
+def test_models_rm_refuses_a_folder_outside_the_store(sst_model):
+    res = run_cli("models", "rm", sst_model.model, expect_ok=False)
+    assert res.exit_code == 1 and "is not in the model store" in res.stderr
+    assert (sst_model.model / "model.yaml").exists()

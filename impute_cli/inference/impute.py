@@ -101,14 +101,14 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     refuse_inf(summary.n_inf)
     summary.refuse_empty(cube.channels)
     gaps = summary.gaps()
-    train_seconds = 0.0
+    train_seconds, source = 0.0, "given" if opts.model else None
     if not gaps.any():
         opts.log("notice: the input has no gap to fill (every fillable cell is observed); "
                  "writing it through unchanged")
         card = den = None
     elif card is None:
         t1 = time.perf_counter()
-        model = _stored_model(inp, cube, summary, opts)
+        model, source = _stored_model(inp, cube, summary, opts)
         train_seconds = time.perf_counter() - t1
         card, den = load_model(model)
         model_used = str(model)
@@ -145,12 +145,13 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
               else 0 for v in cube.variables}
     opts.log(f"wrote {out}: {filled[cube.variables[0]]} cells of {cube.variables[0]} imputed"
              + (f" (and {len(cube.variables) - 1} more variables)" if len(cube.variables) > 1 else ""))
-    return {"input": str(inp), "output": str(out), "model": model_used, "cells_imputed": filled,
+    return {"input": str(inp), "output": str(out), "model": model_used, "model_source": source,
+            "cells_imputed": filled,
             "samples": job.samples or 0, "calibration": (sampling or {}).get("calibration"),
             "seconds": {"total": round(time.perf_counter() - t0, 2), "training": round(train_seconds, 2)}}
 
 
-def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOptions) -> Path:
+def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOptions) -> tuple[Path, str]:
     """The model store's model for this data and these settings, or one trained now and kept
     there (see `store`); --retrain trains again in its place."""
     settings = {"preset": opts.preset, "mask_pattern": opts.mask_pattern, "steps": opts.train_steps,
@@ -163,7 +164,7 @@ def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOpt
         card = load_card(found)
         if card.validation:
             opts.log(f"model {found}: {summary_line(card.validation)}")
-        return found
+        return found, "store"
     target = found if found is not None else store.place(inp, opts.preset, fp)
     opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
              f"(the method needs no complete data); it is kept as {target}")
@@ -174,4 +175,4 @@ def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOpt
             shutil.rmtree(target, ignore_errors=True)
         raise
     (model / TRAIN_STATE).unlink(missing_ok=True)  # nobody resumes it: the store keeps weights and card only
-    return model
+    return model, "trained"
