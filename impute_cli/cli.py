@@ -26,6 +26,7 @@ except ImportError:  # pragma: no cover
     import click
 
 from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES, SOLVERS
+from impute_cli.console import plain_metavars, strict_json
 from impute_cli.errors import ImputeError
 
 INTERRUPTED = {"train": "interrupted; continue from the last checkpoint with the same command and --resume"}
@@ -38,7 +39,7 @@ class OneLineErrors(typer.core.TyperGroup):
 
     def main(self, *args, standalone_mode: bool = True, **kw):  # type: ignore[override]
         for command in (self, *self.commands.values()):
-            _plain_metavars(command)
+            plain_metavars(command)
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kw)
         # SIGTERM (a batch system's time limit, `kill`) as Ctrl-C, so that temporary outputs are
@@ -77,29 +78,6 @@ class OneLineErrors(typer.core.TyperGroup):
         except MemoryError:
             _err("out of memory; use a smaller --region-mb (impute), preset or window")
             raise typer.Exit(3) from None
-
-
-def _plain_metavars(command: Any) -> None:
-    """Help in the user's words: options show N, X, PATH, TEXT or their choices instead of
-    Typer's Python types (<int range>, <list[str]>), and flags show nothing."""
-    words = {"int": "N", "float": "X", "path": "PATH", "str": "TEXT", "bool": ""}
-    plain_help = command.get_help_option
-
-    def help_option(ctx: Any) -> Any:
-        opt = plain_help(ctx)
-        if opt is not None and opt.metavar is None:
-            opt.metavar = ""
-        return opt
-    command.get_help_option = help_option
-    for p in command.params:
-        if p.metavar is not None or getattr(p, "param_type_name", "") != "option":
-            continue
-        try:
-            shown = p.display_type(None).strip("<>")
-        except Exception:  # pragma: no cover - a Typer without display_type keeps its own
-            return
-        shown = shown.removeprefix("list[").removesuffix("]").removesuffix(" range")
-        p.metavar = "" if getattr(p, "is_flag", False) else words.get(shown, shown)
 
 
 def _terminated(signum: int, frame: object) -> None:
@@ -214,7 +192,7 @@ def train(
         context_ratio=context_ratio, query=query.value if query else None, query_ratio=query_ratio,
         block_sizes=block_size, validation=validation, patience=patience, progress=not quiet, log=_log))
     if json_out:
-        typer.echo(json.dumps(card_summary(model), indent=2, default=str))
+        typer.echo(strict_json(card_summary(model)))
 
 
 @app.command()
@@ -265,7 +243,7 @@ def impute(
         omega=omega, solver=solver.value if solver else None, context_ratio=context_ratio, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
         calibrate=calibrate, calibration_frames=calibration_frames, scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
     if json_out:
-        typer.echo(json.dumps(report, indent=2))
+        typer.echo(strict_json(report))
 
 
 @app.command()
@@ -356,7 +334,7 @@ def models(
         return
     from impute_cli.store import format_table, list_models
     rows = list_models()
-    typer.echo(json.dumps(rows, indent=2, default=str) if json_out else format_table(rows))
+    typer.echo(strict_json(rows) if json_out else format_table(rows))
 
 
 @models_app.command("show")
