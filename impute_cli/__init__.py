@@ -22,7 +22,7 @@ Approach" (context/query training, the point estimate, the multi-step sampler); 
 Transformers for Imputation" (arXiv 2510.02216; confidence regions). docs/method.md explains
 both in the project's words."""
 
-__version__ = "0.1.0"
+from impute_cli.version import __version__
 
 # The Python API (see `api`): impute_cli.train, impute, evaluate, load_model, Model, and the
 # `ds.impute` accessor. Loaded on first use, so that the command line does not wait for xarray

@@ -28,7 +28,10 @@ import xarray as xr
 
 from impute_cli.checkpoint import ModelCard, card_summary, load_card, resolve_model_dir
 from impute_cli.errors import ImputeError
+from impute_cli.evaluation.evaluate import evaluate_file, to_json
+from impute_cli.inference.impute import impute_file
 from impute_cli.options import EvaluateOptions, ImputeOptions, TrainOptions
+from impute_cli.training.train import train_model
 
 Data = "str | Path | xr.Dataset"
 
@@ -110,7 +113,6 @@ def train(data: Any, *, preset: str = "quick", mask_pattern: str | None = None, 
     """Train a model on the observed cells of `data` and return it. `out` defaults to the model
     store (models/<data>-<preset>); other keywords are `TrainOptions` fields (variables,
     static_mask, seed, validation, patience, device, threads, ...)."""
-    from impute_cli.training.train import train_model
     path, _ = _as_path(data, _scratch)
     if out is None and isinstance(data, xr.Dataset):
         raise ImputeError("give out=FOLDER when training on an in-memory Dataset (it has no file name to name the model by)")
@@ -125,7 +127,6 @@ def impute(data: Any, model: Any = None, *, samples: int = 0, seed: int = 0, out
     """Fill the gaps of `data` and return the output Dataset. Without `model`, the model store's
     model for this data is used or one is trained and kept (as `impute IN OUT` does). Other
     keywords are `ImputeOptions` fields (ensemble, calibrate, quantiles, variables, ...)."""
-    from impute_cli.inference.impute import impute_file
     path, in_memory = _as_path(data, _scratch)
     target = Path(out) if out is not None else _scratch() / "output.nc"
     opts = ImputeOptions(model=_model_path(model), samples=samples or None, seed=seed, overwrite=overwrite or out is None,
@@ -143,7 +144,6 @@ def evaluate(data: Any, *, model: Any = None, holdout: str = "cloud", fraction: 
     """Hide observed cells of `data`, fill them with the model and the classical methods, and
     return the scores (the CLI's `evaluate --json` report). Without `model`, a model is trained
     on the held-out data only. Other keywords are `EvaluateOptions` fields."""
-    from impute_cli.evaluation.evaluate import evaluate_file, to_json
     path, _ = _as_path(data, _scratch)
     opts = EvaluateOptions(model=_model_path(model), holdout=holdout, fraction=fraction, seed=seed, progress=progress,
                            log=log or _quiet, command="impute_cli.evaluate (Python API)", **options)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import yaml
 
-from impute_cli import __version__
+from impute_cli.version import __version__
 from impute_cli.config import Preset, from_dict, models_home
 from impute_cli.model.denoiser import Denoiser, VPSchedule, in_channels
 from impute_cli.errors import ImputeError

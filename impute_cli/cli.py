@@ -91,7 +91,7 @@ app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, cls=OneL
 
 def _version(value: bool) -> None:
     if value:
-        from impute_cli import __version__
+        from impute_cli.version import __version__
         typer.echo(f"impute-cli {__version__}")
         raise typer.Exit()
 

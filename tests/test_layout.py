@@ -13,7 +13,9 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "impute_cli"
 MAX_LINES = 400
-DEFERRED_IMPORTS_ALLOWED = {"impute_cli.cli"}
+# the commands import the library when they run (a fast --help); the package loads its Python
+# API on first use (PEP 562 __getattr__), so that the command line does not import xarray
+DEFERRED_IMPORTS_ALLOWED = {"impute_cli.cli", "impute_cli"}
 
 
 def module_name(path: Path) -> str:

@@ -25,7 +25,7 @@ import dask.array as dsa
 import numpy as np
 import xarray as xr
 
-from impute_cli import __version__
+from impute_cli.version import __version__
 from impute_cli.io.cube import Cube
 from impute_cli.errors import ImputeError, first_line
 from impute_cli.io.encoding import DEFAULT_COMPRESS, chunks, for_format, new_encoding, packed_range, packing

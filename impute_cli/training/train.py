@@ -126,10 +126,10 @@ def train_for(data: str | Path, cube: Cube, opts: FillOptions, out: Path, overwr
 def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -> Path:
     log = opts.log if ranks.main else _silent
     cube = open_cube(data, opts.variables, opts.static_mask)
-    if (line := cube.static_mask_line()) is not None:
-        log(line)
     out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
     _check_out(out, opts)
+    if (line := cube.static_mask_line()) is not None:
+        log(line)
     state = load_state(out / TRAIN_STATE) if opts.resume else None
     ranks.barrier()  # every rank has looked at the folder before rank 0 changes it
     if opts.resume and ranks.main:  # a write cut short by a kill leaves its temporary file (atomic_write_bytes)

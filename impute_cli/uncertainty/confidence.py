@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from impute_cli import __version__
+from impute_cli.version import __version__
 from impute_cli.io.dataset import open_dataset
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import OptionError
