@@ -33,7 +33,6 @@ from impute_cli.inference.impute import impute_file
 from impute_cli.options import EvaluateOptions, ImputeOptions, TrainOptions
 from impute_cli.training.train import train_model
 
-Data = "str | Path | xr.Dataset"
 
 
 @dataclass(frozen=True)
