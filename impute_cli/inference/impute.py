@@ -111,7 +111,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
         model, source = _stored_model(inp, cube, summary, opts)
         train_seconds = time.perf_counter() - t1
         card, den = load_model(model)
-        model_used = str(model)
+        model_used = str(Path(model).resolve())  # recorded in the output: `confidence --calibrate` finds it
     # Tile bars inside each region when the regions run here; a cluster's workers show none.
     local = not opts.scheduler and not opts.workers
     job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=opts.progress and local),

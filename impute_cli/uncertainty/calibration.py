@@ -92,8 +92,8 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     resample observed cells hidden with the data's own gap shapes (see `conformal_factors`)."""
     model = opts.model or str(ds.attrs.get("impute_cli_model", ""))
     if not model or not Path(model).exists():
-        raise OptionError("--calibrate needs the model that made the samples; pass --model DIR "
-                          "(a model trained on the fly by impute is not kept)")
+        raise OptionError("--calibrate needs the model that made the samples and the one recorded in the file "
+                          "is gone; pass --model DIR")
     card, den = load_model(model)
     st = _sampler_settings(ds)
     if not st.get("samples"):
