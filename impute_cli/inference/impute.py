@@ -33,7 +33,6 @@ from impute_cli.io.stats import Summary, refuse_inf, summarise
 from impute_cli.io.tiling import plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
 from impute_cli.options import ImputeOptions
-from impute_cli.store import fingerprint
 from impute_cli.training.train import train_for
 from impute_cli.training.validation import summary_line
 from impute_cli.uncertainty.calibration import calibrate_samples
@@ -91,8 +90,6 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     ds = open_dataset(inp)
     given, cube = open_for_model(str(inp), ds, opts.model, opts.variables, opts.static_mask)
     card, den = given if given is not None else (None, None)
-    if (line := cube.static_mask_line()) is not None:
-        opts.log(line)
     model_used = str(resolve_model_dir(opts.model)) if opts.model else None
     if card is not None and card.validation:
         opts.log(f"model {opts.model}: {summary_line(card.validation)}")
@@ -112,6 +109,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
         train_seconds = time.perf_counter() - t1
         card, den = load_model(model)
         model_used = str(Path(model).resolve())  # recorded in the output: `confidence --calibrate` finds it
+    if source != "trained" and (line := cube.static_mask_line()) is not None:  # training has said it
+        opts.log(line)
     # Tile bars inside each region when the regions run here; a cluster's workers show none.
     local = not opts.scheduler and not opts.workers
     job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=opts.progress and local),
@@ -156,7 +155,7 @@ def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOpt
     there (see `store`); --retrain trains again in its place."""
     settings = {"preset": opts.preset, "mask_pattern": opts.mask_pattern, "steps": opts.train_steps,
                 "seed": opts.seed}
-    fp = fingerprint(cube, summary, settings)
+    fp = store.fingerprint(cube, summary, settings)
     found = store.find(fp)
     if found is not None and not opts.retrain:
         opts.log(f"using the stored model {found}, trained on this data with these settings "
