@@ -4,6 +4,7 @@ malformed NetCDF files. Each property holds for every example hypothesis draws."
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 from pathlib import Path
 
@@ -17,14 +18,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from impute_cli.config import MaskConfig
-from impute_cli.masks.context_query import ContextSampler, query_mask
-from impute_cli.masks.observation import observation_pool
-from impute_cli.io.dataset import open_cube
-from impute_cli.masks.observation import observation_masks
 from impute_cli.errors import ImputeError
-from impute_cli.masks.holdout import HOLDOUTS, make_holdout
+from impute_cli.io.dataset import open_cube
 from impute_cli.io.encoding import packed_range, packing
 from impute_cli.io.writer import build_output, write_atomic
+from impute_cli.masks.context_query import ContextSampler, query_mask
+from impute_cli.masks.holdout import HOLDOUTS, make_holdout
+from impute_cli.masks.observation import observation_masks, observation_pool
 
 FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FILL_VALUES = (None, -9999.0, 1e20, 99999.0)  # None: NaN
@@ -141,6 +141,9 @@ def test_holdouts_hide_only_observed_cells_or_refuse(observed, pattern, fraction
 
 # --- malformed files ------------------------------------------------------------------------------
 
+_SERIAL = itertools.count()
+
+
 def _small_file(path: Path, fmt: str) -> bytes:
     ds = xr.Dataset({"sst": (("time", "lat", "lon"), np.where(np.arange(48).reshape(3, 4, 4) % 5 == 0, np.nan,
                                                                np.arange(48.0).reshape(3, 4, 4)).astype("float32"))},
@@ -163,7 +166,9 @@ def test_malformed_headers_are_refused_cleanly(tmp_path, fmt, data):
             blob[data.draw(st.integers(0, header_end - 1))] = data.draw(st.integers(0, 255))
     else:
         blob = blob[: data.draw(st.integers(0, len(good) - 1))]
-    bad = tmp_path / "bad.nc"
+    # a new name per example: netCDF-C/HDF5 can hang reopening, in one process, a path whose
+    # earlier contents failed to open (the file is rewritten in place, same inode)
+    bad = tmp_path / f"bad{next(_SERIAL)}.nc"
     bad.write_bytes(bytes(blob))
     try:
         cube = open_cube(bad)
