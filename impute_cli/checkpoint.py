@@ -70,6 +70,9 @@ class ModelCard:
     static_mask_var: str | None = None
     # the held-out error measured while training (training.validation); None: trained without
     validation: dict[str, Any] | None = None
+    # the network's estimate blended with classical fills, fitted on the validation slice
+    # (inference.blend: partners, distance band edges, weights); None: the network alone
+    blend: dict[str, Any] | None = None
     # set when `impute` trained it for the model store (see store.fingerprint); None otherwise
     fingerprint: str | None = None
     package_version: str = __version__

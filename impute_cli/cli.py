@@ -156,6 +156,7 @@ FallbackPattern = Annotated[Optional[MaskPattern], typer.Option("--mask-pattern"
 FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, help="Training steps of that model.")]
 Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How many estimates, each from another random part of the observed cells, are averaged per gap cell (more: smoother and slower; default: the model's).")]
 Solver = Annotated[Optional[SolverKind], typer.Option("--solver", help="Step of the samples' solver: ddim (first order) or dpm2m (second order, as good in fewer steps; default: the model's, dpm2m).")]
+BlendOpt = Annotated[bool, typer.Option("--blend/--no-blend", help="Use the model's blend of its estimate with classical fills (Laplace, kriging), fitted on its validation slice (default); --no-blend: the network's estimate alone.")]
 ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="Share of the observed cells the model sees per estimate, in (0, 1]; 1: all of them (default: the model preset's choice, else as dense as in training; see docs/cli.md).")]
 
 
@@ -214,6 +215,7 @@ def impute(
     solver: Solver = None,
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="How each sample's solver weighs its own draw against the point estimate: 1-t (default) or t; see docs/method.md.")] = None,
     context_ratio: ContextRatio = None,
+    blend: BlendOpt = True,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
     calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="With --samples: widen or narrow V_lower..V_upper and V_std by a factor found by hiding observed cells of IN with its own gap shapes and resampling them, so that the stated level holds on this data (default: on).")] = None,
     calibration_frames: Annotated[int, typer.Option(help="Time steps hidden and resampled for that calibration (more: a steadier factor, more time).")] = 128,
@@ -240,7 +242,7 @@ def impute(
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device, threads=threads,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
-        omega=omega, solver=solver.value if solver else None, context_ratio=context_ratio, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
+        omega=omega, solver=solver.value if solver else None, context_ratio=context_ratio, blend=blend, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
         calibrate=calibrate, calibration_frames=calibration_frames, scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
     if json_out:
         typer.echo(strict_json(report))
@@ -290,6 +292,7 @@ def evaluate(
     train_steps: FallbackSteps = None,
     ensemble: Ensemble = None,
     context_ratio: ContextRatio = None,
+    blend: BlendOpt = True,
     samples: Annotated[Optional[int], typer.Option(help="Also draw N samples and score their uncertainty (CRPS, coverage, regions).")] = None,
     sampler_steps: Annotated[Optional[int], typer.Option("--sampler-steps", min=1, help="Solver steps per sample (default: the model's).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, hidden=True, help="Old name of --sampler-steps.")] = None,
@@ -312,7 +315,7 @@ def evaluate(
     result, _ = evaluate_file(data, EvaluateOptions(
         model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
-        ensemble=ensemble, context_ratio=context_ratio, samples=samples, steps=steps,
+        ensemble=ensemble, context_ratio=context_ratio, blend=blend, samples=samples, steps=steps,
         solver=solver.value if solver else None, levels=tuple(level) if level else (0.5, 0.9),
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
         overwrite=overwrite, device=device, threads=threads, command=command_line(ctx), progress=not quiet, log=_log))

@@ -19,6 +19,7 @@ HOLDOUTS = ("pixel", "block", "cloud", "station", "empirical")  # evaluate --hol
 QUERY_MODES = ("observed", "rest")
 AUGMENTATIONS = ("flip", "reverse_time")
 ARCHS = ("unet", "stunet", "dit")
+BLEND_PARTNERS = ("laplace", "gp_kriging")  # train.blend: the classical fills inference.blend may use
 SOLVERS = ("ddim", "dpm2m")  # impute --solver
 
 
@@ -176,6 +177,11 @@ class TrainConfig:
     # left-right and up-down (and transposes a square window), "reverse_time" runs it backwards.
     # Only for fields whose statistics do not change under them (isotropic, time-reversible).
     augment: list[str] = field(default_factory=list)
+    # classical fills blended with the network's estimate, weights fitted on the validation slice
+    # per distance from the nearest observation (inference.blend); [] for the network alone.
+    # Laplace only by default: kriging's weights fitted on the slice did not carry over to other
+    # gap layouts (it conditions on a subset of the frame's cells, so its error follows the layout)
+    blend: list[str] = field(default_factory=lambda: ["laplace"])
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps must be at least 1")
@@ -184,6 +190,8 @@ class TrainConfig:
         _check(self.warmup >= 0, "train.warmup must be >= 0")
         _check(0 <= self.ema < 1, "train.ema must be in [0, 1)")
         _check(self.checkpoint_every >= 1, "train.checkpoint_every must be at least 1")
+        _check(isinstance(self.blend, list) and set(self.blend) <= set(BLEND_PARTNERS),
+               f"train.blend must be a list of {', '.join(BLEND_PARTNERS)} (or empty), got {self.blend!r}")
         _check(isinstance(self.augment, list) and set(self.augment) <= set(AUGMENTATIONS),
                f"train.augment must be a list of {', '.join(AUGMENTATIONS)} (or empty), got {self.augment!r}")
 

@@ -65,6 +65,7 @@ class FillOptions(RunOptions):
     steps: int | None = None  # solver steps per sample
     omega: str | None = None  # weight on E_diff in [CQ] eq. 28
     solver: str | None = None  # the multi-step sampler's step: ddim or dpm2m
+    blend: bool = True  # False (--no-blend): the network's estimate alone, not the model's fitted blend
 
 
 @dataclass(kw_only=True)

@@ -27,6 +27,7 @@ import torch
 from impute_cli.checkpoint import ModelCard, build_denoiser
 from impute_cli.device import pick_device
 from impute_cli.errors import ImputeError
+from impute_cli.inference.blend import Blend, apply_blend
 from impute_cli.inference.ensemble import ensemble_single_step
 from impute_cli.inference.solver import sample_windows
 from impute_cli.io.cube import Cube
@@ -112,6 +113,7 @@ class FillJob:
     ratio_given: bool = False  # ratio is --context-ratio or the preset's impute.context_ratio (recorded with the samples)
     threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
     cell_factors: dict[str, float] | None = None  # per variable: the intervals' calibration factor (writer.output_arrays)
+    blend: Blend | None = None  # the model's blend with classical fills (inference.blend); None: the network alone
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
 
@@ -150,7 +152,7 @@ class FillJob:
         return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
                 "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed,
                 **({"context_ratio": self.ratio} if self.ratio_given else {}),
-                "solver": self.solver}
+                "solver": self.solver, **({"blend": ",".join(self.blend.partners)} if self.blend else {})}
 
 
 def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, summary: Summary,
@@ -189,7 +191,7 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
                    ensemble=opts.ensemble or cfg.ensemble, omega=opts.omega or cfg.omega,
                    solver=opts.solver or cfg.solver, seed=opts.seed,
                    device=opts.device, progress=opts.progress, valid=cube.valid, ratio_given=chosen is not None,
-                   _cube=cube, _den=den.eval().to(pick_device(opts.device)))
+                   blend=Blend.from_dict(card.blend) if card.blend and opts.blend else None, _cube=cube, _den=den.eval().to(pick_device(opts.device)))
 
 
 def region_outputs(job: FillJob, region: Region, quantiles: tuple[float, float],
@@ -269,10 +271,18 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     samples = None
     if job.samples:
         samples = draw_samples(job, cube, est, sums, region)
+    est = denormalise(est, stats)
+    shift = None
+    if job.blend is not None:  # the fitted blend with classical fills; samples move with the estimate
+        blended = apply_blend(job.blend, est, cube.memory, cube.valid)
+        shift, est = blended - est, blended
+    if samples is not None:
         for n in range(job.samples):  # in place, one member at a time
             samples[n] = denormalise(samples[n], stats)
+            if shift is not None:
+                samples[n] += shift
             samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
-    return denormalise(est, stats), samples
+    return est, samples
 
 
 def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptions,

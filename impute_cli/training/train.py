@@ -34,7 +34,8 @@ from impute_cli.progress import progress_bar
 from impute_cli.errors import ImputeError
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
-from impute_cli.training.validation import Watch, score_model, summary_line, validation_set
+from impute_cli.training.validation import (Watch, fit_validation_blend, model_estimates, score_model,
+                                            summary_line, validation_set, with_blend)
 from impute_cli.io.tiling import random_tile, window_shape
 from impute_cli.io.writer import utc_stamp
 
@@ -275,6 +276,18 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
     if vs is not None and watch.best is not None:
         weights = watch.best_weights
         card.validation = watch.card(vs)
+        if preset.train.blend and vs.fills:
+            est = watch.best_estimates
+            if est is None:  # resumed past the best check: its estimates are not in the checkpoint
+                ema.net.load_state_dict(weights)
+                est = model_estimates(vs, card, ema, cube, summary)
+            blend, report = fit_validation_blend(vs, est, cube.valid, preset.train.blend, preset.train.seed)
+            if blend is not None:
+                card.blend = blend.to_dict()
+                card.validation = with_blend(card.validation, vs, report)
+            log(f"blend: {'network with ' + ', '.join(blend.partners) if blend else 'the network alone'} "
+                f"(held-out RMSE {report['blend_rmse']:.4f} vs the network's {report['network_rmse']:.4f}, "
+                "normalised, cross-fitted)")
     if ranks.main:
         save_model(out, card, weights)
         log(f"model written to {out} ({steps_done} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device}"

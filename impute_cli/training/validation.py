@@ -26,6 +26,7 @@ import torch
 from impute_cli.config import Preset
 from impute_cli.errors import ImputeError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
+from impute_cli.inference.blend import PARTNERS, Blend, distance_to_observed, fit_blend
 from impute_cli.inference.fill import fill_cube
 from impute_cli.io.cube import Cube
 from impute_cli.io.stats import Stats, Summary
@@ -53,6 +54,7 @@ class ValidationSet:
     std: np.ndarray  # (C,) the normalisation's std, to pool channels
     pattern: str
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fills: dict[str, list[np.ndarray]] = field(default_factory=dict)  # the blend partners' fills per segment
 
     @property
     def cells(self) -> int:
@@ -124,19 +126,53 @@ def score_baselines(vs: ValidationSet, valid: np.ndarray, log: Callable[[str], N
     for name in BASELINES:
         if all(name in est for est in per_segment):  # a filler skipped on any segment is left out
             vs.baselines[name] = vs.score([est[name] for est in per_segment])
+            if name in PARTNERS:
+                vs.fills[name] = [est[name] for est in per_segment]
+
+
+def model_estimates(vs: ValidationSet, card: Any, den: torch.nn.Module, cube: Cube, record: Summary,
+                    ensemble: int | None = None) -> list[np.ndarray]:
+    """The network's single-step ensemble estimate of each segment (a piece of the record, its
+    held-out cells hidden); no blend."""
+    est = []
+    for seg, t, h in zip(vs.segments, vs.truth, vs.hidden):
+        piece = cube.in_memory(np.where(h, np.nan, t).astype("float32"))
+        filled = fill_cube(card, den, piece, ImputeOptions(ensemble=ensemble, progress=False, log=_silent, seed=0,
+                                                           blend=False), record=record)
+        est.append(filled.estimate)
+    return est
 
 
 def score_model(vs: ValidationSet, card: Any, den: torch.nn.Module, cube: Cube, record: Summary,
                 ensemble: int | None = None) -> dict[str, Any]:
-    """The model's single-step ensemble estimate of each segment (a piece of the record, its
-    held-out cells hidden), scored on the held-out cells."""
-    est = []
-    for seg, t, h in zip(vs.segments, vs.truth, vs.hidden):
-        piece = cube.in_memory(np.where(h, np.nan, t).astype("float32"))
-        filled = fill_cube(card, den, piece, ImputeOptions(ensemble=ensemble, progress=False, log=_silent, seed=0),
-                           record=record)
-        est.append(filled.estimate)
-    return vs.score(est)
+    """`model_estimates` scored on the held-out cells (the estimates under `estimates`)."""
+    est = model_estimates(vs, card, den, cube, record, ensemble)
+    return {**vs.score(est), "estimates": est}
+
+
+def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: np.ndarray, partners: list[str],
+                         seed: int = 0) -> tuple[Blend | None, dict[str, Any]]:
+    """The blend of the network's estimates of the segments with the partners' fills
+    (`inference.blend.fit_blend`), fitted on the held-out cells in normalised units, and the
+    validation's figures of the blended estimate (cross-fitted: RMSE per variable and pooled)."""
+    std = vs.std[None, :, None, None]
+    names = [n for n in partners if n in vs.fills]
+    net, part, dist, chan = [], {n: [] for n in names}, [], []
+    for k, (e, t, h) in enumerate(zip(estimates, vs.truth, vs.hidden)):
+        observed = np.isfinite(np.where(h, np.nan, t)) & valid[None, None]
+        dist.append(distance_to_observed(observed)[h])
+        net.append(((e - t) / std)[h])
+        for n in names:
+            f = vs.fills[n][k]
+            part[n].append(((np.where(np.isfinite(f), f, e) - t) / std)[h])
+        chan.append(np.broadcast_to(np.arange(t.shape[1])[None, :, None, None], t.shape)[h])
+    blend, report = fit_blend(np.concatenate(net), {n: np.concatenate(v) for n, v in part.items()},
+                              np.concatenate(dist), seed)
+    err, c = report.pop("errors"), np.concatenate(chan)
+    report["rmse"] = {v: float(math.sqrt(np.mean((err[np.isin(c, idx)] * vs.std[c[np.isin(c, idx)]]) ** 2)))
+                      for v, idx in vs.variables.items()}
+    report["normalised"] = float(math.sqrt(np.mean(err ** 2)))
+    return blend, report
 
 
 def summary_line(validation: dict[str, Any]) -> str:
@@ -147,6 +183,9 @@ def summary_line(validation: dict[str, Any]) -> str:
         u = f" {validation.get('units', {}).get(v, '')}".rstrip()
         parts.append(f"{v} {r:.4g}{u}" + (f" (baseline {base:.4g})" if base is not None else ""))
     line = f"validation RMSE {', '.join(parts)} on {validation['cells']} held-out cells"
+    if validation.get("blend"):
+        b = validation["blend"]
+        line += f" (network alone {b['network_ratio']:.3f} of the baseline; blended with {', '.join(b['partners'])})"
     if validation.get("best_baseline"):
         line += (f"; best classical filler {validation['best_baseline']}, model/baseline ratio "
                  f"{validation['ratio']:.3f}")
@@ -190,6 +229,7 @@ class Watch:
     best_step: int = 0
     bad: int = 0
     best_weights: dict[str, torch.Tensor] | None = None
+    best_estimates: list[np.ndarray] | None = None  # the best check's estimates (not in the checkpoint)
 
     @classmethod
     def resume(cls, state: dict | None, patience: int) -> "Watch":
@@ -206,6 +246,7 @@ class Watch:
         if self.best is None or res["normalised"] < self.best:
             self.best, self.best_step, self.bad = res["normalised"], step, 0
             self.best_weights = {k: v.detach().cpu().clone() for k, v in ema.net.state_dict().items()}
+            self.best_estimates = res.get("estimates")
         else:
             self.bad += 1
         return self.patience > 0 and self.bad >= self.patience
@@ -232,6 +273,22 @@ class Watch:
                        ratio=round(best["normalised"] / max(base[1]["normalised"], 1e-12), 4))
         out["curve"] = [{"step": c["step"], "rmse": dict(c["rmse"])} for c in self.curve]  # no YAML aliases
         return out
+
+
+def with_blend(validation: dict[str, Any], vs: ValidationSet, report: dict[str, Any]) -> dict[str, Any]:
+    """The card's `validation` for a blended model: the headline RMSE and ratio are the blended
+    estimate's (cross-fitted), the network's own kept under `blend`."""
+    out = dict(validation)
+    net = {"rmse": out["rmse"], **({"ratio": out["ratio"]} if "ratio" in out else {})}
+    out["rmse"] = {v: round(r, 6) for v, r in report["rmse"].items()}
+    base = vs.best_baseline()
+    if base is not None:
+        out["ratio"] = round(report["normalised"] / max(base[1]["normalised"], 1e-12), 4)
+    out["blend"] = {"partners": list(report["partners"]), "network_rmse": net["rmse"],
+                    "network_ratio": net.get("ratio"), "crossfitted": True}
+    curve = out.pop("curve")
+    out["curve"] = curve  # last in the card, as before
+    return out
 
 
 def _silent(_msg: str) -> None:

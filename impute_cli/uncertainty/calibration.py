@@ -110,7 +110,7 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
         ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
         solver=st.get("solver") or None,
         context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
-        device=opts.device, progress=opts.progress, log=opts.log)
+        blend=bool(st.get("blend")), device=opts.device, progress=opts.progress, log=opts.log)
     return conformal_factors(card, den, cube, summarise(cube), variables, level, settings, group=group,
                              seed=opts.seed, frames=opts.calibration_frames)
 
@@ -240,7 +240,7 @@ def calibrate_samples(job: FillJob, record: Summary, quantiles: tuple[float, flo
     level = round(quantiles[1] - quantiles[0], 10)  # 0.9, not 0.8999999999999999
     settings = ImputeOptions(samples=job.samples, steps=job.steps, ensemble=job.ensemble, omega=job.omega,
                              solver=job.solver, context_ratio=job.ratio if job.ratio_given else None,
-                             device=job.device, progress=opts.progress, log=opts.log)
+                             blend=job.blend is not None, device=job.device, progress=opts.progress, log=opts.log)
     try:
         factors = conformal_factors(job.card, job.denoiser, cal, record, cube.variables, level, settings, group=None,
                                     seed=opts.seed, frames=opts.calibration_frames)

@@ -85,7 +85,8 @@ def test_patience_stops_and_keeps_the_best_weights(cube, preset, tmp_path, monke
     card = yaml.safe_load((model / "model.yaml").read_text())
     assert "stopping at step 9" in res.stderr
     assert card["training"]["steps"] == 9 and card["training"]["steps_planned"] == 30
-    assert card["validation"]["step"] == 3 and card["validation"]["rmse"]["sst"] == 0.5
+    network = card["validation"].get("blend", {}).get("network_rmse", card["validation"]["rmse"])
+    assert card["validation"]["step"] == 3 and network["sst"] == 0.5
     state = torch.load(model / "checkpoint.pt", map_location="cpu", weights_only=True)
     best = state["validation"]["best_weights"]
     saved = torch.load(model / "weights.pt", map_location="cpu", weights_only=True)

@@ -1,0 +1,178 @@
+"""blend: the network's point estimate, classical fills of the same gaps and each gap cell's
+distance to the nearest observation -> one estimate.
+
+The network and the classical fillers make different errors: next to an observation a Laplace
+fill is hard to beat on a smooth field, far inside a large gap the network's learnt structure
+wins, and kriging's spatial covariance adds what neither has. Training fits, on its validation
+slice (observed cells hidden with the data's own gap shapes, never a target nor a context), one
+convex combination per band of distance to the nearest observed cell of the same time step:
+
+    x_blend = w_0(d) x_network + sum_k w_k(d) x_k,   w_k(d) >= 0,   sum_k w_k(d) = 1,
+
+the weights that minimise the squared error on the held-out cells of that band (stacked
+regression, Breiman 1996, with non-negative weights summing to one, so that a constant field is
+left unchanged and the blend never extrapolates beyond its members). A band with too few
+held-out cells takes the weights fitted on all of them. A partner whose weights are zero in
+every band is dropped, so imputation does not pay for it. The card records the weights; `impute`
+applies them to the point estimate and shifts every sample by the same correction (the spread
+is the network's; the calibration of the intervals sees the shifted samples)."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+from scipy import ndimage
+
+from impute_cli.evaluation.baselines import BASELINES
+from impute_cli.evaluation.kriging import BaselineSkipped
+
+PARTNERS = ("laplace", "gp_kriging")  # classical fills the blend may use (a preset's train.blend picks)
+EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
+MIN_BAND_CELLS = 50  # fewer held-out cells in a band: it takes the weights fitted on all cells
+MIN_GAIN = 0.005  # a partner is kept only when it lowers the held-out RMSE by at least this fraction
+
+
+@dataclass
+class Blend:
+    """Per distance band (edges in grid cells), the weights of [network, *partners]."""
+
+    partners: list[str]
+    edges: list[float]
+    weights: list[list[float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"partners": list(self.partners), "edges": [float(e) for e in self.edges],
+                "weights": [[round(float(w), 4) for w in ws] for ws in self.weights]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Blend":
+        return cls(list(d["partners"]), list(d["edges"]), [list(w) for w in d["weights"]])
+
+    def cell_weights(self, dist: np.ndarray) -> np.ndarray:
+        """(1 + partners, *dist.shape) weights of each cell by its distance band."""
+        band = np.searchsorted(np.asarray(self.edges), dist, side="right")
+        return np.moveaxis(np.asarray(self.weights, "float32")[band], -1, 0)
+
+
+def simplex_weights(gram: np.ndarray) -> np.ndarray:
+    """argmin_w w' G w over w >= 0, sum w = 1, for a few members (G the errors' Gram matrix):
+    on each support S the minimiser is G_S^-1 1 / (1' G_S^-1 1); the best support whose
+    solution is non-negative is exact."""
+    p = gram.shape[0]
+    best, best_w = np.inf, np.eye(p)[0]
+    scale = max(float(np.trace(gram)) / p, 1e-300)
+    for m in range(1, p + 1):
+        for support in itertools.combinations(range(p), m):
+            s = list(support)
+            g = gram[np.ix_(s, s)] / scale
+            try:
+                x = np.linalg.solve(g + 1e-10 * np.eye(m), np.ones(m))
+            except np.linalg.LinAlgError:
+                continue
+            if x.sum() <= 0:
+                continue
+            x /= x.sum()
+            if (x < 0).any():
+                continue
+            w = np.zeros(p)
+            w[s] = x
+            v = float(w @ gram @ w)
+            if v < best - 1e-12 * abs(best if np.isfinite(best) else 0):
+                best, best_w = v, w
+    return best_w
+
+
+def fit_weights(errors: np.ndarray, dist: np.ndarray, edges: tuple[float, ...] = EDGES) -> list[list[float]]:
+    """Per band, the simplex weights of the members' errors (n, members) on the cells at
+    distance `dist` (n,); a band with fewer than MIN_BAND_CELLS cells gets the pooled weights."""
+    pooled = simplex_weights(errors.T @ errors)
+    band = np.searchsorted(np.asarray(edges), dist, side="right")
+    out = []
+    for b in range(len(edges) + 1):
+        e = errors[band == b]
+        out.append((simplex_weights(e.T @ e) if len(e) >= MIN_BAND_CELLS else pooled).tolist())
+    return out
+
+
+def _rmse(e: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(e ** 2))) if e.size else float("nan")
+
+
+def fit_blend(network: np.ndarray, partners: dict[str, np.ndarray], dist: np.ndarray,
+              seed: int = 0) -> tuple[Blend | None, dict[str, Any]]:
+    """The blend of the network's errors (n,) with the partners' (name -> (n,)) on held-out
+    cells at distance `dist` (n,), errors in normalised units. Returns the blend (None when no
+    partner lowers the error by MIN_GAIN) and its cross-fitted score: the cells are split in
+    two halves, weights fitted on each are scored on the other, so the reported error is on
+    cells the weights never saw (the kept weights are fitted on all cells); `errors` are those
+    cross-fitted errors per cell (the network's own when no blend is kept)."""
+    rng = np.random.default_rng([seed, 7])
+    half = rng.random(len(network)) < 0.5
+
+    def crossfit(cols: np.ndarray) -> np.ndarray:
+        err = np.empty(len(cols))
+        for fit_on in (half, ~half):
+            w = np.asarray(fit_weights(cols[fit_on], dist[fit_on]))
+            band = np.searchsorted(np.asarray(EDGES), dist[~fit_on], side="right")
+            err[~fit_on] = (cols[~fit_on] * w[band]).sum(1)
+        return err
+
+    best_err, best_names = network, []
+    best = base = _rmse(network)
+    names = [n for n in PARTNERS if n in partners]
+    for m in range(1, len(names) + 1):  # every subset: a partner's cost is paid only if it pays
+        for sub in itertools.combinations(names, m):
+            err = crossfit(np.stack([network, *(partners[n] for n in sub)], 1))
+            if _rmse(err) < best * (1 - MIN_GAIN):
+                best, best_names, best_err = _rmse(err), list(sub), err
+    report = {"network_rmse": base, "blend_rmse": best, "partners": best_names, "errors": best_err}
+    if not best_names:
+        return None, report
+    cols = np.stack([network, *(partners[n] for n in best_names)], 1)
+    return Blend(best_names, list(EDGES), fit_weights(cols, dist)), report
+
+
+def distance_to_observed(observed: np.ndarray) -> np.ndarray:
+    """(T, C, H, W) observed -> each cell's distance, in grid cells, to the nearest observed
+    cell of its time step and channel (0 on observed cells, inf in a step with none)."""
+    out = np.zeros(observed.shape, "float32")
+    for t in range(observed.shape[0]):
+        for c in range(observed.shape[1]):
+            ob = observed[t, c]
+            if ob.all():
+                continue
+            out[t, c] = ndimage.distance_transform_edt(~ob) if ob.any() else np.inf
+    return out
+
+
+def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
+                  log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+    """Each partner's fill of the (T, C, H, W) values (NaN in gaps), channel by channel. A
+    partner that cannot run here (a grid too large for kriging) is left out, with a notice."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = np.stack([BASELINES[name](values[:, c], valid) for c in range(values.shape[1])], axis=1)
+        except BaselineSkipped as e:
+            if log is not None:
+                log(f"notice: blend partner {name} skipped ({e}); its weight goes to the network")
+    return out
+
+
+def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: np.ndarray,
+                log: Callable[[str], None] | None = None) -> np.ndarray:
+    """The blended estimate (T, C, H, W) of the network's `estimate` and the partners' fills of
+    `values` (NaN in gaps), both in data units; observed cells keep the network's estimate
+    (the writer puts the input back there). A partner that cannot run gives its weight to the
+    network."""
+    observed = np.isfinite(values) & valid[None, None]
+    fills = partner_fills(blend.partners, values, valid, log)
+    w = blend.cell_weights(distance_to_observed(observed))  # (1 + P, T, C, H, W)
+    out = w[0] * estimate
+    for k, name in enumerate(blend.partners, start=1):
+        f = fills.get(name)
+        out += w[k] * (np.where(np.isfinite(f), f, estimate) if f is not None else estimate)
+    return np.where(observed, estimate, out).astype(estimate.dtype)

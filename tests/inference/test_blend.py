@@ -1,0 +1,110 @@
+"""The blend of the network's estimate with classical fills: convex weights per distance band
+fitted on held-out cells, partners kept only when they pay, applied to the estimate and the
+samples with observed cells untouched; trained models record it and `impute --no-blend` turns
+it off."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+
+from conftest import run_cli
+from impute_cli.inference.blend import (EDGES, Blend, apply_blend, distance_to_observed, fit_blend, fit_weights,
+                                        simplex_weights)
+from impute_cli.testing import tiny_cube_dataset, tiny_preset_yaml, write_cube
+
+CPU = ("--device", "cpu", "--quiet")
+
+
+def test_simplex_weights_are_the_constrained_least_squares():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=5000), rng.normal(size=5000)  # independent errors of equal size: half and half
+    w = simplex_weights(np.stack([a, b], 1).T @ np.stack([a, b], 1))
+    assert w.sum() == pytest.approx(1) and w == pytest.approx([0.5, 0.5], abs=0.03)
+    w = simplex_weights(np.stack([a, 3 * a], 1).T @ np.stack([a, 3 * a], 1))  # one member dominated: all on the other
+    assert w.tolist() == [1.0, 0.0]
+    c = rng.normal(size=5000)
+    w = simplex_weights(np.stack([a, b, c], 1).T @ np.stack([a, b, c], 1))
+    assert (w >= 0).all() and w.sum() == pytest.approx(1) and w == pytest.approx([1 / 3] * 3, abs=0.03)
+
+
+def test_weights_follow_the_distance_bands():
+    rng = np.random.default_rng(1)
+    n = 4000
+    dist = rng.uniform(0, 30, n)
+    near = dist < EDGES[0]
+    # the network is poor next to observations and good far from them; the partner the other way round
+    net = rng.normal(size=n) * np.where(near, 3.0, 0.5)
+    lap = rng.normal(size=n) * np.where(near, 0.5, 3.0)
+    w = np.asarray(fit_weights(np.stack([net, lap], 1), dist))
+    assert w[0, 1] > 0.8 and w[-1, 0] > 0.8, "the partner next to observations, the network far from them"
+    assert np.allclose(w.sum(1), 1) and (w >= 0).all()
+
+
+def test_a_partner_that_does_not_pay_is_dropped():
+    rng = np.random.default_rng(2)
+    net = rng.normal(size=3000)
+    blend, report = fit_blend(net, {"laplace": 4 * net + 0.01 * rng.normal(size=3000)}, rng.uniform(0, 9, 3000))
+    assert blend is None and report["partners"] == [] and report["blend_rmse"] == report["network_rmse"]
+    blend, report = fit_blend(net, {"laplace": rng.normal(size=3000)}, rng.uniform(0, 9, 3000))
+    assert blend is not None and blend.partners == ["laplace"]
+    assert report["blend_rmse"] < 0.8 * report["network_rmse"], "two independent errors: about 1/sqrt(2)"
+
+
+def test_apply_keeps_observed_cells_and_fills_every_gap():
+    rng = np.random.default_rng(3)
+    truth = np.cumsum(np.cumsum(rng.normal(size=(4, 1, 20, 20)), 2), 3)
+    values = truth.copy()
+    values[:, :, 5:12, 6:14] = np.nan
+    valid = np.ones((20, 20), bool)
+    est = np.where(np.isnan(values), 0.0, values).astype("float32")
+    blend = Blend(["laplace"], list(EDGES), [[0.0, 1.0]] * (len(EDGES) + 1))
+    out = apply_blend(blend, est, values, valid)
+    obs = np.isfinite(values)
+    assert np.array_equal(out[obs], est[obs]) and np.isfinite(out).all()
+    assert np.abs(out - truth)[~obs].mean() < np.abs(est - truth)[~obs].mean(), "the Laplace fill, not zeros"
+    d = distance_to_observed(obs)
+    assert (d[obs] == 0).all() and d[:, :, 8, 10].min() >= 3
+
+
+@pytest.fixture
+def trained(tmp_path):
+    cube = write_cube(tiny_cube_dataset(48, 24, 24, "cloud", 0.6, seed=3), tmp_path / "cube.nc")
+    preset = tiny_preset_yaml(tmp_path / "v.yaml", train={"checkpoint_every": 3, "steps": 9, "batch_size": 2})
+    run_cli("train", cube, "--preset", preset, "--out", tmp_path / "m", *CPU)
+    return cube, tmp_path / "m"
+
+
+def test_a_trained_model_records_its_blend_and_impute_applies_it(trained, tmp_path):
+    cube, model = trained
+    card = yaml.safe_load((model / "model.yaml").read_text())
+    v = card["validation"]
+    # a tiny network trained 9 steps: the classical fills help it, and the card says by how much
+    assert card["blend"] is not None and card["blend"]["partners"] and v["blend"]["partners"] == card["blend"]["partners"]
+    assert v["ratio"] < v["blend"]["network_ratio"], "the blend's held-out error is below the network's"
+    on = run_cli("impute", cube, tmp_path / "on.nc", "--model", model, *CPU)
+    run_cli("impute", cube, tmp_path / "off.nc", "--model", model, "--no-blend", *CPU)
+    assert "network alone" in on.stderr
+    a, b = (xr.open_dataset(tmp_path / f) for f in ("on.nc", "off.nc"))
+    src = xr.open_dataset(cube)
+    obs = np.isfinite(src["sst"].values)
+    assert np.array_equal(a["sst_filled"].values[obs], src["sst"].values[obs]), "observed cells bit for bit"
+    gaps = ~obs
+    assert np.isfinite(a["sst_filled"].values[gaps]).all()
+    assert not np.array_equal(a["sst_filled"].values[gaps], b["sst_filled"].values[gaps])
+
+
+def test_samples_move_with_the_blended_estimate(trained, tmp_path):
+    cube, model = trained
+    run_cli("impute", cube, tmp_path / "s.nc", "--model", model, "--samples", 3, "--no-calibrate", "--save-samples",
+            *CPU)
+    run_cli("impute", cube, tmp_path / "n.nc", "--model", model, "--samples", 3, "--no-calibrate", "--save-samples",
+            "--no-blend", *CPU)
+    a, b = xr.open_dataset(tmp_path / "s.nc"), xr.open_dataset(tmp_path / "n.nc")
+    shift = (a["sst_filled"] - b["sst_filled"]).values
+    moved = (a["sst_sample"] - b["sst_sample"]).values
+    gaps = np.isnan(xr.open_dataset(cube)["sst"].values)
+    np.testing.assert_allclose(moved[:, gaps], np.broadcast_to(shift[gaps], moved[:, gaps].shape), atol=1e-4)
+    assert "blend=" in a.attrs["impute_cli_sampler"] and "blend=" not in b.attrs["impute_cli_sampler"]
