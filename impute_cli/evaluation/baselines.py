@@ -10,7 +10,8 @@ import numpy as np
 
 from impute_cli.evaluation.cdo import cdo_fillmiss
 from impute_cli.evaluation.dineof import eof_dineof
-from impute_cli.evaluation.fill_steps import climatology, climatology_map, fill_rest, laplace_fill, outside_valid, prepare
+from impute_cli.evaluation.fill_steps import (climatology, climatology_map, fill_rest, harmonic_fill, laplace_fill,
+                                             outside_valid, prepare)
 from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging
 
 
@@ -42,10 +43,11 @@ def temporal_linear(values: np.ndarray, valid: np.ndarray | None = None) -> np.n
 
 
 def laplace(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
-    """`laplace_fill` as a baseline: the same output, except that frames with no observation
-    (which `laplace_fill` leaves NaN) get the filled climatology, so that every gap is filled."""
+    """Laplace fill of each frame solved to its limit (`harmonic_fill`: land neither a source
+    nor a conduit); frames with no observation get the filled climatology, so that every gap
+    is filled."""
     v, mask, obs = prepare(values, valid)
-    out = laplace_fill(values, valid)
+    out = harmonic_fill(np.where(mask[None], v, np.nan), mask)
     if np.isnan(out[:, mask]).any():
         out = np.where(np.isnan(out) & mask[None], climatology_map(v, mask, obs)[None], out)
     return outside_valid(out, mask)

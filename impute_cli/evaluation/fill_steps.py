@@ -22,6 +22,47 @@ def laplace_fill(values: np.ndarray, valid: np.ndarray | None = None, iters: int
     return outside_valid(out, valid)
 
 
+def harmonic_fill(values: np.ndarray, valid: np.ndarray | None = None, eps: float = 1e-6) -> np.ndarray:
+    """Laplace fill per frame, solved to its limit: the gap cells' values have a zero discrete
+    Laplacian (5-point), their observed neighbours fixed; no flux across the grid's edge or into
+    cells outside `valid` (land is neither a source nor a conduit). One sparse LU solve per
+    frame (SuperLU): about 10 ms for a 73 x 144 frame half in gaps, where a Jacobi relaxation
+    needs thousands of sweeps to reach the limit inside large gaps. `eps` ties every gap cell
+    weakly to the frame's mean, so a gap with no observed neighbour still has a solution;
+    elsewhere its effect is below 1e-5 of the field's range. Frames with no observation stay NaN."""
+    from scipy import sparse
+    from scipy.sparse.linalg import spsolve
+
+    out = values.astype("float64").copy()
+    T, H, W = out.shape
+    mask = np.ones((H, W), bool) if valid is None else np.asarray(valid, bool)
+    for t in range(T):
+        frame = out[t]
+        gap = np.isnan(frame) & mask
+        n = int(gap.sum())
+        if n == 0 or n == int(mask.sum()):
+            continue
+        idx = np.full((H, W), -1)
+        idx[gap] = np.arange(n)
+        gy, gx = np.nonzero(gap)
+        diag = np.full(n, eps)
+        rhs = np.full(n, eps * float(np.nanmean(np.where(mask, frame, np.nan))))
+        rows, cols = [np.arange(n)], [np.arange(n)]
+        for dy, dx in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+            ny, nx = gy + dy, gx + dx
+            link = (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
+            link[link] = mask[ny[link], nx[link]]  # a neighbour inside the grid and fillable
+            diag[link] += 1
+            i, j = np.nonzero(link)[0], idx[ny[link], nx[link]]
+            rows.append(i[j >= 0])  # a gap neighbour: an unknown
+            cols.append(j[j >= 0])
+            np.add.at(rhs, i[j < 0], frame[ny[link][j < 0], nx[link][j < 0]])  # an observed one: known
+        data = np.concatenate([diag, -np.ones(sum(len(r) for r in rows[1:]))])
+        A = sparse.csc_matrix((data, (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        frame[gap] = spsolve(A, rhs)
+    return outside_valid(out, valid)
+
+
 def outside_valid(out: np.ndarray, valid: np.ndarray | None) -> np.ndarray:
     return out if valid is None else np.where(valid[None], out, np.nan)
 

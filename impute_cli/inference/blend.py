@@ -26,8 +26,8 @@ from typing import Any, Callable
 import numpy as np
 from scipy import ndimage
 
-from impute_cli.evaluation.baselines import BASELINES
-from impute_cli.evaluation.kriging import BaselineSkipped
+from impute_cli.evaluation.baselines import laplace
+from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging
 
 PARTNERS = ("laplace", "gp_kriging")  # classical fills the blend may use (a preset's train.blend picks)
 EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
@@ -148,6 +148,9 @@ def distance_to_observed(observed: np.ndarray) -> np.ndarray:
     return out
 
 
+FILLS = {"laplace": laplace, "gp_kriging": gp_kriging}  # the same fills as evaluate's baselines
+
+
 def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
                   log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
     """Each partner's fill of the (T, C, H, W) values (NaN in gaps), channel by channel. A
@@ -155,7 +158,7 @@ def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
     out = {}
     for name in names:
         try:
-            out[name] = np.stack([BASELINES[name](values[:, c], valid) for c in range(values.shape[1])], axis=1)
+            out[name] = np.stack([FILLS[name](values[:, c], valid) for c in range(values.shape[1])], axis=1)
         except BaselineSkipped as e:
             if log is not None:
                 log(f"notice: blend partner {name} skipped ({e}); its weight goes to the network")

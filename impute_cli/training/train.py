@@ -276,7 +276,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
     if vs is not None and watch.best is not None:
         weights = watch.best_weights
         card.validation = watch.card(vs)
-        if preset.train.blend and vs.fills:
+        if preset.train.blend:
             est = watch.best_estimates
             if est is None:  # resumed past the best check: its estimates are not in the checkpoint
                 ema.net.load_state_dict(weights)

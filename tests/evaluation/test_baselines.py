@@ -211,3 +211,29 @@ def test_inpaint_without_opencv_names_the_package(monkeypatch):
     monkeypatch.setitem(sys.modules, "cv2", None)  # makes `import cv2` raise ImportError
     with pytest.raises(ImportError, match="opencv-python-headless"):
         telea(np.where(cloud_mask((2, 8, 8)), 1.0, np.nan))
+
+
+def test_the_laplace_fill_is_solved_to_its_limit():
+    from impute_cli.evaluation.fill_steps import harmonic_fill, laplace_fill
+    rng = np.random.default_rng(0)
+    x = np.cumsum(rng.normal(size=(2, 16, 16)), 2)
+    x[:, 3:11, 4:12] = np.nan
+    # the limit the Jacobi sweeps approach (many sweeps on a small gap reach it)
+    np.testing.assert_allclose(harmonic_fill(x), laplace_fill(x, iters=6000), atol=1e-4)
+    # a harmonic function (linear) is reproduced exactly inside the gap
+    yy, xx = np.mgrid[:16, :16].astype(float)
+    lin = np.where(np.isnan(x[0]), np.nan, 2 * yy - 0.5 * xx + 3)[None]
+    np.testing.assert_allclose(harmonic_fill(lin)[0], 2 * yy - 0.5 * xx + 3, atol=1e-4)
+
+
+def test_the_laplace_fill_does_not_reach_across_land():
+    from impute_cli.evaluation.fill_steps import harmonic_fill
+    v = np.full((1, 8, 9), np.nan)
+    valid = np.ones((8, 9), bool)
+    valid[:, 4] = False  # a wall of land down the middle
+    v[0, :, 0] = 1.0  # the west basin is observed at 1, the east at 5
+    v[0, :, 8] = 5.0
+    out = harmonic_fill(v, valid)[0]
+    np.testing.assert_allclose(out[:, :4], 1.0, atol=1e-4)
+    np.testing.assert_allclose(out[:, 5:], 5.0, atol=1e-4)
+    assert np.isnan(out[:, 4]).all()
