@@ -42,12 +42,12 @@ def temporal_linear(values: np.ndarray, valid: np.ndarray | None = None) -> np.n
 
 
 
-def laplace(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+def laplace(values: np.ndarray, valid: np.ndarray | None = None, workers: int | None = None) -> np.ndarray:
     """Laplace fill of each frame solved to its limit (`harmonic_fill`: land neither a source
-    nor a conduit); frames with no observation get the filled climatology, so that every gap
-    is filled."""
+    nor a conduit; frames solved on `workers` threads); frames with no observation get the
+    filled climatology, so that every gap is filled."""
     v, mask, obs = prepare(values, valid)
-    out = harmonic_fill(np.where(mask[None], v, np.nan), mask)
+    out = harmonic_fill(np.where(mask[None], v, np.nan), mask, workers=workers)
     if np.isnan(out[:, mask]).any():
         out = np.where(np.isnan(out) & mask[None], climatology_map(v, mask, obs)[None], out)
     return outside_valid(out, mask)

@@ -148,17 +148,19 @@ def distance_to_observed(observed: np.ndarray) -> np.ndarray:
     return out
 
 
-FILLS = {"laplace": laplace, "gp_kriging": gp_kriging}  # the same fills as evaluate's baselines
+FILLS: dict[str, Callable[..., np.ndarray]] = {  # the same fills as evaluate's baselines
+    "laplace": laplace, "gp_kriging": lambda values, valid, workers=None: gp_kriging(values, valid)}
 
 
 def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
-                  log: Callable[[str], None] | None = None) -> dict[str, np.ndarray]:
+                  log: Callable[[str], None] | None = None, workers: int | None = None) -> dict[str, np.ndarray]:
     """Each partner's fill of the (T, C, H, W) values (NaN in gaps), channel by channel. A
     partner that cannot run here (a grid too large for kriging) is left out, with a notice."""
     out = {}
     for name in names:
         try:
-            out[name] = np.stack([FILLS[name](values[:, c], valid) for c in range(values.shape[1])], axis=1)
+            out[name] = np.stack([FILLS[name](values[:, c], valid, workers=workers)
+                                  for c in range(values.shape[1])], axis=1)
         except BaselineSkipped as e:
             if log is not None:
                 log(f"notice: blend partner {name} skipped ({e}); its weight goes to the network")
@@ -166,13 +168,13 @@ def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
 
 
 def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: np.ndarray,
-                log: Callable[[str], None] | None = None) -> np.ndarray:
+                log: Callable[[str], None] | None = None, workers: int | None = None) -> np.ndarray:
     """The blended estimate (T, C, H, W) of the network's `estimate` and the partners' fills of
     `values` (NaN in gaps), both in data units; observed cells keep the network's estimate
     (the writer puts the input back there). A partner that cannot run gives its weight to the
-    network."""
+    network. `workers`: threads for the fills (default: the cores this process may use)."""
     observed = np.isfinite(values) & valid[None, None]
-    fills = partner_fills(blend.partners, values, valid, log)
+    fills = partner_fills(blend.partners, values, valid, log, workers)
     w = blend.cell_weights(distance_to_observed(observed))  # (1 + P, T, C, H, W)
     out = w[0] * estimate
     for k, name in enumerate(blend.partners, start=1):
