@@ -26,7 +26,7 @@ import torch
 from impute_cli.config import Preset
 from impute_cli.errors import ImputeError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
-from impute_cli.inference.blend import Blend, distance_to_observed, fit_blend, partner_fills
+from impute_cli.inference.blend import FILLS, Blend, distance_to_observed, fit_blend, partner_fills
 from impute_cli.inference.fill import fill_cube
 from impute_cli.io.cube import Cube
 from impute_cli.io.stats import Stats, Summary
@@ -54,6 +54,7 @@ class ValidationSet:
     std: np.ndarray  # (C,) the normalisation's std, to pool channels
     pattern: str
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fills: dict[str, list[np.ndarray]] = field(default_factory=dict)  # the blend's fills per segment, kept from the baselines
 
     @property
     def cells(self) -> int:
@@ -125,6 +126,8 @@ def score_baselines(vs: ValidationSet, valid: np.ndarray, log: Callable[[str], N
     for name in BASELINES:
         if all(name in est for est in per_segment):  # a filler skipped on any segment is left out
             vs.baselines[name] = vs.score([est[name] for est in per_segment])
+            if name in FILLS:  # the same function: the blend's fit reuses it
+                vs.fills[name] = [est[name] for est in per_segment]
 
 
 def model_estimates(vs: ValidationSet, card: Any, den: torch.nn.Module, cube: Cube, record: Summary,
@@ -153,7 +156,10 @@ def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: 
     (`inference.blend.fit_blend`), fitted on the held-out cells in normalised units, and the
     validation's figures of the blended estimate (cross-fitted: RMSE per variable and pooled)."""
     std = vs.std[None, :, None, None]
-    segs = [partner_fills(partners, np.where(h, np.nan, t), valid) for t, h in zip(vs.truth, vs.hidden)]
+    missing = [n for n in partners if n not in vs.fills]
+    segs = [{**{n: vs.fills[n][k] for n in partners if n in vs.fills},
+             **(partner_fills(missing, np.where(h, np.nan, t), valid) if missing else {})}
+            for k, (t, h) in enumerate(zip(vs.truth, vs.hidden))]
     names = [n for n in partners if all(n in f for f in segs)]
     net, part, dist, chan = [], {n: [] for n in names}, [], []
     for k, (e, t, h) in enumerate(zip(estimates, vs.truth, vs.hidden)):
