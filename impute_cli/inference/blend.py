@@ -3,7 +3,7 @@ distance to the nearest observation -> one estimate.
 
 The network and the classical fillers make different errors: next to an observation a Laplace
 fill is hard to beat on a smooth field, far inside a large gap the network's learnt structure
-wins, and kriging's spatial covariance adds what neither has. Training fits, on its validation
+wins. Training fits, on its validation
 slice (observed cells hidden with the data's own gap shapes, never a target nor a context), one
 convex combination per band of distance to the nearest observed cell of the same time step:
 
@@ -12,8 +12,9 @@ convex combination per band of distance to the nearest observed cell of the same
 the weights that minimise the squared error on the held-out cells of that band (stacked
 regression, Breiman 1996, with non-negative weights summing to one, so that a constant field is
 left unchanged and the blend never extrapolates beyond its members). A band with too few
-held-out cells takes the weights fitted on all of them. A partner whose weights are zero in
-every band is dropped, so imputation does not pay for it. The card records the weights; `impute`
+held-out cells takes the weights fitted on all of them. A partner (among the preset's
+`train.blend`) is kept only if it lowers the cross-fitted held-out error by MIN_GAIN, so
+imputation does not pay for a fill that does not help. The card records the weights; `impute`
 applies them to the point estimate and shifts every sample by the same correction (the spread
 is the network's; the calibration of the intervals sees the shifted samples)."""
 
@@ -26,10 +27,12 @@ from typing import Any, Callable
 import numpy as np
 from scipy import ndimage
 
+from impute_cli.config import BLEND_PARTNERS
+from impute_cli.errors import ImputeError
 from impute_cli.evaluation.baselines import laplace
 from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging
 
-PARTNERS = ("laplace", "gp_kriging")  # classical fills the blend may use (a preset's train.blend picks)
+PARTNERS = BLEND_PARTNERS  # the classical fills the blend may use, in this order (a preset's train.blend picks)
 EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
 MIN_BAND_CELLS = 50  # fewer held-out cells in a band: it takes the weights fitted on all cells
 MIN_GAIN = 0.005  # a partner is kept only when it lowers the held-out RMSE by at least this fraction
@@ -48,8 +51,20 @@ class Blend:
                 "weights": [[round(float(w), 4) for w in ws] for ws in self.weights]}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Blend":
-        return cls(list(d["partners"]), list(d["edges"]), [list(w) for w in d["weights"]])
+    def from_dict(cls, d: Any, where: str = "the model card") -> "Blend":
+        """The card's `blend`, checked: known partners, increasing edges, one weight per member
+        and band. A hand-edited or damaged entry raises ImputeError in one line."""
+        try:
+            b = cls([str(p) for p in d["partners"]], [float(e) for e in d["edges"]],
+                    [[float(x) for x in w] for w in d["weights"]])
+            ok = (set(b.partners) <= set(PARTNERS) and list(b.edges) == sorted(b.edges)
+                  and len(b.weights) == len(b.edges) + 1 and all(len(w) == 1 + len(b.partners) for w in b.weights))
+        except (KeyError, TypeError, ValueError):
+            ok = False
+        if not ok:
+            raise ImputeError(f"{where} has a damaged 'blend' entry (partners, edges, weights); "
+                              "train the model again, or impute with --no-blend")
+        return b
 
     def cell_weights(self, dist: np.ndarray) -> np.ndarray:
         """(1 + partners, *dist.shape) weights of each cell by its distance band."""

@@ -108,3 +108,15 @@ def test_samples_move_with_the_blended_estimate(trained, tmp_path):
     gaps = np.isnan(xr.open_dataset(cube)["sst"].values)
     np.testing.assert_allclose(moved[:, gaps], np.broadcast_to(shift[gaps], moved[:, gaps].shape), atol=1e-4)
     assert "blend=" in a.attrs["impute_cli_sampler"] and "blend=" not in b.attrs["impute_cli_sampler"]
+
+
+def test_a_damaged_blend_entry_is_refused_in_one_line(trained, tmp_path):
+    cube, model = trained
+    card = yaml.safe_load((model / "model.yaml").read_text())
+    card["blend"] = {"partners": ["laplace"]}  # edges and weights lost
+    (model / "model.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    res = run_cli("impute", cube, tmp_path / "o.nc", "--model", model, *CPU, expect_ok=False)
+    assert res.exit_code != 0 and "damaged 'blend' entry" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "o.nc").exists()
+    ok = run_cli("impute", cube, tmp_path / "o.nc", "--model", model, "--no-blend", *CPU)
+    assert (tmp_path / "o.nc").exists() and ok.exit_code == 0
