@@ -53,9 +53,25 @@ def _coords(T: int, H: int, W: int) -> dict:
     }
 
 
+def _series_coords(T: int, S: int) -> dict:
+    """A (time, station) file (CF timeSeries): S stations 0.25 degree apart along a parallel, the
+    GP's one-cell spacing; ids as the station coordinate, lat/lon auxiliary."""
+    return {
+        "time": ("time", pd.date_range("2020-01-01", periods=T, freq="D"), {"standard_name": "time", "axis": "T"}),
+        "station": ("station", np.array([f"ST{k:03d}" for k in range(S)]),
+                    {"cf_role": "timeseries_id", "long_name": "station id"}),
+        "lat": ("station", np.full(S, 40.0, dtype="float32"), {"standard_name": "latitude", "units": "degrees_north"}),
+        "lon": ("station", np.linspace(5, 5 + 0.25 * (S - 1), S, dtype="float32"),
+                {"standard_name": "longitude", "units": "degrees_east"}),
+    }
+
+
 def make(args: argparse.Namespace) -> dict:
     """Draw the cube, hide cells, compute the exact posterior and the oracle's joint regions
-    (METHOD §4, §6), write the three files; return the oracle's figures and timings."""
+    (METHOD §4, §6), write the three files; return the oracle's figures and timings. The
+    'series' pattern makes --W station series on a line: a (time, station) file."""
+    if args.pattern == "series":
+        args.H = 1
     out = Path(args.outdir)
     if out.exists() and not out.is_dir():
         sys.exit(f"gp_exact: {out} is a file; give a folder")
@@ -72,14 +88,21 @@ def make(args: argparse.Namespace) -> dict:
     t3 = time.perf_counter()
 
     v, dims = args.var, ("time", "lat", "lon")
+    coords = _coords(*truth.shape)
+    encoding = ENCODING
+    if args.pattern == "series":  # (time, station): the dummy lat axis of the process goes
+        dims, coords = ("time", "station"), _series_coords(truth.shape[0], truth.shape[2])
+        truth, obs = truth[:, 0], obs[:, 0]
+        post = post._replace(mean=post.mean[:, 0], sd=post.sd[:, 0])
+        encoding = {"time": ENCODING["time"], "lat": {"_FillValue": None}, "lon": {"_FillValue": None}}
     params = {"gp_process": "AR(1) in time x Matern nu=3/2 in space, separable, stationary",
               "gp_phi": args.phi, "gp_ell_cells": args.ell, "gp_nu": 1.5, "gp_tau2": args.tau2,
               "gp_loc": args.loc, "gp_scale": args.scale, "gp_seed": args.seed,
               "gap_pattern": args.pattern, "gap_observed": args.observed}
     attrs = {"standard_name": "air_temperature", "units": "K",
              "long_name": "synthetic near-surface air temperature (space-time Gaussian process)"}
-    coords = _coords(*truth.shape)
-    gattrs = {"Conventions": "CF-1.8", "source": "benchmarks/gp_exact.py make", **params}
+    gattrs = {"Conventions": "CF-1.8", "source": "benchmarks/gp_exact.py make", **params,
+              **({"featureType": "timeSeries"} if args.pattern == "series" else {})}
     gappy = xr.Dataset({v: (dims, np.where(obs, truth, np.nan).astype("float32"), attrs)}, coords=coords,
                        attrs={**gattrs, "title": f"GP benchmark cube, {args.pattern} gaps"})
     full = xr.Dataset({v: (dims, truth.astype("float32"), attrs), "observed": (dims, obs)}, coords=coords,
@@ -95,14 +118,14 @@ def make(args: argparse.Namespace) -> dict:
                                    "L2 distance of the truth's missing cells from the posterior mean"})},
         coords=coords, attrs={**gattrs, "title": "GP benchmark cube, exact posterior",
                               "oracle_alpha": args.alpha, "oracle_samples": args.samples})
-    gappy.to_netcdf(out / "gappy.nc", encoding=ENCODING)
-    full.to_netcdf(out / "truth.nc", encoding=ENCODING)
-    posterior.to_netcdf(out / "posterior.nc", encoding=ENCODING)
+    gappy.to_netcdf(out / "gappy.nc", encoding=encoding)
+    full.to_netcdf(out / "truth.nc", encoding=encoding)
+    posterior.to_netcdf(out / "posterior.nc", encoding=encoding)
     t4 = time.perf_counter()
 
     hid = ~obs
     z = z_value(1 - args.alpha)
-    res = {"cube": list(truth.shape), "pattern": args.pattern, "observed_fraction": float(obs.mean()),
+    res = {"cube": [args.T, args.H, args.W], "pattern": args.pattern, "observed_fraction": float(obs.mean()),
            "hidden_cells": int(hid.sum()), "field_variance": args.scale**2,
            "field_variance_sample": float(truth.var()),
            "oracle_mse": float(np.mean((post.mean - truth)[hid] ** 2)),
@@ -208,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     m.add_argument("outdir")
     m.add_argument("--T", type=int, default=512)
     m.add_argument("--H", type=int, default=16)
-    m.add_argument("--W", type=int, default=16)
+    m.add_argument("--W", type=int, default=16, help="grid width; with --pattern series, the number of stations")
     m.add_argument("--phi", type=float, default=0.9, help="AR(1) coefficient in time")
     m.add_argument("--ell", type=float, default=3.0, help="Matérn-3/2 length scale in grid cells")
     m.add_argument("--tau2", type=float, default=TAU2,

@@ -106,7 +106,7 @@ def load_model(path_or_name: str | Path) -> Model:
     return Model(d, load_card(d))
 
 
-def train(data: Any, *, preset: str = "quick", mask_pattern: str | None = None, out: str | Path | None = None,
+def train(data: Any, *, preset: str = "auto", mask_pattern: str | None = None, out: str | Path | None = None,
           steps: int | None = None, overwrite: bool = False, progress: bool = False,
           log: Callable[[str], None] | None = None, **options: Any) -> Model:
     """Train a model on the observed cells of `data` and return it. `out` defaults to the model

@@ -151,7 +151,7 @@ Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the network (default: the cores this process may use).")]
 # Options of the commands that impute (impute, evaluate): the model trained first when no
 # --model is given, and the point estimate's settings.
-FallbackPreset = Annotated[str, typer.Option("--preset", help="Preset of the model trained first when no --model is given.")]
+FallbackPreset = Annotated[str, typer.Option("--preset", help="Preset of the model trained first when no --model is given; auto: series for station series, quick for grids.")]
 FallbackPattern = Annotated[Optional[MaskPattern], typer.Option("--mask-pattern", help="Context strategy of that model.")]
 FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, help="Training steps of that model.")]
 Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How many estimates, each from another random part of the observed cells, are averaged per gap cell (more: smoother and slower; default: the model's).")]
@@ -164,7 +164,7 @@ ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="
 def train(
     data: Annotated[Path, typer.Argument(help="NetCDF (.nc) file or Zarr store with gaps (NaN / _FillValue).")],
     mask_pattern: Annotated[Optional[MaskPattern], typer.Option(help="Context/query strategy matching the gaps; default: the preset's (auto).")] = None,
-    preset: Annotated[str, typer.Option(help="Preset name in presets/ or a YAML path.")] = "quick",
+    preset: Annotated[str, typer.Option(help="Preset name in presets/, a YAML path, or auto: series for station series, quick for grids.")] = "auto",
     out: Annotated[Optional[Path], typer.Option(help="Model folder; default models/<data>-<preset>/.")] = None,
     steps: Annotated[Optional[int], typer.Option(min=1, help="Training steps (overrides the preset).")] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the folder's last checkpoint.")] = False,
@@ -205,7 +205,7 @@ def impute(
     ensemble: Ensemble = None,
     var: Vars = None,
     static_mask: StaticMask = None,
-    preset: FallbackPreset = "quick",
+    preset: FallbackPreset = "auto",
     mask_pattern: FallbackPattern = None,
     train_steps: FallbackSteps = None,
     samples: Annotated[Optional[int], typer.Option(help="Also draw N plausible fillings of the gaps and write their spread per cell (V_std, V_lower, V_upper).")] = None,
@@ -287,7 +287,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Random seed (holdout, training, imputation).")] = 0,
     var: Vars = None,
     static_mask: StaticMask = None,
-    preset: FallbackPreset = "quick",
+    preset: FallbackPreset = "auto",
     mask_pattern: FallbackPattern = None,
     train_steps: FallbackSteps = None,
     ensemble: Ensemble = None,

@@ -18,7 +18,7 @@ MASK_PATTERNS = ("pixel", "block", "mixed", "empirical", "auto")
 HOLDOUTS = ("pixel", "block", "cloud", "station", "empirical")  # evaluate --holdout
 QUERY_MODES = ("observed", "rest")
 AUGMENTATIONS = ("flip", "reverse_time")
-ARCHS = ("unet", "stunet", "dit")
+ARCHS = ("unet", "stunet", "series", "dit")
 BLEND_PARTNERS = ("laplace", "gp_kriging")  # train.blend: the classical fills inference.blend may use
 SOLVERS = ("ddim", "dpm2m")  # impute --solver
 
@@ -41,7 +41,8 @@ def _optional_float(value: Any, ok: Callable[[float], bool], msg: str) -> float 
 class NetworkConfig:
     """The backbone: 'unet', the fully convolutional U-Net (frames x variables as channels);
     'stunet', the space-time U-Net (the same U-Net run on every frame with features of its own,
-    its blocks mixing along time; see network.STUNet); or 'dit', the diffusion transformer on
+    its blocks mixing along time; see network.STUNet); 'series', the U-Net on a time x station
+    image for station series (see unet.SeriesUNet); or 'dit', the diffusion transformer on
     space-time patches (see `dit`). The U-Nets share base_channels, channel_mult and
     blocks_per_level; emb_dim (the noise-level embedding) and climatology_input are shared by all."""
 
@@ -295,6 +296,20 @@ def _coerce(value: Any, default: Any, where: str) -> Any:
     return value
 
 
+AUTO_PRESET = "auto"  # the preset by the data's layout: see `preset_for`
+
+
+def preset_for(name: str, is_series: bool) -> tuple[str, str | None]:
+    """The preset to train: `name` itself, or for 'auto' the shipped preset that suits the data's
+    layout -- 'series' for a time x station (or feature) file, 'quick' for a grid. Returns the
+    name and, for 'auto', the sentence that says why."""
+    if name != AUTO_PRESET:
+        return name, None
+    if is_series:
+        return "series", "preset 'auto' chose 'series': the file holds station series (time x station)"
+    return "quick", "preset 'auto' chose 'quick': the file holds a grid"
+
+
 def preset_names() -> list[str]:
     return sorted(p.stem for p in _preset_dir().glob("*.yaml"))
 
@@ -314,7 +329,7 @@ def load_preset(name_or_path: str) -> Preset:
         path = _preset_dir() / f"{name_or_path}.yaml"
     if not path.exists():
         raise OptionError(f"preset '{name_or_path}' not found; use one of "
-                          f"{', '.join(preset_names())} or a path to a .yaml file")
+                          f"{', '.join([AUTO_PRESET, *preset_names()])} or a path to a .yaml file")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

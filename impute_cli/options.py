@@ -33,7 +33,7 @@ class RunOptions:
 
 @dataclass(kw_only=True)
 class TrainOptions(RunOptions):
-    preset: str = "quick"
+    preset: str = "auto"  # 'auto': config.preset_for chooses by the data's layout
     mask_pattern: str | None = None  # None: the preset's
     steps: int | None = None  # None: the preset's
     out: Path | None = None  # None: models/<data>-<preset>
@@ -56,7 +56,7 @@ class FillOptions(RunOptions):
 
     model: str | None = None
     static_mask: str | None = None
-    preset: str = "quick"  # for the model trained first when no model is given
+    preset: str = "auto"  # for the model trained first when no model is given ('auto': by the data's layout)
     mask_pattern: str | None = None  # for that model
     train_steps: int | None = None  # for that model
     ensemble: int | None = None  # context masks K averaged per estimate

@@ -57,6 +57,28 @@ def gap_mask(shape: tuple[int, int, int], pattern: str, observed: float, seed: i
     raise ValueError(f"unknown gap pattern {pattern!r}; use one of {GAP_PATTERNS}")
 
 
+def series_gaps(T: int, S: int, observed: float = 0.75, seed: int = 0,
+                outage_steps: tuple[int, int] = (3, 12)) -> np.ndarray:
+    """(T, S) bool, True = observed: stations out for runs of `outage_steps` time steps (about
+    half of the missing cells) plus random dropouts (the other half); every station keeps at
+    least two observations."""
+    rng = np.random.default_rng(seed + 7)
+    obs = np.ones((T, S), bool)
+    missing = 1.0 - observed
+    lo, hi = max(1, min(outage_steps[0], T)), max(1, min(outage_steps[1], T))
+    for s in range(S):
+        budget = rng.poisson(missing / 2 * T)  # outage steps for this station
+        while budget > 0:
+            run = int(rng.integers(lo, hi + 1))
+            t0 = int(rng.integers(0, T - run + 1))
+            obs[t0:t0 + run, s] = False
+            budget -= run
+    obs &= rng.random((T, S)) >= missing / 2
+    for s in np.flatnonzero(obs.sum(0) < 2):
+        obs[rng.choice(T, min(2, T), replace=False), s] = True
+    return obs
+
+
 def cloud_field(shape: tuple[int, int, int], rng: np.random.Generator) -> np.ndarray:
     """A smooth random (T, H, W) field whose upper level sets look like drifting clouds: white
     noise on a grid 6x coarser in space and 3x in time, interpolated up."""

@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from impute_cli.synthetic import advected_field, gap_mask
+from impute_cli.synthetic import advected_field, gap_mask, series_gaps  # noqa: F401 (series_gaps: for the tests)
 
 CUBE_PATTERNS = ("cloud", "pixel", "block", "none")
 
@@ -88,28 +88,6 @@ def tiny_cube_dataset(T: int = 12, H: int = 16, W: int = 16, pattern: str = "clo
     return xr.Dataset(data_vars, coords=coords,
                       attrs={"Conventions": "CF-1.8", "title": f"impute-cli tiny test cube, {pattern} gaps",
                              "history": "2021-01-01T00:00:00Z: made by impute_cli.testing"})
-
-
-def series_gaps(T: int, S: int, observed: float = 0.75, seed: int = 0,
-                outage_steps: tuple[int, int] = (3, 12)) -> np.ndarray:
-    """(T, S) bool, True = observed: stations out for runs of `outage_steps` time steps (about
-    half of the missing cells) plus random dropouts (the other half); every station keeps at
-    least two observations."""
-    rng = np.random.default_rng(seed + 7)
-    obs = np.ones((T, S), bool)
-    missing = 1.0 - observed
-    lo, hi = max(1, min(outage_steps[0], T)), max(1, min(outage_steps[1], T))
-    for s in range(S):
-        budget = rng.poisson(missing / 2 * T)  # outage steps for this station
-        while budget > 0:
-            run = int(rng.integers(lo, hi + 1))
-            t0 = int(rng.integers(0, T - run + 1))
-            obs[t0:t0 + run, s] = False
-            budget -= run
-    obs &= rng.random((T, S)) >= missing / 2
-    for s in np.flatnonzero(obs.sum(0) < 2):
-        obs[rng.choice(T, min(2, T), replace=False), s] = True
-    return obs
 
 
 def tiny_series_dataset(T: int = 48, S: int = 12, observed: float = 0.75, seed: int = 0, var: str = "tas",

@@ -249,3 +249,74 @@ def test_a_series_model_fills_another_file_with_more_stations(tmp_path, tiny_pre
     got = open_any(out)
     check_filled_output(other, got, ["tas"])
     assert got["tas_filled"].dims == ("time", "feature")
+
+
+# --- the series network and the preset chosen by the file's layout -----------------------------
+
+def test_series_unet_convolves_along_time_and_keeps_the_contract():
+    from impute_cli.config import NetworkConfig
+    from impute_cli.model.denoiser import in_channels
+    from impute_cli.model.unet import SeriesUNet
+    Fr, C, S = 16, 2, 5
+    cfg = NetworkConfig(arch="series", base_channels=8, channel_mult=[1, 2], emb_dim=16, prefill_input=True)
+    torch.manual_seed(0)
+    net = SeriesUNet(in_channels(Fr, C, True, True), Fr * C, cfg, Fr, C)
+    for p in net.parameters():  # the zero-initialised convolutions would hide the receptive field
+        torch.nn.init.normal_(p, std=0.1)
+    x = torch.randn(3, in_channels(Fr, C, True, True), 1, S)
+    out = net(x, torch.zeros(3))
+    assert out.shape == (3, Fr * C, 1, S)
+    # a change at one time step of the input reaches other time steps of the output: time is an
+    # axis of the convolutions, not only the first layer's channels
+    y = x.clone()
+    y[:, 0] += 1.0  # frame 0's values, channel 0
+    diff = (net(y, torch.zeros(3)) - out).abs().reshape(3, Fr, C, S).sum((0, 2, 3))
+    assert diff[0] > 0 and diff[1] > 0 and diff[3] > 0
+    assert torch.allclose(net(x[:1], torch.zeros(1)), out[:1], atol=1e-5), "windows do not mix across the batch"
+    with pytest.raises(ValueError, match="height 1"):
+        net(torch.randn(1, x.shape[1], 2, S), torch.zeros(1))
+
+
+def test_the_series_first_guess_fills_along_time():
+    from impute_cli.config import DiffusionConfig, NetworkConfig
+    from impute_cli.model.denoiser import Denoiser, VPSchedule, in_channels
+    from impute_cli.model.unet import SeriesUNet
+    Fr, S = 8, 3
+    cfg = NetworkConfig(arch="series", base_channels=8, channel_mult=[1], emb_dim=16, prefill_input=True)
+    seen = {}
+
+    class Spy(SeriesUNet):
+        def forward(self, x, c_noise):  # noqa: ANN001
+            seen["x"] = x
+            return super().forward(x, c_noise)
+
+    den = Denoiser(Spy(in_channels(Fr, 1, True, True), Fr, cfg, Fr, 1), VPSchedule(DiffusionConfig()),
+                   prefill=True)
+    # station 0 observed only at t = 0 (value 1) and t = 7 (value 3); the others never: a fill
+    # along time interpolates between 1 and 3, a fill across stations alone would copy the frame
+    x = torch.zeros(1, Fr, 1, 1, S)
+    M = torch.zeros(1, Fr, 1, 1, S, dtype=torch.bool)
+    x[0, 0, 0, 0, 0], x[0, 7, 0, 0, 0] = 1.0, 3.0
+    M[0, 0, 0, 0, 0] = M[0, 7, 0, 0, 0] = True
+    den(x, M, torch.ones(1, 1, S, dtype=torch.bool), torch.full((1,), 0.01))
+    guess = seen["x"][0, -Fr:, 0, 0]  # the prefill channels, station 0, per time step
+    assert guess[0] == 1.0 and guess[7] == 3.0
+    assert 1.0 < float(guess[3]) < 3.0, "the gap between two observations in time is filled from both"
+
+
+def test_auto_trains_the_series_preset_on_station_series_and_quick_on_grids(tmp_path):
+    from impute_cli.config import load_preset, preset_for
+    assert preset_for("auto", True)[0] == "series" and preset_for("auto", False)[0] == "quick"
+    assert preset_for("reanalysis", True) == ("reanalysis", None), "a named preset is kept"
+    series = load_preset("series")
+    assert series.network.arch == "series" and series.window.frames >= 32
+    inp = write_cube(tiny_series_dataset(T=40, S=6, observed=0.7, seed=1), tmp_path / "s.nc")
+    res = run_cli("train", inp, "--out", tmp_path / "m", "--steps", 2, "--no-validation", *CPU[:2])
+    assert "preset 'auto' chose 'series'" in res.stderr
+    card = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    assert card["preset"]["name"] == "series" and card["preset"]["network"]["arch"] == "series"
+    assert card["window"] == [min(series.window.frames, 40), 1, 6]
+    grid = write_cube(tiny_cube_dataset(6, 8, 8, "cloud", 0.6, seed=0), tmp_path / "g.nc")
+    res = run_cli("train", grid, "--preset", "series", "--out", tmp_path / "g", "--steps", 1, *CPU, expect_ok=False)
+    assert res.exit_code == 1 and "holds a grid" in res.stderr and "--preset quick" in res.stderr
+    assert not (tmp_path / "g").exists()

@@ -21,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from impute_cli.checkpoint import load_model
+from impute_cli.config import preset_for
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError, OptionError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
@@ -103,7 +104,9 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
         return card, den, info
     path = tmp / "heldout.nc"
     _write_nc(gappy_dataset(cube, gappy), path)
-    opts.log(f"no --model: training a '{opts.preset}' model on the held-out cube only")
+    name, why = preset_for(opts.preset, cube.grid.is_series)  # 'auto': the preset for the file's layout
+    opts = dataclasses.replace(opts, preset=name)
+    opts.log(f"no --model: training a '{opts.preset}' model{f' ({why})' if why else ''} on the held-out cube only")
     t0 = time.perf_counter()
     # With --keep the model is kept beside the files (it has never seen a hidden cell, so it can be
     # scored again on the same holdout with --model); otherwise it goes with the temporary folder.

@@ -30,7 +30,8 @@ import numpy as np
 from impute_cli import synthetic
 
 TAU2 = 1e-6
-GP_GAP_PATTERNS = ("pixel", "block")
+GP_GAP_PATTERNS = ("pixel", "block", "series")
+SERIES_OUTAGE_STEPS = (4, 48)  # the 'series' pattern: station outages of 4 to 48 time steps
 
 
 def matern32_correlation(r: np.ndarray, length: float) -> np.ndarray:
@@ -74,11 +75,19 @@ def gap_mask(shape: tuple[int, int, int], pattern: str, observed: float, seed: i
     """Observation mask (True = observed), seeded. 'pixel': i.i.d. cells kept with probability
     `observed`. 'block': the grid cut into block_grid x block_grid blocks; for each run of
     `block_frames` time steps, round(observed * block_grid^2) blocks (at least 1) are observed
-    and the rest are out for the whole run: impute_cli.synthetic.gap_mask, restricted to these two."""
+    and the rest are out for the whole run: impute_cli.synthetic.gap_mask, restricted to these two.
+    'series' (a (T, 1, S) cube of S station series): mixed grouped gaps, each station out for runs
+    of SERIES_OUTAGE_STEPS time steps (half the missing cells) plus random dropouts
+    (impute_cli.synthetic.series_gaps)."""
     if not 0.0 < observed <= 1.0:
         raise ValueError(f"observed fraction must be in (0, 1], got {observed}")
     if pattern not in GP_GAP_PATTERNS:
         raise ValueError(f"unknown gap pattern {pattern!r}; use one of {GP_GAP_PATTERNS}")
+    if pattern == "series":
+        T, H, W = shape
+        if H != 1:
+            raise ValueError(f"the 'series' gap pattern needs a (T, 1, S) cube of station series, got {shape}")
+        return synthetic.series_gaps(T, W, observed, seed, SERIES_OUTAGE_STEPS)[:, None, :]
     return synthetic.gap_mask(shape, pattern, observed, seed, block_frames=block_frames, block_grid=block_grid)
 
 

@@ -20,6 +20,7 @@ import dask
 
 from impute_cli import store
 from impute_cli.checkpoint import TRAIN_STATE, load_card, load_model, resolve_model_dir
+from impute_cli.config import preset_for
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import OptionError
 from impute_cli.inference.engine import REGION_KEY, check_scheduler_options, compute_engine
@@ -153,6 +154,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
 def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOptions) -> tuple[Path, str]:
     """The model store's model for this data and these settings, or one trained now and kept
     there (see `store`); --retrain trains again in its place."""
+    name, why = preset_for(opts.preset, cube.grid.is_series)  # 'auto': the preset for the file's layout
+    opts = dataclasses.replace(opts, preset=name)
     settings = {"preset": opts.preset, "mask_pattern": opts.mask_pattern, "steps": opts.train_steps,
                 "seed": opts.seed}
     fp = store.fingerprint(cube, summary, settings)
@@ -165,7 +168,7 @@ def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOpt
             opts.log(f"model {found}: {summary_line(card.validation)}")
         return found, "store"
     target = found if found is not None else store.place(inp, opts.preset, fp)
-    opts.log(f"no --model given: training a '{opts.preset}' model on {inp} itself first "
+    opts.log(f"no --model given: training a '{opts.preset}' model{f' ({why})' if why else ''} on {inp} itself first "
              f"(the method needs no complete data); it is kept as {target}")
     try:
         model = train_for(inp, cube, opts, target, overwrite=found is not None, fingerprint=fp)

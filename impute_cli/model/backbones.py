@@ -1,5 +1,5 @@
-"""backbones: a preset's `network` section -> the network it names (2-D U-Net, space-time U-Net
-or DiT). Every backbone maps the stacked image the denoiser builds, (B, in_channels, h, w), to
+"""backbones: a preset's `network` section -> the network it names (2-D U-Net, space-time U-Net,
+series U-Net or DiT). Every backbone maps the stacked image the denoiser builds, (B, in_channels, h, w), to
 the x0 estimate (B, out_channels, h, w)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from torch import nn
 
 from impute_cli.config import NetworkConfig
 from impute_cli.model.dit import DiT
-from impute_cli.model.unet import STUNet, UNet
+from impute_cli.model.unet import SeriesUNet, STUNet, UNet
 
 
 def build_network(in_channels: int, out_channels: int, cfg: NetworkConfig, frames: int, channels: int) -> nn.Module:
@@ -19,4 +19,6 @@ def build_network(in_channels: int, out_channels: int, cfg: NetworkConfig, frame
         return DiT(in_channels, out_channels, cfg, frames, channels)
     if cfg.arch == "stunet":
         return STUNet(in_channels, out_channels, cfg, frames, channels)
+    if cfg.arch == "series":
+        return SeriesUNet(in_channels, out_channels, cfg, frames, channels)
     return UNet(in_channels, out_channels, cfg)

@@ -86,7 +86,13 @@ class Denoiser(nn.Module):
         if self.climatology:
             parts.append(clim.to(x_t.dtype) if clim is not None else x_t.new_zeros(B, 2 * C, h, w))
         guess = None
-        if self.prefill:
+        if self.prefill and getattr(self.net, "time_image", False):  # series: fill over time x stations
+            def image(a: torch.Tensor) -> torch.Tensor:  # (B, F, C, 1, w) -> (B*C, 1, F, w)
+                return a.reshape(B, Fr, C, w).permute(0, 2, 1, 3).reshape(B * C, 1, Fr, w)
+            guess = push_pull_fill(image(x_t), image(m), self.sweeps)
+            guess = guess.reshape(B, C, Fr, w).permute(0, 2, 1, 3).reshape(B, Fr * C, h, w)
+            parts.append(guess)
+        elif self.prefill:
             guess = push_pull_fill(x_t.reshape(B * Fr * C, 1, h, w), m.reshape(B * Fr * C, 1, h, w),
                                    self.sweeps).reshape(B, Fr * C, h, w)
             parts.append(guess)

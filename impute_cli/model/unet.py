@@ -144,3 +144,39 @@ class STUNet(nn.Module):
         return out.reshape(B, Fr * out.shape[1], h, w)
 
 
+
+
+class SeriesUNet(nn.Module):
+    """The series U-Net (network.arch: series), for station series: a window of F time steps x S
+    stations reaches the network as F stacked frames of a 1 x S image, so a stacked U-Net would
+    see time only through its first layer's channels. Here the stacked input is unstacked to
+    per-step features [values, mask, prefill] + the static channels (valid, climatology) and laid
+    out as one image whose rows are the time steps and whose columns are the stations, so that
+    every convolution runs along time as well as across neighbouring stations, and long windows in
+    time cost no more channels. Same contract as UNet; the window's height must be 1."""
+
+    time_image = True  # denoiser: the first guess is filled over time x stations too
+
+    def __init__(self, in_channels: int, out_channels: int, cfg: NetworkConfig, frames: int, channels: int) -> None:
+        super().__init__()
+        per_step = (3 if cfg.prefill_input else 2) * channels
+        self.static = in_channels - frames * per_step
+        if self.static < 0 or out_channels % frames:
+            raise ValueError(f"SeriesUNet: {in_channels} input / {out_channels} output channels do not fit "
+                             f"{frames} frames x {channels} channels")
+        self.frames, self.channels, self.prefill = frames, channels, cfg.prefill_input
+        self.core = UNet(per_step + self.static, out_channels // frames, cfg)
+
+    def forward(self, x: torch.Tensor, c_noise: torch.Tensor) -> torch.Tensor:
+        B, _, h, w = x.shape
+        Fr, C = self.frames, self.channels
+        FC = Fr * C
+        if h != 1:
+            raise ValueError(f"SeriesUNet takes windows of height 1 (station series), got {h}")
+        parts = [x[:, :FC].reshape(B, Fr, C, w), x[:, FC:2 * FC].reshape(B, Fr, C, w)]
+        if self.prefill:  # denoiser puts the prefill after the static channels
+            parts.append(x[:, x.shape[1] - FC:].reshape(B, Fr, C, w))
+        static = x[:, 2 * FC: 2 * FC + self.static, 0][:, None].expand(B, Fr, self.static, w)
+        img = torch.cat([*parts, static], dim=2).permute(0, 2, 1, 3)  # (B, features, time, station)
+        out = self.core(img, c_noise)  # (B, C, time, station)
+        return out.permute(0, 2, 1, 3).reshape(B, FC, 1, w)

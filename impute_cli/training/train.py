@@ -23,7 +23,7 @@ from impute_cli.model.symmetry import augment_batch
 from impute_cli.options import FillOptions, TrainOptions
 from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
                          save_state)
-from impute_cli.config import Preset, from_dict, load_preset, models_home
+from impute_cli.config import AUTO_PRESET, Preset, from_dict, load_preset, models_home, preset_for
 from impute_cli.masks.context_query import ContextSampler, query_mask
 from impute_cli.masks.observation import choose_pattern, pool_from_cube
 from impute_cli.io.cube import Cube
@@ -105,11 +105,17 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
     Under `torchrun --nproc-per-node K` the K processes train one model with
     DistributedDataParallel (see `distributed`): each draws its own windows, ceil(batch_size / K) a
     step, gradients are averaged, and rank 0 alone writes the folder and talks to the user."""
-    preset = resolve_preset(opts)
+    if opts.preset != AUTO_PRESET:
+        resolve_preset(opts)  # a bad preset or override is reported before anything starts
     ranks = Ranks.from_env(pick_device(opts.device))
-    use_threads(opts.threads)
     try:
-        return _train(data, opts, preset, ranks)
+        why = None
+        if opts.preset == AUTO_PRESET:  # the preset that suits the file's layout (a lazy open: no data read)
+            name, why = preset_for(opts.preset, open_cube(data, opts.variables, opts.static_mask).grid.is_series)
+            opts = dataclasses.replace(opts, preset=name)
+        preset = resolve_preset(opts)
+        use_threads(opts.threads)
+        return _train(data, opts, preset, ranks, why)
     finally:
         ranks.close()
 
@@ -124,7 +130,7 @@ def train_for(data: str | Path, cube: Cube, opts: FillOptions, out: Path, overwr
                                           progress=opts.progress, log=opts.log))
 
 
-def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -> Path:
+def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, chosen: str | None = None) -> Path:
     log = opts.log if ranks.main else _silent
     cube = open_cube(data, opts.variables, opts.static_mask)
     out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
@@ -147,7 +153,12 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks) -
     cube.load()
     sums = summary.climatology_sums(stats)
     window = window_shape(cube.grid.shape, preset.window.frames, preset.window.height, preset.window.width)
+    if preset.network.arch == "series" and not cube.grid.is_series:
+        raise ImputeError(f"the preset '{preset.name}' has the series network, for station series (time x station), "
+                          "but this file holds a grid; use --preset quick (or another grid preset)")
 
+    if chosen and state is None:  # said once the data are checked, so that an error stays one line
+        log(chosen)
     # Step 0: the context/query strategy that matches the gap pattern ([CQ] Principle 1).
     pool = None
     if state is not None:  # the resumed run keeps the strategy it chose
