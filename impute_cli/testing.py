@@ -17,7 +17,7 @@ import pandas as pd
 import xarray as xr
 import yaml
 
-from impute_cli.synthetic import advected_field, gap_mask, series_gaps  # noqa: F401 (series_gaps: for the tests)
+from impute_cli.synthetic import advected_field, gap_mask, series_gaps  # series_gaps: also for the tests
 
 CUBE_PATTERNS = ("cloud", "pixel", "block", "none")
 

@@ -286,7 +286,7 @@ def test_the_series_first_guess_fills_along_time():
     seen = {}
 
     class Spy(SeriesUNet):
-        def forward(self, x, c_noise):  # noqa: ANN001
+        def forward(self, x, c_noise):
             seen["x"] = x
             return super().forward(x, c_noise)
 
