@@ -87,7 +87,7 @@ def test_gradients_reach_every_parameter():
 
 
 @pytest.mark.parametrize("over, fragment", [
-    ({"arch": "vit"}, "network.arch 'vit' is not known; use one of unet, stunet, dit"),
+    ({"arch": "vit"}, "network.arch 'vit' is not known; use one of unet, stunet, series, dit"),
     ({"hidden": 30, "heads": 4}, "network.hidden (30) must be a multiple of network.heads (4)"),
     ({"patch_size": 0}, "network.patch_size must be at least 1"),
     ({"patch_frames": 0}, "network.patch_frames must be at least 1"),
