@@ -21,7 +21,7 @@ import numpy as np
 import xarray as xr
 
 from impute_cli.checkpoint import load_model
-from impute_cli.config import preset_for
+from impute_cli.config import load_preset, preset_for
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError, OptionError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
@@ -106,6 +106,7 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
     _write_nc(gappy_dataset(cube, gappy), path)
     name, why = preset_for(opts.preset, cube.grid.is_series)  # 'auto': the preset for the file's layout
     opts = dataclasses.replace(opts, preset=name)
+    load_preset(name)  # a bad preset is reported alone, before anything is said of training
     opts.log(f"no --model: training a '{opts.preset}' model{f' ({why})' if why else ''} on the held-out cube only")
     t0 = time.perf_counter()
     # With --keep the model is kept beside the files (it has never seen a hidden cell, so it can be
