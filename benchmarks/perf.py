@@ -1,26 +1,32 @@
-"""Performance: wall time, throughput and peak RSS of `train` and `impute` at three cube sizes,
-for the point estimate and N = 1, 8, 64 samples, and the fraction of the machine's
-matrix-multiply rate the network's forward pass reaches.
+"""Performance: wall time, throughput, accuracy and peak RSS of `train` and `impute` at three
+cube sizes, for the point estimate and N = 1, 8, 64 samples, beside `cdo fillmiss`, and the
+fraction of the machine's matrix-multiply rate the network reaches in impute and in training.
 
     python benchmarks/perf.py OUTDIR [--device auto] [--sizes 96 384 1536] [--grid 32 48]
                               [--train-steps 300] [--samples 1 8 64] [--max-sample-cells 2e5]
+                              [--sampler-steps N] [--reference-args "--ensemble 10 ..."]
 
 Time on 2 CPU cores: about 5 minutes with the defaults; the sample sweep on the middle size
-(`--sizes 384 --max-sample-cells 1e6`) about 11 minutes more. `--device cuda` gives the GPU rows.
+(`--sizes 384 --max-sample-cells 1e6`) about 10 minutes more. `--device cuda` gives the GPU rows.
 
 - Cubes: the project's synthetic advected field with drifting cloud gaps (50 % observed),
   T x H x W for each T in --sizes. One `quick` model is trained per size (so train's time and
   memory at each size are measured too); every impute uses its size's model.
 - Each command runs in its own process under /usr/bin/time -v: wall time and peak RSS are the
   whole command's (start-up, reading, writing included). Throughput is imputed cells (the
-  gaps filled) per second of that wall time.
-- Samples (20 sampler steps) cost far more than the point estimate; N is run on the cubes of at
-  most --max-sample-cells cells, so the sweep stays short on 2 CPU cores.
+  gaps filled) per second of that wall time. RMSE: the filled variable against the cube's
+  truth on the gap cells (the same cells for every row).
+- Samples use the model's default sampler (`--sampler-steps` overrides); N is run on the cubes
+  of at most --max-sample-cells cells, so the sweep stays short on 2 CPU cores.
 - `cdo fillmiss` (when cdo is on PATH) fills the same gappy cube, timed the same way: the rate
   users compare the point estimate with.
+- `--reference-args`: one more point-estimate row per cube with these impute options (e.g. the
+  settings of an earlier release), so a speed-up is a ratio from one run on one machine.
 - Matmul fraction: the rate of a large float32 (bf16 on CUDA) matrix product is measured in this
   process, then one forward pass of the trained network on a batch of tiles the size impute
-  uses, its FLOPs counted by torch.utils.flop_counter; achieved FLOP/s over the matmul rate.
+  uses (impute's precision), and one training step (forward, backward, optimiser; float32 on
+  CPU) on train's batch, their FLOPs counted by torch.utils.flop_counter; achieved FLOP/s over
+  the matmul rate.
 
 Writes OUTDIR/perf.json, OUTDIR/T<size>/ (the cube, its model and the `/usr/bin/time -v` logs of
 each command) and prints Markdown tables for benchmarks/RESULTS.md."""
@@ -30,11 +36,13 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shlex
 import shutil
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import xarray as xr
 from timing import timed
@@ -79,7 +87,7 @@ def forward_rate(model: Path, device: torch.device, reps: int = 5) -> dict:
     t = torch.full((B,), 0.5, device=device)
     clim = torch.zeros(B, 2 * C, h, w, device=device)
     args = (x, M, valid, t, clim) if card.preset.network.climatology_input else (x, M, valid, t)
-    with autocast(device):
+    with autocast(device, inference=True):
         with FlopCounterMode(display=False) as fc:
             den(*args)
         flops = fc.get_total_flops()
@@ -95,6 +103,56 @@ def forward_rate(model: Path, device: torch.device, reps: int = 5) -> dict:
             "achieved_gflops": round(flops / sec / 1e9, 2)}
 
 
+
+def train_rate(model: Path, device: torch.device, reps: int = 5) -> dict:
+    """FLOPs and FLOP/s of one training step (forward, squared-error backward, AdamW step) of the
+    network on train's batch of windows, in training's precision."""
+    from torch.utils.flop_counter import FlopCounterMode
+    card, den = load_model(model)
+    den = den.to(device).train()
+    f, h, w = card.window
+    C = len(card.channels)
+    B = card.preset.train.batch_size
+    x = torch.randn(B, f, C, h, w, device=device)
+    y = torch.randn(B, f, C, h, w, device=device)
+    M = torch.rand(B, f, C, h, w, device=device) < 0.5
+    valid = torch.ones(B, h, w, dtype=torch.bool, device=device)
+    t = torch.rand(B, device=device)
+    clim = torch.zeros(B, 2 * C, h, w, device=device)
+    args = (x, M, valid, t, clim) if card.preset.network.climatology_input else (x, M, valid, t)
+    opt = torch.optim.AdamW(den.parameters(), lr=1e-4)
+
+    def step() -> None:
+        with autocast(device):
+            loss = ((den(*args).float() - y) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    with FlopCounterMode(display=False) as fc:
+        step()
+    flops = fc.get_total_flops()
+    for _ in range(2):
+        step()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        step()
+    _sync(device)
+    sec = (time.perf_counter() - t0) / reps
+    return {"batch": [B, f, C, h, w], "gflop_per_step": round(flops / 1e9, 3), "seconds_per_step": round(sec, 4),
+            "achieved_gflops": round(flops / sec / 1e9, 2)}
+
+
+def gap_rmse(out: Path, gappy: Path, truth: Path, var: str = "sst") -> float:
+    """RMSE of `out`'s fill of `var` (impute's `var`_filled, CDO's `var`) against the truth on
+    the gap cells of `gappy`."""
+    with xr.open_dataset(out) as o, xr.open_dataset(gappy) as g, xr.open_dataset(truth) as t:
+        gap = g[var].isnull().values
+        filled = o[f"{var}_filled"] if f"{var}_filled" in o else o[var]
+        err = filled.values[gap] - t[var].values[gap]
+    return float(np.sqrt(np.mean(err ** 2)))
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
@@ -104,7 +162,8 @@ def main() -> None:
     ap.add_argument("--train-steps", type=int, default=300)
     ap.add_argument("--samples", type=int, nargs="+", default=[1, 8, 64])
     ap.add_argument("--max-sample-cells", type=float, default=2e5)
-    ap.add_argument("--steps", type=int, default=20, help="sampler steps")
+    ap.add_argument("--sampler-steps", type=int, default=None, help="sampler steps (default: the model's)")
+    ap.add_argument("--reference-args", default="", help="impute options of one more point-estimate row per cube")
     a = ap.parse_args()
     a.out.mkdir(parents=True, exist_ok=True)
     device = pick_device(a.device)
@@ -119,7 +178,7 @@ def main() -> None:
     print(f"matmul: {res['matmul_gflops']} GFLOP/s on {device}", flush=True)
     for T in a.sizes:
         d = a.out / f"T{T}"
-        gappy, _ = write_demo(d, T=T, H=H, W=W, pattern="cloud", observed=0.5, seed=0)
+        gappy, truth = write_demo(d, T=T, H=H, W=W, pattern="cloud", observed=0.5, seed=0)
         with xr.open_dataset(gappy) as ds:
             gaps = int(ds.sst.isnull().sum())
         cells = T * H * W
@@ -129,38 +188,50 @@ def main() -> None:
         res["runs"].append({"what": "train", "T": T, "cells": cells, "steps": a.train_steps, **r})
         print(res["runs"][-1], flush=True)
         if T == a.sizes[0]:
-            res["forward"] = forward_rate(model, device)
-            res["forward"]["fraction_of_matmul"] = round(res["forward"]["achieved_gflops"] / res["matmul_gflops"], 4)
-            print("forward", res["forward"], flush=True)
-        for n in [0, *a.samples]:
+            for key, fn in (("forward", forward_rate), ("train_step", train_rate)):
+                res[key] = fn(model, device)
+                res[key]["fraction_of_matmul"] = round(res[key]["achieved_gflops"] / res["matmul_gflops"], 4)
+                print(key, res[key], flush=True)
+        ref = shlex.split(a.reference_args)
+        for n, tag in [(0, ""), *([(0, "ref")] if ref else []), *[(n, "") for n in a.samples]]:
             if n and cells > a.max_sample_cells:
                 continue
-            extra = ["--samples", str(n), "--sampler-steps", str(a.steps)] if n else []
-            r = timed([cli, "impute", str(gappy), str(d / f"out{n}.nc"), "--model", str(model), "--overwrite",
-                       "--quiet", *dev, *extra], d / f"impute{n}.log")
-            r.update(what="impute", T=T, cells=cells, imputed=gaps, samples=n,
-                     cells_per_s=round(gaps / r["wall_s"], 1))
+            extra = ["--samples", str(n)] if n else []
+            if n and a.sampler_steps:
+                extra += ["--sampler-steps", str(a.sampler_steps)]
+            out = d / f"out{n}{tag}.nc"
+            r = timed([cli, "impute", str(gappy), str(out), "--model", str(model), "--overwrite",
+                       "--quiet", *dev, *extra, *(ref if tag else [])], d / f"impute{n}{tag}.log")
+            r.update(what="impute" + (f" {a.reference_args}" if tag else ""), T=T, cells=cells, imputed=gaps,
+                     samples=n, cells_per_s=round(gaps / r["wall_s"], 1), rmse=round(gap_rmse(out, gappy, truth), 4))
             res["runs"].append(r)
             print(r, flush=True)
-            (d / f"out{n}.nc").unlink()
-            if n == 0 and shutil.which("cdo"):  # what users compare the point estimate with
+            out.unlink()
+            if n == 0 and not tag and shutil.which("cdo"):  # what users compare the point estimate with
                 c = timed(["cdo", "-s", "fillmiss", str(gappy), str(d / "cdo.nc")], d / "cdo.log")
                 c.update(what="cdo fillmiss", T=T, cells=cells, imputed=gaps, samples=0,
-                         cells_per_s=round(gaps / c["wall_s"], 1))
+                         cells_per_s=round(gaps / c["wall_s"], 1), rmse=round(gap_rmse(d / "cdo.nc", gappy, truth), 4))
                 res["runs"].append(c)
                 print(c, flush=True)
                 (d / "cdo.nc").unlink(missing_ok=True)
     (a.out / "perf.json").write_text(json.dumps(res, indent=1))
     print(f"\n{res['machine']}, torch {res['torch']}; matmul {res['matmul_gflops']} GFLOP/s")
-    f = res["forward"]
+    f, s = res["forward"], res["train_step"]
     print(f"forward pass, batch {f['batch']}: {f['gflop_per_forward']} GFLOP in {f['seconds_per_forward']} s = "
-          f"{f['achieved_gflops']} GFLOP/s, {100 * f['fraction_of_matmul']:.1f} % of the matmul rate\n")
-    print("| command | cube (T x H x W) | samples | wall (s) | imputed cells / s | peak RSS (MB) |")
-    print("|---|---|---|---|---|---|")
+          f"{f['achieved_gflops']} GFLOP/s, {100 * f['fraction_of_matmul']:.1f} % of the matmul rate")
+    print(f"training step, batch {s['batch']}: {s['gflop_per_step']} GFLOP in {s['seconds_per_step']} s = "
+          f"{s['achieved_gflops']} GFLOP/s, {100 * s['fraction_of_matmul']:.1f} % of the matmul rate\n")
+    print("| command | cube (T x H x W) | samples | wall (s) | imputed cells / s | RMSE on the gaps | "
+          "x point estimate's wall | peak RSS (MB) |")
+    print("|---|---|---|---|---|---|---|---|")
+    point = {r["T"]: r["wall_s"] for r in res["runs"] if r["what"] == "impute" and r["samples"] == 0}
     for r in res["runs"]:
         n = "-" if r["what"] == "train" else (r["samples"] or "point")
         rate = f"{r['steps'] / r['wall_s']:.1f} steps/s" if r["what"] == "train" else f"{r['cells_per_s']:.0f}"
-        print(f"| {r['what']} | {r['T']} x {H} x {W} | {n} | {r['wall_s']:.1f} | {rate} | {r['peak_rss_mb']:.0f} |")
+        rmse = f"{r['rmse']:.4f}" if "rmse" in r else "-"
+        x = f"{r['wall_s'] / point[r['T']]:.2f}" if r["what"] != "train" and r["T"] in point else "-"
+        print(f"| {r['what']} | {r['T']} x {H} x {W} | {n} | {r['wall_s']:.1f} | {rate} | {rmse} | {x} | "
+              f"{r['peak_rss_mb']:.0f} |")
 
 
 if __name__ == "__main__":
