@@ -144,14 +144,16 @@ def train_rate(model: Path, device: torch.device, reps: int = 5) -> dict:
             "achieved_gflops": round(flops / sec / 1e9, 2)}
 
 
-def gap_rmse(out: Path, gappy: Path, truth: Path, var: str = "sst") -> float:
+def gap_rmse(out: Path, gappy: Path, truth: Path, var: str = "sst") -> tuple[float, int]:
     """RMSE of `out`'s fill of `var` (impute's `var`_filled, CDO's `var`) against the truth on
-    the gap cells of `gappy`."""
+    the gap cells of `gappy` that it filled, and the number of gap cells it left missing."""
     with xr.open_dataset(out) as o, xr.open_dataset(gappy) as g, xr.open_dataset(truth) as t:
         gap = g[var].isnull().values
         filled = o[f"{var}_filled"] if f"{var}_filled" in o else o[var]
         err = filled.values[gap] - t[var].values[gap]
-    return float(np.sqrt(np.mean(err ** 2)))
+    left = ~np.isfinite(err)
+    return float(np.sqrt(np.mean(err[~left] ** 2))), int(left.sum())
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -203,14 +205,16 @@ def main() -> None:
             r = timed([cli, "impute", str(gappy), str(out), "--model", str(model), "--overwrite",
                        "--quiet", *dev, *extra, *(ref if tag else [])], d / f"impute{n}{tag}.log")
             r.update(what="impute" + (f" {a.reference_args}" if tag else ""), T=T, cells=cells, imputed=gaps,
-                     samples=n, cells_per_s=round(gaps / r["wall_s"], 1), rmse=round(gap_rmse(out, gappy, truth), 4))
+                     samples=n, cells_per_s=round(gaps / r["wall_s"], 1))
+            r["rmse"], r["left_missing"] = gap_rmse(out, gappy, truth)
             res["runs"].append(r)
             print(r, flush=True)
             out.unlink()
             if n == 0 and not tag and shutil.which("cdo"):  # what users compare the point estimate with
                 c = timed(["cdo", "-s", "fillmiss", str(gappy), str(d / "cdo.nc")], d / "cdo.log")
                 c.update(what="cdo fillmiss", T=T, cells=cells, imputed=gaps, samples=0,
-                         cells_per_s=round(gaps / c["wall_s"], 1), rmse=round(gap_rmse(d / "cdo.nc", gappy, truth), 4))
+                         cells_per_s=round(gaps / c["wall_s"], 1))
+                c["rmse"], c["left_missing"] = gap_rmse(d / "cdo.nc", gappy, truth)
                 res["runs"].append(c)
                 print(c, flush=True)
                 (d / "cdo.nc").unlink(missing_ok=True)
@@ -229,6 +233,8 @@ def main() -> None:
         n = "-" if r["what"] == "train" else (r["samples"] or "point")
         rate = f"{r['steps'] / r['wall_s']:.1f} steps/s" if r["what"] == "train" else f"{r['cells_per_s']:.0f}"
         rmse = f"{r['rmse']:.4f}" if "rmse" in r else "-"
+        if r.get("left_missing"):
+            rmse += f" ({r['left_missing']} left missing)"
         x = f"{r['wall_s'] / point[r['T']]:.2f}" if r["what"] != "train" and r["T"] in point else "-"
         print(f"| {r['what']} | {r['T']} x {H} x {W} | {n} | {r['wall_s']:.1f} | {rate} | {rmse} | {x} | "
               f"{r['peak_rss_mb']:.0f} |")
