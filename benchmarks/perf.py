@@ -72,54 +72,55 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-@torch.no_grad()
-def forward_rate(model: Path, device: torch.device, reps: int = 5) -> dict:
-    """FLOPs and FLOP/s of the network's forward pass on impute's batch of tiles."""
-    from torch.utils.flop_counter import FlopCounterMode
-    card, den = load_model(model)
-    den = den.to(device).eval()
+def _inputs(card, batch: int, device: torch.device) -> tuple[list[int], tuple]:
+    """A batch of random windows of the model's shape, as the network's arguments."""
     f, h, w = card.window
     C = len(card.channels)
-    B = card.preset.impute.batch_size
-    x = torch.randn(B, f, C, h, w, device=device)
-    M = torch.rand(B, f, C, h, w, device=device) < 0.5
-    valid = torch.ones(B, h, w, dtype=torch.bool, device=device)
-    t = torch.full((B,), 0.5, device=device)
-    clim = torch.zeros(B, 2 * C, h, w, device=device)
+    x = torch.randn(batch, f, C, h, w, device=device)
+    M = torch.rand(batch, f, C, h, w, device=device) < 0.5
+    valid = torch.ones(batch, h, w, dtype=torch.bool, device=device)
+    t = torch.rand(batch, device=device)
+    clim = torch.zeros(batch, 2 * C, h, w, device=device)
     args = (x, M, valid, t, clim) if card.preset.network.climatology_input else (x, M, valid, t)
-    with autocast(device, inference=True):
-        with FlopCounterMode(display=False) as fc:
-            den(*args)
-        flops = fc.get_total_flops()
-        for _ in range(2):
-            den(*args)
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            den(*args)
-        _sync(device)
-    sec = (time.perf_counter() - t0) / reps
-    return {"batch": [B, f, C, h, w], "gflop_per_forward": round(flops / 1e9, 3), "seconds_per_forward": round(sec, 4),
-            "achieved_gflops": round(flops / sec / 1e9, 2)}
+    return [batch, f, C, h, w], args
 
+
+def _measure(work, device: torch.device, reps: int) -> tuple[float, float]:
+    """FLOPs of one call of `work` (torch.utils.flop_counter) and its seconds, the mean of
+    `reps` calls after two warm-up calls."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as fc:
+        work()
+    for _ in range(2):
+        work()
+    _sync(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        work()
+    _sync(device)
+    return fc.get_total_flops(), (time.perf_counter() - t0) / reps
+
+
+@torch.no_grad()
+def forward_rate(model: Path, device: torch.device, reps: int = 5) -> dict:
+    """FLOPs and FLOP/s of the network's forward pass on impute's batch of tiles, in impute's
+    precision."""
+    card, den = load_model(model)
+    den = den.to(device).eval()
+    shape, args = _inputs(card, card.preset.impute.batch_size, device)
+    with autocast(device, inference=True):
+        flops, sec = _measure(lambda: den(*args), device, reps)
+    return {"batch": shape, "gflop_per_forward": round(flops / 1e9, 3), "seconds_per_forward": round(sec, 4),
+            "achieved_gflops": round(flops / sec / 1e9, 2)}
 
 
 def train_rate(model: Path, device: torch.device, reps: int = 5) -> dict:
     """FLOPs and FLOP/s of one training step (forward, squared-error backward, AdamW step) of the
     network on train's batch of windows, in training's precision."""
-    from torch.utils.flop_counter import FlopCounterMode
     card, den = load_model(model)
     den = den.to(device).train()
-    f, h, w = card.window
-    C = len(card.channels)
-    B = card.preset.train.batch_size
-    x = torch.randn(B, f, C, h, w, device=device)
-    y = torch.randn(B, f, C, h, w, device=device)
-    M = torch.rand(B, f, C, h, w, device=device) < 0.5
-    valid = torch.ones(B, h, w, dtype=torch.bool, device=device)
-    t = torch.rand(B, device=device)
-    clim = torch.zeros(B, 2 * C, h, w, device=device)
-    args = (x, M, valid, t, clim) if card.preset.network.climatology_input else (x, M, valid, t)
+    shape, args = _inputs(card, card.preset.train.batch_size, device)
+    y = torch.randn_like(args[0])
     opt = torch.optim.AdamW(den.parameters(), lr=1e-4)
 
     def step() -> None:
@@ -129,18 +130,8 @@ def train_rate(model: Path, device: torch.device, reps: int = 5) -> dict:
         loss.backward()
         opt.step()
 
-    with FlopCounterMode(display=False) as fc:
-        step()
-    flops = fc.get_total_flops()
-    for _ in range(2):
-        step()
-    _sync(device)
-    t0 = time.perf_counter()
-    for _ in range(reps):
-        step()
-    _sync(device)
-    sec = (time.perf_counter() - t0) / reps
-    return {"batch": [B, f, C, h, w], "gflop_per_step": round(flops / 1e9, 3), "seconds_per_step": round(sec, 4),
+    flops, sec = _measure(step, device, reps)
+    return {"batch": shape, "gflop_per_step": round(flops / 1e9, 3), "seconds_per_step": round(sec, 4),
             "achieved_gflops": round(flops / sec / 1e9, 2)}
 
 
