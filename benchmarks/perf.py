@@ -146,6 +146,18 @@ def gap_rmse(out: Path, gappy: Path, truth: Path, var: str = "sst") -> tuple[flo
     return float(np.sqrt(np.mean(err[~left] ** 2))), int(left.sum())
 
 
+def fill_row(cmd: list[str], out: Path, log: Path, what: str, samples: int, T: int, cells: int, imputed: int,
+             gappy: Path, truth: Path) -> dict:
+    """Time one command that fills `gappy` into `out`, score the fill on the gaps, delete `out`;
+    the table's row."""
+    out.unlink(missing_ok=True)  # cdo does not overwrite without -O
+    r = timed(cmd, log)
+    r.update(what=what, T=T, cells=cells, imputed=imputed, samples=samples, cells_per_s=round(imputed / r["wall_s"], 1))
+    r["rmse"], r["left_missing"] = gap_rmse(out, gappy, truth)
+    out.unlink()
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", type=Path)
@@ -186,6 +198,8 @@ def main() -> None:
                 res[key]["fraction_of_matmul"] = round(res[key]["achieved_gflops"] / res["matmul_gflops"], 4)
                 print(key, res[key], flush=True)
         ref = shlex.split(a.reference_args)
+        cube = {"T": T, "cells": cells, "imputed": gaps, "gappy": gappy, "truth": truth}
+
         for n, tag in [(0, ""), *([(0, "ref")] if ref else []), *[(n, "") for n in a.samples]]:
             if n and cells > a.max_sample_cells:
                 continue
@@ -193,22 +207,15 @@ def main() -> None:
             if n and a.sampler_steps:
                 extra += ["--sampler-steps", str(a.sampler_steps)]
             out = d / f"out{n}{tag}.nc"
-            r = timed([cli, "impute", str(gappy), str(out), "--model", str(model), "--overwrite",
-                       "--quiet", *dev, *extra, *(ref if tag else [])], d / f"impute{n}{tag}.log")
-            r.update(what="impute" + (f" {a.reference_args}" if tag else ""), T=T, cells=cells, imputed=gaps,
-                     samples=n, cells_per_s=round(gaps / r["wall_s"], 1))
-            r["rmse"], r["left_missing"] = gap_rmse(out, gappy, truth)
-            res["runs"].append(r)
-            print(r, flush=True)
-            out.unlink()
+            rows = [fill_row([cli, "impute", str(gappy), str(out), "--model", str(model), "--overwrite", "--quiet",
+                              *dev, *extra, *(ref if tag else [])], out, d / f"impute{n}{tag}.log",
+                             "impute" + (f" {a.reference_args}" if tag else ""), n, **cube)]
             if n == 0 and not tag and shutil.which("cdo"):  # what users compare the point estimate with
-                c = timed(["cdo", "-s", "fillmiss", str(gappy), str(d / "cdo.nc")], d / "cdo.log")
-                c.update(what="cdo fillmiss", T=T, cells=cells, imputed=gaps, samples=0,
-                         cells_per_s=round(gaps / c["wall_s"], 1))
-                c["rmse"], c["left_missing"] = gap_rmse(d / "cdo.nc", gappy, truth)
-                res["runs"].append(c)
-                print(c, flush=True)
-                (d / "cdo.nc").unlink(missing_ok=True)
+                rows.append(fill_row(["cdo", "-s", "fillmiss", str(gappy), str(d / "cdo.nc")], d / "cdo.nc",
+                                     d / "cdo.log", "cdo fillmiss", 0, **cube))
+            for r in rows:
+                res["runs"].append(r)
+                print(r, flush=True)
     (a.out / "perf.json").write_text(json.dumps(res, indent=1))
     print(f"\n{res['machine']}, torch {res['torch']}; matmul {res['matmul_gflops']} GFLOP/s")
     f, s = res["forward"], res["train_step"]
