@@ -49,6 +49,7 @@ from timing import timed
 
 from impute_cli.checkpoint import load_model
 from impute_cli.device import autocast, pick_device
+from impute_cli.errors import ImputeError
 from impute_cli.synthetic import write_demo
 
 
@@ -170,8 +171,11 @@ def main() -> None:
     ap.add_argument("--sampler-steps", type=int, default=None, help="sampler steps (default: the model's)")
     ap.add_argument("--reference-args", default="", help="impute options of one more point-estimate row per cube")
     a = ap.parse_args()
+    try:
+        device = pick_device(a.device)
+    except ImputeError as e:
+        ap.error(str(e))
     a.out.mkdir(parents=True, exist_ok=True)
-    device = pick_device(a.device)
     cli = str(Path(sys.executable).with_name("impute-cli"))
     dev = ["--device", a.device]
     H, W = a.grid
