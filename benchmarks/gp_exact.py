@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -188,7 +189,32 @@ def score(args: argparse.Namespace) -> dict:
         w = (hi - lo)[hid]
         res["intervals"][label] = {"coverage": interval_coverage(truth, lo, hi, hid),
                                    "width": float(np.nanmean(w)) if np.isfinite(w).any() else float("nan")}
+    if f"{v}_sample" in res_ds:  # --save-samples: the samples' own CRPS and raw (uncalibrated) interval
+        res["samples"] = sample_scores(res_ds[f"{v}_sample"].values, truth, mean, sd, hid, level)
     return res
+
+
+def sample_scores(samples: np.ndarray, truth: np.ndarray, mean: np.ndarray, sd: np.ndarray, hid: np.ndarray,
+                  level: float) -> dict:
+    """From the samples (N, T, H, W) on the hidden cells: the mean CRPS, by the ensemble estimator
+    E|X - y| - E|X - X'| / 2 with the N(N - 1) pairs (the "fair" one: unbiased for the
+    distribution the samples come from), the exact posterior's (Gaussian, closed form), and the
+    coverage and width of the samples' raw central interval at `level`."""
+    x = samples[:, hid].astype("float64")  # (N, cells)
+    y = truth[hid]
+    n = x.shape[0]
+    xs = np.sort(x, axis=0)
+    # sum over pairs |X_i - X_j| from the sorted draws: sum_k (2k - n + 1) x_(k), times 2 for ordered pairs
+    pair = 2 * ((2 * np.arange(n) - n + 1)[:, None] * xs).sum(0) / (n * (n - 1))
+    crps = np.abs(x - y).mean(0) - 0.5 * pair
+    zc = (y - mean[hid]) / sd[hid]
+    phi = np.exp(-0.5 * zc**2) / math.sqrt(2 * math.pi)
+    Phi = 0.5 * (1 + np.vectorize(math.erf)(zc / math.sqrt(2)))
+    crps_oracle = sd[hid] * (zc * (2 * Phi - 1) + 2 * phi - 1 / math.sqrt(math.pi))
+    lo, hi = np.quantile(x, [(1 - level) / 2, (1 + level) / 2], axis=0)
+    return {"n": n, "crps": float(crps.mean()), "crps_oracle": float(crps_oracle.mean()),
+            "crps_ratio": float(crps.mean() / crps_oracle.mean()),
+            "raw_coverage": float(np.mean((y >= lo) & (y <= hi))), "raw_width": float(np.mean(hi - lo))}
 
 
 def print_make(r: dict) -> None:
@@ -220,6 +246,11 @@ def print_score(r: dict) -> None:
         print(f"| per-cell coverage, {r['level']:.0%} interval ({label}) | {cov} | {oracle[0]} |")
         print(f"| mean interval width, K ({label}) | {wid} | {oracle[1]} |")
     print(f"| joint per-time-step L2-ball coverage ({r['joint_level']:.0%}) | — | {r['joint_coverage_oracle']:.4f} |")
+    if "samples" in r:
+        sm = r["samples"]
+        print(f"| CRPS of the {sm['n']} samples, K | {sm['crps']:.4f} | {sm['crps_oracle']:.4f} |")
+        print(f"| per-cell coverage, the samples' raw {r['level']:.0%} interval | {sm['raw_coverage']:.4f} | "
+              f"{r['cell_coverage_oracle']:.4f} |")
     print(f"\nfield variance: {r['field_variance']:.4f} K²")
 
 

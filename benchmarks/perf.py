@@ -5,6 +5,7 @@ fraction of the machine's matrix-multiply rate the network reaches in impute and
     python benchmarks/perf.py OUTDIR [--device auto] [--sizes 96 384 1536] [--grid 32 48]
                               [--train-steps 300] [--samples 1 8 64] [--max-sample-cells 2e5]
                               [--sampler-steps N] [--reference-args "--ensemble 10 ..."]
+                              [--distill STEPS]
 
 Time on 2 CPU cores: about 5 minutes with the defaults; the sample sweep on the middle size
 (`--sizes 384 --max-sample-cells 1e6`) about 10 minutes more. `--device cuda` gives the GPU rows.
@@ -22,6 +23,9 @@ Time on 2 CPU cores: about 5 minutes with the defaults; the sample sweep on the 
   users compare the point estimate with.
 - `--reference-args`: one more point-estimate row per cube with these impute options (e.g. the
   settings of an earlier release), so a speed-up is a ratio from one run on one machine.
+- `--distill STEPS`: each model that samples also gets a distilled sampler (`impute-cli distill`,
+  timed like train); the sample rows then draw with it, and each has a `--sampler full` row (the
+  multi-step solver) beside it.
 - Matmul fraction: the rate of a large float32 (bf16 on CUDA) matrix product is measured in this
   process, then one forward pass of the trained network on a batch of tiles the size impute
   uses (impute's precision), and one training step (forward, backward, optimiser; float32 on
@@ -170,6 +174,9 @@ def main() -> None:
     ap.add_argument("--max-sample-cells", type=float, default=2e5)
     ap.add_argument("--sampler-steps", type=int, default=None, help="sampler steps (default: the model's)")
     ap.add_argument("--reference-args", default="", help="impute options of one more point-estimate row per cube")
+    ap.add_argument("--distill", type=int, default=0, metavar="STEPS",
+                    help="give each model a distilled sampler of STEPS steps (timed); samples then come from it, "
+                         "and each sample count gets a `--sampler full` row too")
     a = ap.parse_args()
     try:
         device = pick_device(a.device)
@@ -201,10 +208,17 @@ def main() -> None:
                 res[key] = fn(model, device)
                 res[key]["fraction_of_matmul"] = round(res[key]["achieved_gflops"] / res["matmul_gflops"], 4)
                 print(key, res[key], flush=True)
-        ref = shlex.split(a.reference_args)
+        sampling = cells <= a.max_sample_cells and any(a.samples)
+        if a.distill and sampling:
+            r = timed([cli, "distill", str(model), "--steps", str(a.distill), "--overwrite", "--quiet", *dev],
+                      d / "distill.log")
+            res["runs"].append({"what": "distill", "T": T, "cells": cells, "steps": a.distill, **r})
+            print(res["runs"][-1], flush=True)
+        tags = {"": [], "ref": shlex.split(a.reference_args), "full": ["--sampler", "full"]}
         cube = {"T": T, "cells": cells, "imputed": gaps, "gappy": gappy, "truth": truth}
 
-        for n, tag in [(0, ""), *([(0, "ref")] if ref else []), *[(n, "") for n in a.samples]]:
+        for n, tag in [(0, ""), *([(0, "ref")] if tags["ref"] else []), *[(n, "") for n in a.samples],
+                       *[(n, "full") for n in a.samples if a.distill]]:
             if n and cells > a.max_sample_cells:
                 continue
             extra = ["--samples", str(n)] if n else []
@@ -212,8 +226,8 @@ def main() -> None:
                 extra += ["--sampler-steps", str(a.sampler_steps)]
             out = d / f"out{n}{tag}.nc"
             rows = [fill_row([cli, "impute", str(gappy), str(out), "--model", str(model), "--overwrite", "--quiet",
-                              *dev, *extra, *(ref if tag else [])], out, d / f"impute{n}{tag}.log",
-                             "impute" + (f" {a.reference_args}" if tag else ""), n, **cube)]
+                              *dev, *extra, *tags[tag]], out, d / f"impute{n}{tag}.log",
+                             " ".join(["impute", *tags[tag]]), n, **cube)]
             if n == 0 and not tag and shutil.which("cdo"):  # what users compare the point estimate with
                 rows.append(fill_row(["cdo", "-s", "fillmiss", str(gappy), str(d / "cdo.nc")], d / "cdo.nc",
                                      d / "cdo.log", "cdo fillmiss", 0, **cube))
@@ -232,12 +246,13 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     point = {r["T"]: r["wall_s"] for r in res["runs"] if r["what"] == "impute" and r["samples"] == 0}
     for r in res["runs"]:
-        n = "-" if r["what"] == "train" else (r["samples"] or "point")
-        rate = f"{r['steps'] / r['wall_s']:.1f} steps/s" if r["what"] == "train" else f"{r['cells_per_s']:.0f}"
+        trains = r["what"] in ("train", "distill")
+        n = "-" if trains else (r["samples"] or "point")
+        rate = f"{r['steps'] / r['wall_s']:.1f} steps/s" if trains else f"{r['cells_per_s']:.0f}"
         rmse = f"{r['rmse']:.4f}" if "rmse" in r else "-"
         if r.get("left_missing"):
             rmse += f" ({r['left_missing']} left missing)"
-        x = f"{r['wall_s'] / point[r['T']]:.2f}" if r["what"] != "train" and r["T"] in point else "-"
+        x = f"{r['wall_s'] / point[r['T']]:.2f}" if not trains and r["T"] in point else "-"
         print(f"| {r['what']} | {r['T']} x {H} x {W} | {n} | {r['wall_s']:.1f} | {rate} | {rmse} | {x} | "
               f"{r['peak_rss_mb']:.0f} |")
 

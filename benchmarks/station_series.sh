@@ -7,7 +7,8 @@
 # calibrated on its own observed cells), with the preset named in the row (`auto`: the default),
 # timed under GNU time, and scored by `gp_exact.py score` on the hidden cells.
 # Not part of the test suite; run alone, from the project root, venv active:
-#   bash benchmarks/station_series.sh OUT [PRESET...]     (default presets: auto quick)
+#   bash benchmarks/station_series.sh OUT [PRESET...]     (default presets: auto quick; a preset
+#   may be a YAML file, its row named by the file stem)
 # About 8 minutes on 2 idle CPU cores. Writes OUT/<preset>.nc, .log, .json and OUT/table.md.
 set -euo pipefail
 out=${1:?usage: station_series.sh OUT [PRESET...]}; shift
@@ -16,13 +17,15 @@ here=$(dirname "$0")
 mkdir -p "$out"
 python "$here/gp_exact.py" make "$out/gp" --pattern series --T 2000 --W 16 --observed 0.55 > "$out/make.md"
 export IMPUTE_CLI_MODELS="$out/models"  # the models trained on the way stay with the results
+names=()
 for p in "${presets[@]}"; do
+  n=$(basename "$p" .yaml); names+=("$n")  # a preset given as a YAML file is named by its stem
   echo "== $p: load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-  /usr/bin/time -f "%e" -o "$out/$p.time" impute-cli impute "$out/gp/gappy.nc" "$out/$p.nc" --preset "$p" \
-    --samples 32 --overwrite --retrain 2> "$out/$p.log"
-  python "$here/gp_exact.py" score "$out/gp" "$out/$p.nc" --json > "$out/$p.json"
+  /usr/bin/time -f "%e" -o "$out/$n.time" impute-cli impute "$out/gp/gappy.nc" "$out/$n.nc" --preset "$p" \
+    --samples 32 --overwrite --retrain 2> "$out/$n.log"
+  python "$here/gp_exact.py" score "$out/gp" "$out/$n.nc" --json > "$out/$n.json"
 done
-python - "$out" "${presets[@]}" <<'PY'
+python - "$out" "${names[@]}" <<'PY'
 import json, re, sys
 out, presets = sys.argv[1], sys.argv[2:]
 lines = ["| preset | MSE / exact posterior | 90 % cells covered (oracle) | mean 90 % width, K (oracle) | whole command s |",

@@ -24,11 +24,11 @@ both in the project's words."""
 
 from impute_cli.version import __version__
 
-# The Python API (see `api`): impute_cli.train, impute, evaluate, load_model, Model, and the
+# The Python API (see `api`): impute_cli.train, distill, impute, evaluate, load_model, Model, and the
 # `ds.impute` accessor. Loaded on first use, so that the command line does not wait for xarray
 # and torch; a program that imports impute_cli (not the impute-cli command) gets the accessor
 # registered right away.
-_API = ("train", "impute", "evaluate", "load_model", "Model", "ImputeAccessor")
+_API = ("train", "distill", "impute", "evaluate", "load_model", "Model", "ImputeAccessor")
 
 
 def __getattr__(name: str):  # noqa: ANN202 - module attribute hook (PEP 562)

@@ -30,7 +30,8 @@ from impute_cli.checkpoint import ModelCard, card_summary, load_card, resolve_mo
 from impute_cli.errors import ImputeError
 from impute_cli.evaluation.evaluate import evaluate_file, to_json
 from impute_cli.inference.impute import impute_file
-from impute_cli.options import EvaluateOptions, ImputeOptions, TrainOptions
+from impute_cli.options import DistillOptions, EvaluateOptions, ImputeOptions, TrainOptions
+from impute_cli.training.distill import distill_model
 from impute_cli.training.train import train_model
 
 
@@ -118,6 +119,16 @@ def train(data: Any, *, preset: str = "auto", mask_pattern: str | None = None, o
     opts = TrainOptions(preset=preset, mask_pattern=mask_pattern, out=Path(out) if out else None, steps=steps,
                         overwrite=overwrite, progress=progress, log=log or _quiet, **options)
     return load_model(train_model(path, opts))
+
+
+def distill(model: Any, *, data: Any = None, steps: int = 1000, overwrite: bool = False, progress: bool = False,
+            log: Callable[[str], None] | None = None, **options: Any) -> Model:
+    """Give a model its distilled sampler (`impute-cli distill`) and return the model. `data`:
+    the file to draw windows from (default: the one it was trained on); other keywords are
+    `DistillOptions` fields (seed, batch_size, lr, device, threads)."""
+    path = None if data is None else str(_as_path(data, _scratch)[0])
+    opts = DistillOptions(data=path, steps=steps, overwrite=overwrite, progress=progress, log=log or _quiet, **options)
+    return load_model(distill_model(_model_path(model), opts))
 
 
 def impute(data: Any, model: Any = None, *, samples: int = 0, seed: int = 0, out: str | Path | None = None,

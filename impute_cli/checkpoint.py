@@ -23,6 +23,7 @@ from impute_cli.model.backbones import build_network
 
 CARD = "model.yaml"
 WEIGHTS = "weights.pt"
+STUDENT = "student.pt"  # the distilled sampler's weights (training.distill), when the card's `student` says so
 TRAIN_STATE = "checkpoint.pt"
 FORMAT = "impute-cli-model/1"
 
@@ -75,6 +76,8 @@ class ModelCard:
     blend: dict[str, Any] | None = None
     # set when `impute` trained it for the model store (see store.fingerprint); None otherwise
     fingerprint: str | None = None
+    # the distilled sampler in student.pt (training.distill: how it was made, how good); None: none
+    student: dict[str, Any] | None = None
     package_version: str = __version__
     format: str = FORMAT
 
@@ -124,6 +127,10 @@ def build_denoiser(card: ModelCard) -> Denoiser:
 
 def save_model(out_dir: Path, card: ModelCard, weights: dict[str, torch.Tensor]) -> None:
     save_state(out_dir / WEIGHTS, weights)
+    save_card(out_dir, card)
+
+
+def save_card(out_dir: Path, card: ModelCard) -> None:
     text = yaml.safe_dump(card.to_dict(), sort_keys=False)
     atomic_write_bytes(out_dir / CARD, lambda p: p.write_text(text))
 
@@ -160,4 +167,6 @@ def load_model(model_dir: str | Path) -> tuple[ModelCard, Denoiser]:
     except RuntimeError:
         raise ImputeError(f"weights in {d} do not match its card; train the model again") from None
     den.eval()
+    if card.student is not None:  # kept beside the network for `impute --samples` (inference.student)
+        den.student_weights = load_state(d / STUDENT)
     return card, den

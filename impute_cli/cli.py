@@ -108,6 +108,7 @@ MaskPattern = Enum("MaskPattern", {p: p for p in MASK_PATTERNS}, type=str)
 HoldoutPattern = Enum("HoldoutPattern", {p: p for p in HOLDOUTS}, type=str)
 QueryMode = Enum("QueryMode", {p: p for p in QUERY_MODES}, type=str)
 SolverKind = Enum("SolverKind", {p: p for p in SOLVERS}, type=str)
+SamplerKind = Enum("SamplerKind", {p: p for p in ("auto", "full", "student")}, type=str)
 
 
 def _err(msg: str) -> None:
@@ -156,6 +157,7 @@ FallbackPattern = Annotated[Optional[MaskPattern], typer.Option("--mask-pattern"
 FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, help="Training steps of that model.")]
 Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How many estimates, each from another random part of the observed cells, are averaged per gap cell (more: smoother and slower; default: the model's).")]
 Solver = Annotated[Optional[SolverKind], typer.Option("--solver", help="Step of the samples' solver: ddim (first order) or dpm2m (second order, as good in fewer steps; default: the model's, dpm2m).")]
+Sampler = Annotated[SamplerKind, typer.Option("--sampler", help="Where samples come from: auto (the model's distilled sampler, one network call a sample, when 'impute-cli distill' made one; else the multi-step solver), full (the multi-step solver) or student.")]
 BlendOpt = Annotated[bool, typer.Option("--blend/--no-blend", help="Use the model's blend of its estimate with classical fills (Laplace by default), fitted on its validation slice (default); --no-blend: the network's estimate alone.")]
 ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="Share of the observed cells the model sees per estimate, in (0, 1]; 1: all of them (default: the model preset's choice, else as dense as in training; see docs/cli.md).")]
 
@@ -177,7 +179,7 @@ def train(
     block_size: Annotated[Optional[list[int]], typer.Option(min=1, metavar="N", help="Block edge in cells for the block strategy (repeatable; default: the preset's).")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     validation: Annotated[bool, typer.Option("--validation/--no-validation", help="Hold a few percent of the observed cells out of training (the data's own gap shapes), score the model on them beside the classical fillers, keep the best weights and stop when they stop improving. --no-validation trains on every cell.")] = True,
-    patience: Annotated[int, typer.Option(min=0, help="Stop after this many validation checks (one per checkpoint) without improvement; 0: run every step.")] = 4,
+    patience: Annotated[int | None, typer.Option(min=0, help="Stop after this many validation checks (one per checkpoint) without improvement; 0: run every step (default: 4, or a quarter of the run's checks when that is more).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the model's summary as JSON on stdout (folder, steps, time, validation); logs stay on stderr.")] = False,
     device: Device = "auto",
     threads: Threads = None,
@@ -213,6 +215,7 @@ def impute(
     steps: Annotated[Optional[int], typer.Option("--steps", hidden=True, help="Old name of --sampler-steps.")] = None,
     quantiles: Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Quantiles of the samples written as V_lower and V_upper (default 0.05,0.95).")] = None,
     solver: Solver = None,
+    sampler: Sampler = SamplerKind.auto,
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="How each sample's solver weighs its own draw against the point estimate: 1-t (default) or t; see docs/method.md.")] = None,
     context_ratio: ContextRatio = None,
     blend: BlendOpt = True,
@@ -242,7 +245,8 @@ def impute(
         model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device, threads=threads,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
-        omega=omega, solver=solver.value if solver else None, context_ratio=context_ratio, blend=blend, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
+        omega=omega, solver=solver.value if solver else None, sampler=sampler.value, context_ratio=context_ratio, blend=blend,
+        save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
         calibrate=calibrate, calibration_frames=calibration_frames, scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
     if json_out:
         typer.echo(strict_json(report))
@@ -297,6 +301,7 @@ def evaluate(
     sampler_steps: Annotated[Optional[int], typer.Option("--sampler-steps", min=1, help="Solver steps per sample (default: the model's).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, hidden=True, help="Old name of --sampler-steps.")] = None,
     solver: Solver = None,
+    sampler: Sampler = SamplerKind.auto,
     level: Annotated[Optional[list[float]], typer.Option(help="Interval/region levels scored with --samples (repeatable; default 0.5 and 0.9).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option(help="Baselines to run (repeatable; default all).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the scores as JSON on stdout (logs stay on stderr).")] = False,
@@ -316,7 +321,7 @@ def evaluate(
         model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
         ensemble=ensemble, context_ratio=context_ratio, blend=blend, samples=samples, steps=steps,
-        solver=solver.value if solver else None, levels=tuple(level) if level else (0.5, 0.9),
+        solver=solver.value if solver else None, sampler=sampler.value, levels=tuple(level) if level else (0.5, 0.9),
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
         overwrite=overwrite, device=device, threads=threads, command=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))
@@ -352,6 +357,24 @@ def models_rm(name: Annotated[str, typer.Argument(help="Model name in the store.
     """Delete a model from the store."""
     from impute_cli.store import remove
     _log(f"removed {remove(name)}")
+
+
+@app.command()
+def distill(
+    model: Annotated[str, typer.Argument(metavar="MODEL", help="Model folder (or name under models/) whose sampler to distil.")],
+    data: Annotated[Path | None, typer.Option(help="File to draw training windows from (default: the one the model was trained on).")] = None,
+    steps: Annotated[int, typer.Option(min=1, help="Distillation steps (each runs the model's multi-step sampler once per window).")] = 1000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same student.")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="Replace the model's distilled sampler if it has one.")] = False,
+    device: Device = "auto",
+    threads: Threads = None,
+    quiet: Quiet = False,
+) -> None:
+    """Train a student that draws a sample in one network call, from MODEL's multi-step sampler, and add it to MODEL."""
+    from impute_cli.options import DistillOptions
+    from impute_cli.training.distill import distill_model
+    distill_model(model, DistillOptions(data=str(data) if data else None, steps=steps, seed=seed,
+                                        overwrite=overwrite, device=device, threads=threads, progress=not quiet, log=_log))
 
 
 @app.command()

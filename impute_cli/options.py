@@ -39,7 +39,9 @@ class TrainOptions(RunOptions):
     out: Path | None = None  # None: models/<data>-<preset>
     resume: bool = False
     validation: bool = True  # hold out a slice of observed cells and score the model on it
-    patience: int = 4  # stop after this many validations without improvement (0: never stop early)
+    # stop after this many validations without improvement (0: never stop early); None:
+    # validation.default_patience, 4 or a quarter of the run's checks when that is more
+    patience: int | None = None
     static_mask: str | None = None
     seed: int | None = None  # None: the preset's train.seed
     context_ratio: float | None = None
@@ -65,6 +67,9 @@ class FillOptions(RunOptions):
     steps: int | None = None  # solver steps per sample
     omega: str | None = None  # weight on E_diff in [CQ] eq. 28
     solver: str | None = None  # the multi-step sampler's step: ddim or dpm2m
+    # samples from: 'auto' (the model's distilled sampler when it has one, else the multi-step
+    # sampler), 'full' (the multi-step sampler) or 'student' (the distilled one, required)
+    sampler: str = "auto"
     blend: bool = True  # False (--no-blend): the network's estimate alone, not the model's fitted blend
 
 
@@ -106,3 +111,13 @@ class ConfidenceOptions(RunOptions):
     model: str | None = None
     calibration_frames: int = 256  # time steps hidden and resampled for --calibrate
     history: str = "impute-cli confidence"
+
+
+@dataclass(kw_only=True)
+class DistillOptions(RunOptions):
+    """How to distil a model's multi-step sampler into a one-call student (training.distill)."""
+
+    data: str | None = None  # None: the file the model was trained on (its card's training.data)
+    steps: int = 1000
+    batch_size: int | None = None  # windows per step; None: the model's train.batch_size
+    lr: float = 2e-4

@@ -140,6 +140,10 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
                                       "asked for but"),
     "unknown device (train)": (lambda d, m: ["train", _cube(d), "--out", d / "m2", "--device", "tpu9"],
                                "is not known"),
+    "--sampler student, model without one": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--samples", 2,
+                                                            "--sampler", "student"], "has no distilled sampler, which --sampler student asks for"),
+    "distill: training data gone": (lambda d, m: ["distill", _model_card(m, d, lambda c: c["training"].update(
+        data=str(d / "gone.nc")))], "is not there; give the file it was trained on"),
     "output exists": (lambda d, m: ["impute", _cube(d), _existing(d), "--model", m], "already exists"),
     "output of unknown format": (lambda d, m: ["impute", _cube(d), d / "o.csv", "--model", m], "must end in .nc"),
     "unknown option": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--bogus"], "No such option"),

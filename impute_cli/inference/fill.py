@@ -30,6 +30,7 @@ from impute_cli.errors import ImputeError
 from impute_cli.inference.blend import Blend, apply_blend
 from impute_cli.inference.ensemble import ensemble_single_step
 from impute_cli.inference.solver import sample_windows
+from impute_cli.inference.student import student_windows
 from impute_cli.io.cube import Cube
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, refuse_inf, summarise
@@ -114,12 +115,14 @@ class FillJob:
     threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
     cell_factors: dict[str, float] | None = None  # per variable: the intervals' calibration factor (writer.output_arrays)
     blend: Blend | None = None  # the model's blend with classical fills (inference.blend); None: the network alone
+    student_weights: dict[str, torch.Tensor] | None = None  # the distilled sampler's, when samples come from it
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
+    _student: torch.nn.Module | None = field(default=None, repr=False)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
-        state["_cube"] = state["_den"] = None  # rebuilt on the worker
+        state["_cube"] = state["_den"] = state["_student"] = None  # rebuilt on the worker
         return state
 
     @property
@@ -134,8 +137,18 @@ class FillJob:
             assert self.card is not None and self.weights is not None
             den = build_denoiser(self.card)
             den.net.load_state_dict(self.weights)
+            den.student_weights = self.student_weights
             self._den = den.eval().to(pick_device(self.device))
         return self._den
+
+    @property
+    def student(self) -> torch.nn.Module:
+        if self._student is None:
+            assert self.card is not None and self.student_weights is not None
+            st = build_denoiser(self.card)
+            st.net.load_state_dict(self.student_weights)
+            self._student = st.eval().to(pick_device(self.device))
+        return self._student
 
     @property
     def context_sampler(self) -> ContextSampler:
@@ -149,6 +162,9 @@ class FillJob:
             return None
         if self.card is None:
             return {"samples": self.samples, "steps": 0, "note": "no gap: samples equal the input", "seed": self.seed}
+        if self.student_weights is not None:
+            return {"samples": self.samples, "sampler": "student", "steps": 1, "seed": self.seed,
+                    **({"blend": ",".join(self.blend.partners)} if self.blend else {})}
         return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
                 "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed,
                 **({"context_ratio": self.ratio} if self.ratio_given else {}),
@@ -181,6 +197,10 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     if (opts.solver or cfg.solver) == "dpm2m" and cfg.eta > 0:
         raise ImputeError(f"the dpm2m solver is deterministic but the model's preset sets impute.eta {cfg.eta:g}; "
                           "use --solver ddim")
+    student = getattr(den, "student_weights", None) if opts.sampler != "full" and opts.samples else None
+    if opts.sampler == "student" and opts.samples and student is None:
+        raise ImputeError("the model has no distilled sampler, which --sampler student asks for; make one "
+                          "with 'impute-cli distill MODEL' or use --sampler auto")
     chosen = opts.context_ratio if opts.context_ratio is not None else cfg.context_ratio
     if chosen is not None:  # the user's or the preset's choice, e.g. 1: every member sees every observed cell
         ratio = float(chosen)
@@ -191,7 +211,8 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
                    ensemble=opts.ensemble or cfg.ensemble, omega=opts.omega or cfg.omega,
                    solver=opts.solver or cfg.solver, seed=opts.seed,
                    device=opts.device, progress=opts.progress, valid=cube.valid, ratio_given=chosen is not None,
-                   blend=Blend.from_dict(card.blend) if card.blend and opts.blend else None, _cube=cube, _den=den.eval().to(pick_device(opts.device)))
+                   blend=Blend.from_dict(card.blend) if card.blend and opts.blend else None, student_weights=student,
+                   _cube=cube, _den=den.eval().to(pick_device(opts.device)))
 
 
 def region_outputs(job: FillJob, region: Region, quantiles: tuple[float, float],
@@ -348,13 +369,18 @@ def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarr
                 e = est[tl.t, :, tl.y, tl.x]
                 x_imp.append(torch.from_numpy(np.where(np.isfinite(e), e, b.x_obs[j].numpy())))
                 fixed.append(torch.from_numpy(np.broadcast_to(done[tl.t, :, tl.y, tl.x], b.M[j].shape).copy()) & ~b.M[j])
-            new = sample_windows(
-                den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), torch.stack(x_imp).to(device),
-                sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
-                delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega, solver=job.solver,
-                generators=[window_generator(job.seed, i, region) for i, _ in chunk], samples=N,
-                batch_size=batch, sums=(b.S.to(device), b.N.to(device)), fixed=torch.stack(fixed).to(device),
-                fixed_values=torch.from_numpy(np.stack([samples[:, tl.t, :, tl.y, tl.x] for _, tl in chunk])))
+            common = {"generators": [window_generator(job.seed, i, region) for i, _ in chunk], "samples": N,
+                      "batch_size": batch, "sums": (b.S.to(device), b.N.to(device)),
+                      "fixed": torch.stack(fixed).to(device),
+                      "fixed_values": torch.from_numpy(np.stack([samples[:, tl.t, :, tl.y, tl.x] for _, tl in chunk]))}
+            if job.student_weights is not None:  # the distilled sampler: one call per sample
+                new = student_windows(job.student, b.x_obs.to(device), b.M.to(device), b.valid.to(device),
+                                      delta=cfg.delta, **common)
+            else:
+                new = sample_windows(
+                    den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), torch.stack(x_imp).to(device),
+                    sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
+                    delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega, solver=job.solver, **common)
             for j, (_, tl) in enumerate(chunk):  # the tiles of a class are disjoint: any order
                 keep = done[tl.t, :, tl.y, tl.x]
                 samples[:, tl.t, :, tl.y, tl.x] = np.where(keep[None], samples[:, tl.t, :, tl.y, tl.x], new[j].numpy())

@@ -131,6 +131,8 @@ def _specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, float], sa
         n = sampling["samples"]
         how = (f"{n} samples of the multi-step sampler (Zhou et al., App. E, Alg. 4; {sampling['steps']} steps, "
                f"omega {sampling['omega']}, eta {sampling['eta']:g}, seed {sampling['seed']})") if "omega" in sampling \
+            else (f"{n} samples of the model's distilled sampler (one network call each, see 'impute-cli distill'; "
+                  f"seed {sampling['seed']})") if sampling.get("sampler") == "student" \
             else f"{n} samples: {sampling.get('note', '')}"
         sn = src.attrs.get("standard_name")
         units = {"units": src.attrs["units"]} if "units" in src.attrs else {}

@@ -76,12 +76,17 @@ class Denoiser(nn.Module):
         self.prefill = prefill
         self.residual = residual and prefill
         self.sweeps = sweeps
+        # a distilled sampler's weights for this network, when the model folder has one (checkpoint.load_model)
+        self.student_weights: dict[str, torch.Tensor] | None = None
 
     def forward(self, x_t: torch.Tensor, M_ctx: torch.Tensor, valid: torch.Tensor, t: torch.Tensor,
-                clim: torch.Tensor | None = None) -> torch.Tensor:
+                clim: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         B, Fr, C, h, w = x_t.shape
         m = M_ctx.to(x_t.dtype)
-        parts = [(m * x_t).reshape(B, Fr * C, h, w), m.reshape(B, Fr * C, h, w),
+        # `noise` (a distilled sampler, inference.student): white noise in the non-context cells of
+        # the values input, where the network otherwise sees zeros; the source of a sample's spread
+        seen = m * x_t if noise is None else m * x_t + (1 - m) * noise.to(x_t.dtype)
+        parts = [seen.reshape(B, Fr * C, h, w), m.reshape(B, Fr * C, h, w),
                  valid.to(x_t.dtype).reshape(B, 1, h, w)]
         if self.climatology:
             parts.append(clim.to(x_t.dtype) if clim is not None else x_t.new_zeros(B, 2 * C, h, w))

@@ -34,7 +34,7 @@ from impute_cli.progress import progress_bar
 from impute_cli.errors import ImputeError
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
-from impute_cli.training.validation import (Watch, fit_validation_blend, model_estimates, score_model,
+from impute_cli.training.validation import (Watch, default_patience, fit_validation_blend, model_estimates, score_model,
                                             summary_line, validation_set, with_blend)
 from impute_cli.io.tiling import random_tile, window_shape
 from impute_cli.io.writer import utc_stamp
@@ -218,7 +218,9 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
                           "query_ratio": preset.mask.query_ratio, "missdiff": preset.mask.is_missdiff,
                           # fraction of fillable cells the network sees as context ([CQ] App. G.3)
                           "context_input_fraction": summary.observed_fraction * preset.mask.context_ratio}
-    watch = Watch.resume(state, opts.patience)
+    patience = default_patience(preset.train.steps, preset.train.checkpoint_every) if opts.patience is None \
+        else opts.patience
+    watch = Watch.resume(state, patience)
 
     tc = preset.train
     per_rank = -(-tc.batch_size // ranks.world_size)  # the global batch stays the preset's (or just above)
@@ -274,7 +276,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
                                            "seconds": seconds + time.perf_counter() - t_begin,
                                            "world_size": ranks.world_size, "validation": watch.state()})
         if stop:
-            log(f"validation: no improvement in {opts.patience} checks; stopping at step {done} "
+            log(f"validation: no improvement in {patience} checks; stopping at step {done} "
                 f"(best at step {watch.best_step})")
             break
     bar.close()

@@ -223,6 +223,16 @@ def validation_set(cube: Cube, stats: Stats, window: tuple[int, int, int], prese
     return vs
 
 
+def default_patience(steps: int, every: int) -> int:
+    """Checks without improvement before training stops, when the user gives none: 4, or a
+    quarter of the run's checks when that is more. The held-out score is noisy from check to
+    check while a long run still gains a little at each; on a 512-step GP record trained 10 000
+    steps, 4 checks stopped at step 7750 on noise, keeping weights whose error on a fresh record
+    of the same process was 4 % above the last step's (benchmarks/RESULTS.md, learnt_record.py).
+    The best check's weights are kept either way, so waiting longer costs time, not accuracy."""
+    return max(4, math.ceil(steps / max(every, 1) / 4))
+
+
 @dataclass
 class Watch:
     """The validation curve: the best score and its EMA weights, checks without improvement."""

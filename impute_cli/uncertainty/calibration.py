@@ -108,7 +108,7 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     settings = ImputeOptions(
         samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
         ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
-        solver=st.get("solver") or None,
+        solver=st.get("solver") or None, sampler="student" if st.get("sampler") == "student" else "full",
         context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
         blend=bool(st.get("blend")), device=opts.device, progress=opts.progress, log=opts.log)
     return conformal_factors(card, den, cube, summarise(cube), variables, level, settings, group=group,
@@ -239,7 +239,8 @@ def calibrate_samples(job: FillJob, record: Summary, quantiles: tuple[float, flo
         cube.in_memory(cube.read(slice(t0, t0 + n), slice(None), slice(None)))
     level = round(quantiles[1] - quantiles[0], 10)  # 0.9, not 0.8999999999999999
     settings = ImputeOptions(samples=job.samples, steps=job.steps, ensemble=job.ensemble, omega=job.omega,
-                             solver=job.solver, context_ratio=job.ratio if job.ratio_given else None,
+                             solver=job.solver, sampler="full" if job.student_weights is None else "student",
+                             context_ratio=job.ratio if job.ratio_given else None,
                              blend=job.blend is not None, device=job.device, progress=opts.progress, log=opts.log)
     try:
         factors = conformal_factors(job.card, job.denoiser, cal, record, cube.variables, level, settings, group=None,

@@ -1,0 +1,167 @@
+"""distill: a model's multi-step sampler -> a student that draws a sample in one network call.
+
+What we follow. Knowledge distillation of an iterative sampler into a one-step generator (Luhman &
+Luhman 2021, "Knowledge Distillation in Iterative Generative Models for Improved Sampling Speed")
+fits the student to the teacher's output for the same starting noise by least squares. Here the
+teacher's sample is not a function of its starting noise alone -- every step of [CQ] Alg. 4 also
+draws a random context mask (eq. 26) -- so a least-squares student would learn the mean over
+those draws and lose part of the spread. We fit the student with a proper scoring rule instead,
+the energy score (Gneiting & Raftery 2007; used to train few-step generators by
+De Bortoli et al. 2025, "Distributional Diffusion Models with Scoring Rules"), whose expected
+value is smallest when the student's samples have the teacher's distribution:
+
+  ES(P, y) = E‖S − y‖ − ½ E‖S − S'‖,   S, S' ~ P independent, y a teacher sample,
+
+estimated per window with two student draws, the norm taken over the window's cells to fill
+(scaled by 1/sqrt(their number)). Per step:
+
+  1. draw windows of the training record, as `train` does (their own gaps are the cells to fill);
+  2. the teacher's point estimate E_imp ([CQ] eq. 9-10, the model's impute settings) and one
+     teacher sample per window by the model's multi-step sampler (Alg. 4, its default solver
+     and steps), every observed cell known;
+  3. two student samples per window from independent noise (inference.student);
+  4. one AdamW step on the energy score; the student's weights are an EMA of the steps.
+
+The student starts as a copy of the teacher's network (it already gives the single-step
+estimate from the same inputs) and is written to the model folder as student.pt, the card's
+`student` saying how it was made; `impute --samples N` then uses it (`--sampler full`: the
+teacher's sampler)."""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from impute_cli.checkpoint import (
+    STUDENT,
+    load_model,
+    resolve_model_dir,
+    save_card,
+    save_state,
+)
+from impute_cli.device import autocast, pick_device, use_threads
+from impute_cli.errors import ImputeError
+from impute_cli.inference.ensemble import ensemble_single_step
+from impute_cli.inference.loading import check_compatible
+from impute_cli.inference.solver import sample_windows
+from impute_cli.inference.student import student_call
+from impute_cli.io.dataset import open_cube
+from impute_cli.io.stats import Stats, summarise
+from impute_cli.io.writer import utc_stamp
+from impute_cli.masks.context_query import ContextSampler
+from impute_cli.masks.observation import pool_from_cube
+from impute_cli.model.batches import context_climatology
+from impute_cli.options import DistillOptions
+from impute_cli.progress import progress_bar
+from impute_cli.training.train import sample_batch
+
+EMA = 0.99
+WARMUP = 50
+
+
+def energy_score(s1: torch.Tensor, s2: torch.Tensor, y: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Mean over windows of the energy score of two student draws against the teacher's sample,
+    each norm over the window's cells to fill (`fill`), scaled by 1/sqrt(their number); windows
+    with nothing to fill are left out. Shapes (B, F, C, h, w)."""
+    f = fill.to(s1.dtype)
+    n = f.flatten(1).sum(1)
+
+    def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.sqrt((((a - b) ** 2) * f).flatten(1).sum(1) / n.clamp(min=1) + 1e-8)
+
+    es = 0.5 * (dist(s1, y) + dist(s2, y)) - 0.5 * dist(s1, s2)
+    keep = n > 0
+    return es[keep].mean() if bool(keep.any()) else es.sum() * 0.0
+
+
+def distill_model(model: str | Path, opts: DistillOptions) -> Path:
+    """Train the model's student (see the module's steps) and write it into the model folder."""
+    if opts.steps < 1:
+        raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
+    d = resolve_model_dir(str(model))
+    card, teacher = load_model(d)
+    if card.student is not None and not opts.overwrite:
+        raise ImputeError(f"{d} already has a distilled sampler ({STUDENT}); pass --overwrite to replace it")
+    data = opts.data or card.training.get("data")
+    if not data or not Path(str(data)).exists():
+        raise ImputeError(f"the model's training data '{data}' is not there; give the file it was trained on "
+                          "(or one like it) with --data FILE")
+    cube = open_cube(str(data), card.variables, card.static_mask_var)
+    check_compatible(card, cube)
+    use_threads(opts.threads)
+    device = pick_device(opts.device)
+    cube.load()
+    summary = summarise(cube)
+    stats = Stats(tuple(card.normalisation["mean"]), tuple(card.normalisation["std"]),
+                  card.normalisation["observed_fraction"])
+    sums = summary.climatology_sums(stats)
+    window = tuple(min(a, b) for a, b in zip(card.window, cube.grid.shape))
+    pattern = card.mask_strategy["pattern"]
+    pool = pool_from_cube(cube, window[0])
+    sampler = ContextSampler(pattern, card.preset.mask.block_sizes, pool if pattern == "empirical" else None)
+    cfg = card.preset.impute
+    B = opts.batch_size or card.preset.train.batch_size
+    seed = opts.seed
+
+    teacher = teacher.to(device).eval()
+    student = copy.deepcopy(teacher).train()
+    student.student_weights = None
+    for p in student.parameters():
+        p.requires_grad_(True)
+    ema = copy.deepcopy(student).eval()
+    opt = torch.optim.AdamW(student.parameters(), lr=opts.lr, weight_decay=0.0, foreach=True)
+    params, ema_params = list(student.parameters()), list(ema.parameters())
+    log = opts.log
+    log(f"distilling {d}: {opts.steps} steps of {B} windows; teacher: {cfg.solver} sampler, {cfg.steps} steps")
+    bar = progress_bar(opts.steps, "distill", "step", enabled=opts.progress)
+    t0, loss_avg = time.perf_counter(), None
+    for step in range(opts.steps):
+        rng = np.random.default_rng([seed, step, 17])
+        b = sample_batch(cube, stats, window, B, rng, sums)  # 1. windows of the record, their own gaps to fill
+        x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
+        S, N = b.S.to(device), b.N.to(device)
+        gens = [torch.Generator().manual_seed(int(rng.integers(2**62))) for _ in range(2 * B)]
+        with torch.no_grad():  # 2. the teacher: its point estimate, then one sample per window
+            x_imp = ensemble_single_step(teacher, x_obs, M, valid, sampler=sampler,
+                                         ratio=cfg.context_ratio if cfg.context_ratio is not None else 1.0,
+                                         K=cfg.ensemble, delta=cfg.delta, generators=gens[:B], sums=(S, N))
+            y = sample_windows(teacher, x_obs, M, valid, x_imp, sampler=sampler, pool=pool,
+                               train_ratio=card.preset.mask.context_ratio, steps=cfg.steps, delta=cfg.delta,
+                               eta=cfg.eta, omega_kind=cfg.omega, solver=cfg.solver, generators=gens[B:],
+                               samples=1, batch_size=B, sums=(S, N))[:, 0].to(device)
+        # 3. two student draws from independent noise, every observed cell known
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        z = torch.randn((2 * B, *x_obs.shape[1:]), generator=gen).to(device)
+        two = torch.cat([torch.arange(B)] * 2).to(device)
+        clim = context_climatology(S[two], N[two], x_obs[two], M[two], M[two])
+        with autocast(device):
+            s = student_call(student, x_obs[two], M[two], valid[two], clim, z, cfg.delta)
+        fill = valid[:, None, None] & ~M
+        loss = energy_score(s[:B], s[B:], y, fill)  # 4. the energy score, one optimiser step
+        for g in opt.param_groups:
+            g["lr"] = opts.lr * min(1.0, (step + 1) / WARMUP)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, params, 1 - min(EMA, (1 + step) / (10 + step)))
+        lv = float(loss.detach())
+        loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
+        bar.update(1)
+        bar.set_postfix(energy_score=f"{loss_avg:.4f}")
+    bar.close()
+    seconds = time.perf_counter() - t0
+    save_state(d / STUDENT, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
+    card.student = {"method": "energy-score distillation of the multi-step sampler", "network_calls": 1,
+                    "teacher": {"solver": cfg.solver, "steps": cfg.steps}, "steps": opts.steps,
+                    "batch_size": B, "lr": opts.lr, "final_energy_score": round(loss_avg or 0.0, 6),
+                    "seconds": round(seconds, 1), "data": str(data), "device": str(device), "finished": utc_stamp()}
+    save_card(d, card)  # after the weights: a card that names a student always has one
+    log(f"distilled sampler written to {d / STUDENT} ({opts.steps} steps, energy score {loss_avg:.4f}, "
+        f"{seconds:.0f} s on {device}); 'impute --samples N --model {d}' now draws with it")
+    return d

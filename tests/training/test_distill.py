@@ -1,0 +1,125 @@
+"""The distilled sampler: `distill` adds a student to a model folder, `impute --samples` draws
+with it (one network call a sample), `--sampler full` still gives the multi-step sampler's
+samples, and the student's samples keep the output contract and are reproducible."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from impute_cli.checkpoint import STUDENT, load_model
+from impute_cli.inference.student import student_windows
+from impute_cli.training.distill import energy_score
+from tests.conftest import assert_one_error_line, check_filled_output, open_any, run_cli
+
+CPU = ("--device", "cpu", "--quiet")
+
+
+@pytest.fixture(scope="module")
+def distilled(sst_model, tmp_path_factory):
+    """A copy of the session's tiny model with a student of a few steps."""
+    m = tmp_path_factory.mktemp("distilled") / "model"
+    shutil.copytree(sst_model.model, m)
+    run_cli("distill", m, "--steps", 3, *CPU)
+    return m
+
+
+def test_distill_writes_the_student_and_says_so_in_the_card(distilled):
+    assert (distilled / STUDENT).is_file()
+    card = yaml.safe_load((distilled / "model.yaml").read_text())
+    st = card["student"]
+    assert st["network_calls"] == 1 and st["steps"] == 3 and st["teacher"]["solver"] in ("ddim", "dpm2m")
+    assert np.isfinite(st["final_energy_score"])
+    _, den = load_model(distilled)
+    assert den.student_weights is not None
+    assert set(den.student_weights) == set(den.net.state_dict())
+    # the student is trained: its weights moved away from the teacher's
+    moved = max(float((den.student_weights[k] - v).abs().max()) for k, v in den.net.state_dict().items())
+    assert moved > 0
+
+
+def test_impute_draws_with_the_student_and_full_with_the_teacher(distilled, sst_model, tmp_path):
+    outs = {}
+    for sampler in ("auto", "full"):
+        out = tmp_path / f"{sampler}.nc"
+        run_cli("impute", sst_model.cube, out, "--model", distilled, "--samples", 3, "--sampler", sampler,
+                "--no-calibrate", *CPU)
+        outs[sampler] = open_any(out)
+        check_filled_output(sst_model.ds, outs[sampler], ["sst"])
+    auto, full = outs["auto"], outs["full"]
+    assert "sampler=student" in auto.attrs["impute_cli_sampler"]
+    assert "distilled sampler" in auto["sst_std"].attrs["comment"]
+    assert "sampler=student" not in full.attrs["impute_cli_sampler"]
+    gaps = np.isnan(sst_model.ds["sst"].values)
+    s_auto, s_full = auto["sst_std"].values[gaps], full["sst_std"].values[gaps]
+    assert np.isfinite(s_auto).all() and (s_auto > 0).any()
+    assert not np.allclose(s_auto, s_full)
+    # the point estimate does not depend on where the samples come from
+    np.testing.assert_array_equal(auto["sst_filled"].values, full["sst_filled"].values)
+
+
+def test_student_samples_are_reproducible(distilled, sst_model, tmp_path):
+    a, b = tmp_path / "a.nc", tmp_path / "b.nc"
+    for out in (a, b):
+        run_cli("impute", sst_model.cube, out, "--model", distilled, "--samples", 2, "--save-samples", *CPU)
+    da, db = open_any(a), open_any(b)
+    np.testing.assert_array_equal(da["sst_sample"].values, db["sst_sample"].values)
+    np.testing.assert_array_equal(da["sst_upper"].values, db["sst_upper"].values)
+
+
+def test_a_second_distill_needs_overwrite(distilled, tmp_path):
+    m = tmp_path / "m"
+    shutil.copytree(distilled, m)
+    before = (m / STUDENT).read_bytes()
+    res = run_cli("distill", m, "--steps", 1, *CPU, expect_ok=False)
+    assert_one_error_line(res, "already has a distilled sampler", "--overwrite")
+    assert (m / STUDENT).read_bytes() == before
+
+
+def test_student_windows_do_not_depend_on_the_batching(distilled):
+    card, st = load_model(distilled)
+    st.net.load_state_dict(st.student_weights)
+    g = torch.Generator().manual_seed(0)
+    B, Fr, C, h, w = 3, card.window[0], 1, 16, 16
+    x = torch.randn((B, Fr, C, h, w), generator=g)
+    M = torch.rand((B, Fr, C, h, w), generator=g) > 0.5
+    valid = torch.ones((B, h, w), dtype=torch.bool)
+    sums = (torch.zeros((B, C, h, w)), torch.zeros((B, C, h, w)))
+
+    def draw(batch: int) -> torch.Tensor:
+        gens = [torch.Generator().manual_seed(10 + i) for i in range(B)]
+        return student_windows(st, x, M, valid, delta=1e-3, generators=gens, samples=2, batch_size=batch, sums=sums)
+
+    one, many = draw(2), draw(64)
+    torch.testing.assert_close(one, many)
+    known = M[:, None].expand_as(one)
+    assert torch.equal(one[known], x[:, None].expand_as(one)[known])  # the known cells exactly
+    assert (one[:, 0] != one[:, 1])[~M].any()  # members differ where they fill
+
+
+def test_energy_score_prefers_the_right_distribution():
+    g = torch.Generator().manual_seed(0)
+    shape = (64, 2, 1, 8, 8)
+    fill = torch.ones(shape, dtype=torch.bool)
+    y = torch.randn(shape, generator=g)
+    right = energy_score(torch.randn(shape, generator=g), torch.randn(shape, generator=g), y, fill)
+    narrow = energy_score(0.3 * torch.randn(shape, generator=g), 0.3 * torch.randn(shape, generator=g), y, fill)
+    shifted = energy_score(torch.randn(shape, generator=g) + 1, torch.randn(shape, generator=g) + 1, y, fill)
+    assert right < narrow and right < shifted
+    # a window with nothing to fill does not count
+    fill[0] = False
+    s1, s2 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    s1[0] += 100
+    assert energy_score(s1, s2, y, fill) < 10
+
+
+def test_the_python_function_distils_too(distilled, tmp_path):
+    import impute_cli
+    m = tmp_path / "m"
+    shutil.copytree(distilled, m)
+    model = impute_cli.distill(m, steps=1, overwrite=True, device="cpu")
+    assert model.card.student["steps"] == 1
