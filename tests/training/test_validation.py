@@ -93,6 +93,20 @@ def test_patience_stops_and_keeps_the_best_weights(cube, preset, tmp_path, monke
     assert all(torch.equal(best[k], saved[k]) for k in saved), "the weights written are the best check's"
 
 
+def test_default_patience_grows_with_the_run(cube, preset, tmp_path, monkeypatch):
+    from impute_cli.training.validation import default_patience
+    assert default_patience(1500, 250) == 4 and default_patience(10000, 250) == 10
+    scores = iter([0.5 + 0.01 * k for k in range(100)])  # best at the first check, then worse
+
+    def fake(vs, card, den, c, record, ensemble=None):
+        s = next(scores)
+        return {"rmse": {"sst": s}, "normalised": s}
+    monkeypatch.setattr("impute_cli.training.train.score_model", fake)
+    # 60 steps, a check every 3: 20 checks, so 5 without improvement (not 4) before stopping
+    res = run_cli("train", cube, "--preset", preset, "--out", tmp_path / "m", "--steps", 60, *CPU)
+    assert "no improvement in 5 checks; stopping at step 18" in res.stderr
+
+
 def test_no_validation_trains_on_every_cell(cube, preset, tmp_path):
     model = tmp_path / "m"
     run_cli("train", cube, "--preset", preset, "--out", model, "--no-validation", *CPU)
