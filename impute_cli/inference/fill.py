@@ -131,23 +131,24 @@ class FillJob:
             self._cube = open_cube(self.source, self.variables, self.static_mask, valid=self.valid)
         return self._cube
 
+    def _network(self, weights: dict[str, torch.Tensor] | None) -> torch.nn.Module:
+        assert self.card is not None and weights is not None
+        den = build_denoiser(self.card)
+        den.net.load_state_dict(weights)
+        return den.eval().to(pick_device(self.device))
+
     @property
     def denoiser(self) -> torch.nn.Module:
         if self._den is None:
-            assert self.card is not None and self.weights is not None
-            den = build_denoiser(self.card)
-            den.net.load_state_dict(self.weights)
-            den.student_weights = self.student_weights
-            self._den = den.eval().to(pick_device(self.device))
+            self._den = self._network(self.weights)
+            self._den.student_weights = self.student_weights
         return self._den
 
     @property
     def student(self) -> torch.nn.Module:
+        """The distilled sampler (inference.student), when samples come from it."""
         if self._student is None:
-            assert self.card is not None and self.student_weights is not None
-            st = build_denoiser(self.card)
-            st.net.load_state_dict(self.student_weights)
-            self._student = st.eval().to(pick_device(self.device))
+            self._student = self._network(self.student_weights)
         return self._student
 
     @property
