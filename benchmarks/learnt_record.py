@@ -30,8 +30,8 @@ import yaml
 
 from impute_cli.options import TrainOptions
 from impute_cli.training import validation
-from impute_cli.training.validation import default_patience
 from impute_cli.training.train import train_model
+from impute_cli.training.validation import default_patience
 
 HERE = Path(__file__).resolve().parent
 

@@ -25,7 +25,7 @@ try:  # typer >= 0.2x vendors click as typer._click; older typer uses click itse
 except ImportError:  # pragma: no cover
     import click
 
-from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES, SOLVERS
+from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES, SAMPLERS, SOLVERS
 from impute_cli.console import plain_metavars, strict_json
 from impute_cli.errors import ImputeError
 
@@ -108,7 +108,7 @@ MaskPattern = Enum("MaskPattern", {p: p for p in MASK_PATTERNS}, type=str)
 HoldoutPattern = Enum("HoldoutPattern", {p: p for p in HOLDOUTS}, type=str)
 QueryMode = Enum("QueryMode", {p: p for p in QUERY_MODES}, type=str)
 SolverKind = Enum("SolverKind", {p: p for p in SOLVERS}, type=str)
-SamplerKind = Enum("SamplerKind", {p: p for p in ("auto", "full", "student")}, type=str)
+SamplerKind = Enum("SamplerKind", {p: p for p in SAMPLERS}, type=str)
 
 
 def _err(msg: str) -> None:

@@ -21,6 +21,7 @@ AUGMENTATIONS = ("flip", "reverse_time")
 ARCHS = ("unet", "stunet", "series", "dit")
 BLEND_PARTNERS = ("laplace", "gp_kriging")  # train.blend: the classical fills inference.blend may use
 SOLVERS = ("ddim", "dpm2m")  # impute --solver
+SAMPLERS = ("auto", "full", "student")  # where samples come from: see FillOptions.sampler
 
 
 def _check(cond: bool, msg: str) -> None:

@@ -25,8 +25,9 @@ import numpy as np
 import torch
 
 from impute_cli.checkpoint import ModelCard, build_denoiser
+from impute_cli.config import SAMPLERS
 from impute_cli.device import pick_device
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, OptionError
 from impute_cli.inference.blend import Blend, apply_blend
 from impute_cli.inference.ensemble import ensemble_single_step
 from impute_cli.inference.solver import sample_windows
@@ -198,6 +199,8 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     if (opts.solver or cfg.solver) == "dpm2m" and cfg.eta > 0:
         raise ImputeError(f"the dpm2m solver is deterministic but the model's preset sets impute.eta {cfg.eta:g}; "
                           "use --solver ddim")
+    if opts.sampler not in SAMPLERS:
+        raise OptionError(f"--sampler must be one of {', '.join(SAMPLERS)}, got '{opts.sampler}'")
     student = getattr(den, "student_weights", None) if opts.sampler != "full" and opts.samples else None
     if opts.sampler == "student" and opts.samples and student is None:
         raise ImputeError("the model has no distilled sampler, which --sampler student asks for; make one "
