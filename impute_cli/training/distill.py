@@ -61,6 +61,7 @@ from impute_cli.training.train import sample_batch
 
 EMA = 0.99
 WARMUP = 50
+MIN_FILL = 0.1  # a window with fewer gaps than this share of its fillable cells gets some hidden
 
 
 def energy_score(s1: torch.Tensor, s2: torch.Tensor, y: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
@@ -76,6 +77,25 @@ def energy_score(s1: torch.Tensor, s2: torch.Tensor, y: torch.Tensor, fill: torc
     es = 0.5 * (dist(s1, y) + dist(s2, y)) - 0.5 * dist(s1, s2)
     keep = n > 0
     return es[keep].mean() if bool(keep.any()) else es.sum() * 0.0
+
+
+def known_cells(M: torch.Tensor, valid: torch.Tensor, x_obs: torch.Tensor, S: torch.Tensor, N: torch.Tensor,
+                sampler: ContextSampler, ratio: float, gen: torch.Generator
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The cells the teacher and the student know in each window, and the climatology sums
+    without the others: every observed cell, as at imputation, where the window's own gaps are
+    at least MIN_FILL of its fillable cells; elsewhere (a gap-free record such as a reanalysis,
+    or a window with few gaps) the observed cells the model's context sampler keeps ([CQ]
+    Principle 1: gaps shaped like training's), the rest to fill. Returns (known, S, N)."""
+    fillable = valid[:, None, None].expand_as(M)
+    share = (fillable & ~M).flatten(1).sum(1) / fillable.flatten(1).sum(1).clamp(min=1)
+    few = share < MIN_FILL
+    if not bool(few.any()):
+        return M, S, N
+    known = M.clone()
+    known[few] = sampler(M[few], ratio, gen)
+    hidden = (M & ~known).to(x_obs.dtype)  # observed cells hidden: out of the climatology input too
+    return known, S - (x_obs * hidden).sum(1), N - hidden.sum(1)
 
 
 def distill_model(model: str | Path, opts: DistillOptions) -> Path:
@@ -122,9 +142,11 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     for step in range(opts.steps):
         rng = np.random.default_rng([seed, step, 17])
         b = sample_batch(cube, stats, window, B, rng, sums)  # 1. windows of the record, their own gaps to fill
-        x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
-        S, N = b.S.to(device), b.N.to(device)
+        x_obs, valid = b.x_obs.to(device), b.valid.to(device)
         gens = [torch.Generator().manual_seed(int(rng.integers(2**62))) for _ in range(2 * B)]
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        M, S, N = known_cells(b.M.to(device), valid, x_obs, b.S.to(device), b.N.to(device), sampler,
+                              card.preset.mask.context_ratio, gen)
         with torch.no_grad():  # 2. the teacher: its point estimate, then one sample per window
             x_imp = ensemble_single_step(teacher, x_obs, M, valid, sampler=sampler,
                                          ratio=cfg.context_ratio if cfg.context_ratio is not None else 1.0,
@@ -133,8 +155,7 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
                                train_ratio=card.preset.mask.context_ratio, steps=cfg.steps, delta=cfg.delta,
                                eta=cfg.eta, omega_kind=cfg.omega, solver=cfg.solver, generators=gens[B:],
                                samples=1, batch_size=B, sums=(S, N))[:, 0].to(device)
-        # 3. two student draws from independent noise, every observed cell known
-        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        # 3. two student draws from independent noise, the same cells known
         z = torch.randn((2 * B, *x_obs.shape[1:]), generator=gen).to(device)
         two = torch.cat([torch.arange(B)] * 2).to(device)
         clim = context_climatology(S[two], N[two], x_obs[two], M[two], M[two])

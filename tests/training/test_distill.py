@@ -123,3 +123,21 @@ def test_the_python_function_distils_too(distilled, tmp_path):
     shutil.copytree(distilled, m)
     model = impute_cli.distill(m, steps=1, overwrite=True, device="cpu")
     assert model.card.student["steps"] == 1
+
+
+def test_windows_without_gaps_get_cells_hidden_like_training():
+    from impute_cli.masks.context_query import ContextSampler
+    from impute_cli.training.distill import known_cells
+    g = torch.Generator().manual_seed(0)
+    B, Fr, C, h, w = 2, 4, 1, 8, 8
+    x = torch.randn((B, Fr, C, h, w), generator=g)
+    valid = torch.ones((B, h, w), dtype=torch.bool)
+    M = torch.ones((B, Fr, C, h, w), dtype=torch.bool)
+    M[1] = torch.rand((Fr, C, h, w), generator=g) > 0.5  # window 1 has gaps of its own
+    S, N = (x * M).sum(1), M.float().sum(1)
+    known, S2, N2 = known_cells(M, valid, x, S, N, ContextSampler("pixel", [4, 8]), 0.7, g)
+    hidden = M & ~known
+    assert hidden[0].any() and not hidden[1].any()  # only the gap-free window loses cells
+    assert (known <= M).all()
+    torch.testing.assert_close(S2, S - (x * hidden).sum(1))  # hidden values leave the climatology input
+    torch.testing.assert_close(N2, N - hidden.float().sum(1))
