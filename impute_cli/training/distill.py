@@ -15,7 +15,8 @@ value is smallest when the student's samples have the teacher's distribution:
 estimated per window with two student draws, the norm taken over the window's cells to fill
 (scaled by 1/sqrt(their number)). Per step:
 
-  1. draw windows of the training record, as `train` does (their own gaps are the cells to fill);
+  1. draw windows of the training record, as `train` does (their own gaps are the cells to fill;
+     where they have few, as in a gap-free reanalysis, the context sampler hides some: `known_cells`);
   2. the teacher's point estimate E_imp ([CQ] eq. 9-10, the model's impute settings) and one
      teacher sample per window by the model's multi-step sampler (Alg. 4, its default solver
      and steps), every observed cell known;
