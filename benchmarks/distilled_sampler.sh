@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The distilled sampler against the multi-step solver it was distilled from, on a
 # Gaussian-process cube with an exact posterior (gp_exact.py's 512 x 16 x 16 record, half of
-# its cells hidden as scattered pixels). One `quick` model is trained on the gappy cube; then
+# its cells hidden: scattered pixels, or with PATTERN block, 4 x 4 blocks out for 8 steps). One `quick` model is trained on the gappy cube; then
 # `impute --samples 32 --save-samples` draws with the solver (`--sampler full`), `distill`
 # gives the model its student, and the same command draws with the student (the default once
 # it is there). Each output is scored by `gp_exact.py score` on the hidden cells: the samples'
@@ -9,16 +9,17 @@
 # interval's (the default output), and the point estimate's MSE over the posterior's (the same
 # for both: distillation leaves the point estimate alone). Commands are timed under GNU time.
 # Not part of the test suite; run alone, from the project root, venv active:
-#   bash benchmarks/distilled_sampler.sh OUT [DISTILL_STEPS]      (default 1000)
+#   bash benchmarks/distilled_sampler.sh OUT [DISTILL_STEPS] [PATTERN]   (default 1000, pixel)
 # About 20 minutes on 2 idle CPU cores. Writes OUT/gp, OUT/model, OUT/{full,student}.nc, .json, .time
 # and OUT/table.md.
 set -euo pipefail
-out=${1:?usage: distilled_sampler.sh OUT [DISTILL_STEPS]}
+out=${1:?usage: distilled_sampler.sh OUT [DISTILL_STEPS] [PATTERN]}
 steps=${2:-1000}
+pattern=${3:-pixel}
 here=$(dirname "$0")
 mkdir -p "$out"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
-python "$here/gp_exact.py" make "$out/gp" --pattern pixel > "$out/make.md"
+python "$here/gp_exact.py" make "$out/gp" --pattern "$pattern" > "$out/make.md"
 echo "== train: load $(load)" >&2
 /usr/bin/time -f "%e" -o "$out/train.time" impute-cli train "$out/gp/gappy.nc" --out "$out/model" --overwrite \
   --quiet 2> "$out/train.log"
