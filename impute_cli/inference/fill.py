@@ -174,8 +174,9 @@ class FillJob:
 
 
 def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, summary: Summary,
-             opts: FillOptions, source: str = "") -> FillJob:
-    """Resolve, once for the whole cube, what every region needs (see FillJob)."""
+             opts: FillOptions, source: str = "", pool: np.ndarray | None = None) -> FillJob:
+    """Resolve, once for the whole cube, what every region needs (see FillJob); `pool`: the gap
+    shapes the context sampler borrows (default: the cube's own)."""
     T, H, W = cube.grid.shape
     if card is None:
         return FillJob(card=None, weights=None, source=source, variables=cube.variables,
@@ -210,7 +211,8 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
         ratio = float(chosen)
     return FillJob(card=card, weights={k: v.detach().cpu() for k, v in den.net.state_dict().items()},
                    source=source, variables=cube.variables, static_mask=cube.static_mask_var, stats=stats,
-                   sums=summary.climatology_sums(stats), pool=pool_from_cube(cube, window[0]), ratio=ratio,
+                   sums=summary.climatology_sums(stats), pool=pool_from_cube(cube, window[0]) if pool is None else pool,
+                   ratio=ratio,
                    window=window, samples=opts.samples or 0, steps=opts.steps or cfg.steps,
                    ensemble=opts.ensemble or cfg.ensemble, omega=opts.omega or cfg.omega,
                    solver=opts.solver or cfg.solver, seed=opts.seed,
@@ -311,19 +313,20 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
 
 
 def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptions,
-              record: Summary | None = None) -> Filled:
+              record: Summary | None = None, pool: np.ndarray | None = None) -> Filled:
     """The blended point estimate for every cell and, with opts.samples, the samples, of an
     in-memory cube in one piece (evaluate, confidence --calibrate, benchmarks). `record`: the
     summary of the whole record when `cube` is a few time steps cut from it, so that the network
     gets the climatology input and the context density ([CQ] App. G.3) that imputing the whole
-    record gives; default: the cube's own."""
+    record gives, and `pool` the record's gap shapes for the samplers' random context; default:
+    the cube's own."""
     if cube.memory is None:
         cube.load()
     summary = summarise(cube)
     refuse_inf(summary.n_inf)
     if int(summary.gaps().sum()) == 0:
         raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
-    job = make_job(card, den, cube, record or summary, opts)
+    job = make_job(card, den, cube, record or summary, opts, pool=pool)
     est, samples = _fill_box(job, cube, job.sums, 0)
     return Filled(est, samples, job.info())
 

@@ -370,7 +370,9 @@ def test_summary_without_hidden_cells_is_the_summary_of_the_record_with_them_mis
 def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled, sst_model, tmp_path, monkeypatch):
     """The network's climatology input and context density must be those of the record the
     samples were drawn from, less the hidden cells -- not those of the few time steps cut out
-    (a segment's own climatology can mislead the network badly on the hidden cells)."""
+    (a segment's own climatology can mislead the network badly on the hidden cells) -- and the
+    sampler's random context masks are drawn from the record's gap shapes, as in the run (a
+    segment's own, with its hidden cells as extra gaps, made the samples too narrow)."""
     from impute_cli.uncertainty import calibration as impute
     from impute_cli.io.dataset import open_cube
     from impute_cli.io.stats import summarise
@@ -381,15 +383,16 @@ def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled
     seen = []
     real = impute.fill_cube
 
-    def spy(card, den, cube, opts, record=None):
-        seen.append((np.asarray(cube.memory).copy(), record))
-        return real(card, den, cube, opts, record=record)
+    def spy(card, den, cube, opts, record=None, pool=None):
+        seen.append((np.asarray(cube.memory).copy(), record, pool))
+        return real(card, den, cube, opts, record=record, pool=pool)
 
     monkeypatch.setattr(impute, "fill_cube", spy)
     run_cli("confidence", sampled, tmp_path / "cal.nc", "--calibrate", "--calibration-frames", 6, "--level", 0.6, *CPU)
     assert seen
-    for seg, record in seen:
+    for seg, record, pool in seen:
         assert record is not None and record.T == x.shape[0]
+        assert pool is not None and np.array_equal(pool, np.isfinite(x[:, 0]))  # the record's, whole
         L = seg.shape[0]
         starts = [s for s in range(x.shape[0] - L + 1)
                   if np.array_equal(seg[np.isfinite(seg)], x[s:s + L][np.isfinite(seg)])
@@ -414,9 +417,9 @@ def test_calibration_on_scattered_gaps_gives_each_segment_context_steps(sst_mode
     seen = []
     real = impute.fill_cube
 
-    def spy(card, den, seg, opts, record=None):
+    def spy(card, den, seg, opts, record=None, pool=None):
         seen.append(np.asarray(seg.memory)[:, 0].copy())
-        return real(card, den, seg, opts, record=record)
+        return real(card, den, seg, opts, record=record, pool=pool)
 
     monkeypatch.setattr(impute, "fill_cube", spy)
     res = run_cli("confidence", samples, tmp_path / "cal.nc", "--calibrate", "--level", 0.6, "--json", *CPU)
