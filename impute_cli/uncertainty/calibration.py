@@ -148,7 +148,7 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
     # The multi-step sampler draws each step's random context mask from the data's gap shapes
     # ([CQ] eq. 26): those of the whole record, as when it sampled the real gaps. A segment's own
     # (a few windows, the hidden cells as extra gaps) gave sparser masks and samples too narrow
-    # by a third (GP block cube, 6-step solver: factor 3.66 where the real gaps needed 1.74).
+    # by about 40 % (GP block cube, 6-step solver: factor 3.66 where the real gaps needed 1.74).
     pool = pool_from_cube(cube, card.window[0])
     for k, s0 in enumerate(seg_starts):
         core = calibration_cells(obs, s0, L, cube.valid, rng, scattered=frac)
