@@ -81,12 +81,12 @@ def test_time_grid_and_omega():
     assert omega(0.3, "t") == 0.3
 
 
-def test_sampling_window_takes_a_short_dim_whole():
-    from impute_cli.inference.fill import sampling_window
-    assert sampling_window((8, 32, 32), (744, 33, 49)) == (8, 33, 32)
-    assert sampling_window((8, 32, 32), (744, 48, 48)) == (8, 48, 48)
-    assert sampling_window((8, 32, 32), (744, 64, 20)) == (8, 32, 20)
-    assert sampling_window((8, 1, 32), (100, 1, 12)) == (8, 1, 12)
+def test_tile_window_takes_a_short_dim_whole():
+    from impute_cli.inference.fill import tile_window
+    assert tile_window((8, 32, 32), (744, 33, 49)) == (8, 33, 49)
+    assert tile_window((8, 32, 32), (744, 48, 64)) == (8, 48, 64)
+    assert tile_window((8, 32, 32), (744, 65, 20)) == (8, 32, 20)
+    assert tile_window((8, 1, 32), (100, 1, 12)) == (8, 1, 12)
 
 
 class GaussianDenoiser:
