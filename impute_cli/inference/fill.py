@@ -265,7 +265,7 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     card, den, stats = job.card, job.denoiser, job.stats
     assert card is not None and stats is not None
     T, H, W = cube.grid.shape
-    window = tile_window(tuple(min(a, b) for a, b in zip(job.window, (T, H, W))), (T, H, W))
+    window = tile_window(job.window, (T, H, W))
     obs = cube.observed(cube.memory)
     gap = ~obs & cube.valid[None, None]
     device = next(den.parameters()).device
@@ -332,10 +332,11 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptio
 
 
 def tile_window(window: tuple[int, int, int], grid: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The tile of the point estimate and the samples: the model's frames, and the whole of a
-    spatial dim when it is at most twice the window (a convolutional or patch network takes any
-    size), so that a dim just over the window is not covered by two near-copies of one tile."""
-    f, h, w = window
+    """The tile of the point estimate and the samples: the model's window clipped to the grid,
+    and the whole of a spatial dim when it is at most twice the window (a convolutional or patch
+    network takes any size), so that a dim just over the window is not covered by two near-copies
+    of one tile."""
+    f, h, w = (min(a, b) for a, b in zip(window, grid))
     _, H, W = grid
     return f, (H if H <= 2 * h else h), (W if W <= 2 * w else w)
 
@@ -355,7 +356,7 @@ def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarr
     N = job.samples
     T, H, W = cube.grid.shape
     device = next(den.parameters()).device
-    window = tile_window(tuple(min(a, b) for a, b in zip(job.window, (T, H, W))), (T, H, W))
+    window = tile_window(job.window, (T, H, W))
     gap = ~cube.observed(cube.memory) & cube.valid[None, None]
     tiles = [(i, tl) for i, tl in enumerate(plan_tiles((T, H, W), window, cfg.sample_overlap))
              if gap[tl.t, :, tl.y, tl.x].any()]

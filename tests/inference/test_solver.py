@@ -87,6 +87,7 @@ def test_tile_window_takes_a_short_dim_whole():
     assert tile_window((8, 32, 32), (744, 48, 64)) == (8, 48, 64)
     assert tile_window((8, 32, 32), (744, 65, 20)) == (8, 32, 20)
     assert tile_window((8, 1, 32), (100, 1, 12)) == (8, 1, 12)
+    assert tile_window((8, 32, 32), (4, 20, 70)) == (4, 20, 32)  # clipped to a short record and grid
 
 
 class GaussianDenoiser:
