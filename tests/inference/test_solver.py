@@ -160,3 +160,32 @@ def test_solver_choices_are_checked(sst_model, tmp_path):
     assert res.exit_code == 2
     assert_one_error_line(res, "add --samples N")
     assert not (tmp_path / "o.nc").exists()
+
+
+def test_a_grid_up_to_twice_the_window_is_imputed_as_one_tile(sst_model, tmp_path, monkeypatch):
+    """The point estimate and the samples of a 20 x 28 grid by a model of 16 x 16 windows: every
+    tile spans the whole grid (the network takes the larger window as it is) and every gap gets
+    a value in the estimate and in each sample."""
+    from impute_cli.inference import fill
+    from impute_cli.io.dataset import open_cube
+    from impute_cli.options import ImputeOptions
+    from impute_cli.testing import tiny_cube_dataset, write_cube
+    card, den = load_model(sst_model.model)
+    assert tuple(card.window[1:]) == (16, 16)
+    cube = open_cube(write_cube(tiny_cube_dataset(12, 20, 28, "cloud", 0.6, seed=2, var="sst"), tmp_path / "c.nc"),
+                     ["sst"], None)
+    cube.load()
+    x = np.asarray(cube.memory).copy()
+    spans = []
+    real = fill.read_tiles
+
+    def spy(cube, tiles, *a, **kw):
+        spans.extend((tl.y.stop - tl.y.start, tl.x.stop - tl.x.start) for tl in tiles)
+        return real(cube, tiles, *a, **kw)
+
+    monkeypatch.setattr(fill, "read_tiles", spy)
+    out = fill.fill_cube(card, den, cube, ImputeOptions(samples=2, steps=2, device="cpu", progress=False))
+    assert spans and set(spans) == {(20, 28)}
+    gaps = np.isnan(x)
+    assert gaps.any() and np.isfinite(out.estimate[gaps]).all()
+    assert out.samples is not None and np.isfinite(out.samples[:, gaps]).all()
