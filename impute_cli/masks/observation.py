@@ -83,3 +83,28 @@ def choose_pattern(pool: np.ndarray, valid: np.ndarray | None = None) -> tuple[s
         return "pixel", f"gaps are scattered ({p:.0%} missing; a gap's neighbour is a gap {q:.0%} of the time)"
     return "empirical", (f"gaps are clustered ({p:.0%} missing; a gap's neighbour is a gap {q:.0%} of the time), "
                          "so real gap shapes are borrowed from other windows")
+
+
+def gap_distance(observed: np.ndarray, cap: int = 8) -> np.ndarray:
+    """(T, C, H, W) observation mask -> how deep in its gap each cell lies: the smallest r such
+    that an observed cell of the same channel lies within r time steps and r cells across
+    (Chebyshev distance in time and space), at most `cap`; 0 for observed cells (uint8).
+
+    The box dilation is separable: widening the reach by one step along each axis in turn
+    widens it by one in the Chebyshev sense."""
+    dist = np.where(observed, 0, cap).astype(np.uint8)
+    reach = observed.copy()
+    for r in range(1, cap):
+        for axis in (0, 2, 3):
+            grown = reach.copy()
+            lo = [slice(None)] * 4
+            hi = [slice(None)] * 4
+            lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+            grown[tuple(lo)] |= reach[tuple(hi)]
+            grown[tuple(hi)] |= reach[tuple(lo)]
+            reach = grown
+        new = reach & (dist == cap)
+        if not new.any():
+            break
+        dist[new] = r
+    return dist
