@@ -257,9 +257,9 @@ def depth_weights(depth: np.ndarray, target: np.ndarray, min_cells: int = MIN_DE
     prediction under covariate shift (Tibshirani, Barber, Candes & Ramdas 2019). Hidden cells
     borrowed from other gaps' shapes lie nearer the observations than the real gaps when
     these are blocks (GP block cube: 60 % at depth 1, against 47 % of the gap cells) and are
-    easier to fill; unweighted, their factor was too small. Depths from the first one, counted from the deepest,
-    that holds `min_cells` hidden cells are pooled, in both counts; a depth the hidden cells
-    lack weighs nothing. All weights 1 when the depths are alike (scattered gaps)."""
+    easier to fill; unweighted, their factor was too small. Depths from the first one, counted
+    from the deepest, that holds `min_cells` hidden cells are pooled, in both counts; a depth the
+    hidden cells lack weighs nothing. All weights 1 when the depths are alike (scattered gaps)."""
     if len(depth) == 0 or target.sum() == 0:
         return np.ones(len(depth))
     hidden = np.bincount(depth, minlength=len(target)).astype("float64")
@@ -284,6 +284,7 @@ def weighted_quantile(scores: np.ndarray, weight: np.ndarray, level: float) -> f
         return conformal_quantile(s, level)
     order = np.argsort(s, kind="stable")
     s, cum = s[order], np.cumsum(w[order])
+    # (1 - 1e-12): a share that reaches the level exactly is not lost to rounding in the sum
     k = int(np.searchsorted(cum, level * (cum[-1] + w.max()) * (1 - 1e-12)))
     if k >= len(s):
         raise ImputeError(f"calibration has too few scores ({len(s)}) where the real gaps lie deepest for level "
