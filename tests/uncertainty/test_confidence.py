@@ -302,6 +302,9 @@ def test_confidence_calibrate_records_factors(sampled, sst_model, tmp_path):
     assert ds["sst_ci_lower"].attrs["calibration_factor"] == pytest.approx(f["cell_factor"])
     assert ds["sst_ci_radius"].attrs["calibration_factor"] == pytest.approx(f["region_factor"])
     assert f["calibration_segments"] >= 1 and len(f["region_factor_range"]) == 2
+    depth = f["gap_depth"]  # the depths' shares among the real gaps and the hidden cells (the weights' basis)
+    for shares in (depth["gaps"], depth["hidden"]):
+        assert sum(shares.values()) == pytest.approx(1, abs=1e-3)
 
 
 def test_factor_range_measures_how_much_the_calibration_segments_disagree():
