@@ -90,8 +90,10 @@ def gap_distance(observed: np.ndarray, cap: int = 8) -> np.ndarray:
     that an observed cell of the same channel lies within r time steps and r cells across
     (Chebyshev distance in time and space), at most `cap`; 0 for observed cells (uint8).
 
-    The box dilation is separable: widening the reach by one step along each axis in turn
-    widens it by one in the Chebyshev sense."""
+    Unlike `inference.blend.distance_to_observed` (within the frame), time counts too: a cell of
+    a wholly missing frame lies as deep as the steps to the nearest observed one. The box
+    dilation is separable: widening the reach by one step along each axis in turn widens it by
+    one in the Chebyshev sense."""
     dist = np.where(observed, 0, cap).astype(np.uint8)
     reach = observed.copy()
     for r in range(1, cap):
