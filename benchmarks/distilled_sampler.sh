@@ -9,13 +9,15 @@
 # interval's (the default output), and the point estimate's MSE over the posterior's (the same
 # for both: distillation leaves the point estimate alone). Commands are timed under GNU time.
 # Not part of the test suite; run alone, from the project root, venv active:
-#   bash benchmarks/distilled_sampler.sh OUT [DISTILL_STEPS] [PATTERN]   (default 1000, pixel)
+#   bash benchmarks/distilled_sampler.sh OUT [DISTILL_STEPS] [PATTERN] [WIDTH]
+# (defaults: distill's own steps and width -- half the model's -- and pixel)
 # About 20 minutes on 2 idle CPU cores. Writes OUT/gp, OUT/model, OUT/{full,student}.nc, .json, .time
 # and OUT/table.md.
 set -euo pipefail
 out=${1:?usage: distilled_sampler.sh OUT [DISTILL_STEPS] [PATTERN]}
-steps=${2:-1000}
+steps=${2:-}
 pattern=${3:-pixel}
+width=${4:-}
 here=$(dirname "$0")
 mkdir -p "$out"
 load() { cut -d' ' -f1-3 /proc/loadavg; }
@@ -31,23 +33,27 @@ run() {  # run NAME [impute options]: 32 samples, timed and scored
   python "$here/gp_exact.py" score "$out/gp" "$out/$name.nc" --json > "$out/$name.json"
 }
 run full --sampler full
-echo "== distill $steps steps: load $(load)" >&2
-/usr/bin/time -f "%e" -o "$out/distill.time" impute-cli distill "$out/model" --steps "$steps" --overwrite \
-  --quiet 2> "$out/distill.log"
+echo "== distill ${steps:-default} steps: load $(load)" >&2
+/usr/bin/time -f "%e" -o "$out/distill.time" impute-cli distill "$out/model" ${steps:+--steps "$steps"} \
+  ${width:+--width "$width"} --overwrite --quiet 2> "$out/distill.log"
 run student
 echo "== point estimate: load $(load)" >&2
 /usr/bin/time -f "%e" -o "$out/point.time" impute-cli impute "$out/gp/gappy.nc" "$out/point.nc" \
   --model "$out/model" --overwrite --quiet 2> "$out/point.log"
-python - "$out" "$steps" <<'PY'
+python - "$out" <<'PY'
 import json, sys
-out, steps = sys.argv[1], sys.argv[2]
+import yaml
+out = sys.argv[1]
+student = yaml.safe_load(open(f"{out}/model/model.yaml"))["student"]
+steps = student["steps"]
+width = student.get("network", {}).get("base_channels", "the model's")
 sec = lambda n: float(open(f"{out}/{n}.time").read().split()[-1])
 point = sec("point")
 lines = [f"| sampler | CRPS, K (exact posterior) | raw 90 % interval covers | calibrated 90 % interval covers "
          f"(oracle) | point estimate MSE / posterior | impute --samples 32, s (× point estimate) |",
          "|---|---|---|---|---|---|"]
 for name, label in (("full", "multi-step solver (DPM-Solver++(2M), 6 steps)"),
-                    ("student", f"distilled, one call ({steps} distillation steps, {sec('distill'):.0f} s)")):
+                    ("student", f"distilled, one call (width {width}, {steps} distillation steps, {sec('distill'):.0f} s)")):
     r = json.load(open(f"{out}/{name}.json"))
     s, iv = r["samples"], r["intervals"]
     cal = next(v for k, v in iv.items() if "lower" in k)

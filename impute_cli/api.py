@@ -121,11 +121,11 @@ def train(data: Any, *, preset: str = "auto", mask_pattern: str | None = None, o
     return load_model(train_model(path, opts))
 
 
-def distill(model: Any, *, data: Any = None, steps: int = 1000, overwrite: bool = False, progress: bool = False,
+def distill(model: Any, *, data: Any = None, steps: int | None = None, overwrite: bool = False, progress: bool = False,
             log: Callable[[str], None] | None = None, **options: Any) -> Model:
     """Give a model its distilled sampler (`impute-cli distill`) and return the model. `data`:
     the file to draw windows from (default: the one it was trained on); other keywords are
-    `DistillOptions` fields (seed, batch_size, lr, device, threads)."""
+    `DistillOptions` fields (seed, width, batch_size, lr, device, threads)."""
     path = None if data is None else str(_as_path(data, _scratch)[0])
     opts = DistillOptions(data=path, steps=steps, overwrite=overwrite, progress=progress, log=log or _quiet, **options)
     return load_model(distill_model(_model_path(model), opts))

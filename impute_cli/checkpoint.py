@@ -6,9 +6,10 @@ folder without it is an unfinished training."""
 
 from __future__ import annotations
 
+
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -116,10 +117,14 @@ def resolve_model_dir(name_or_path: str) -> Path:
                       f"written by 'impute-cli train' or a name under {models_home()}/")
 
 
-def build_denoiser(card: ModelCard) -> Denoiser:
+def build_denoiser(card: ModelCard, student: bool = False) -> Denoiser:
+    """The card's network, untrained; `student`: the distilled sampler's, whose card entry may
+    narrow it (`student.network`: the NetworkConfig fields it changes, training.distill)."""
     f = card.window[0]
     c = len(card.channels)
     nc = card.preset.network
+    if student and card.student and card.student.get("network"):
+        nc = replace(nc, **card.student["network"])
     net = build_network(in_channels(f, c, nc.climatology_input, nc.prefill_input), f * c, nc, f, c)
     return Denoiser(net, VPSchedule(card.preset.diffusion), nc.climatology_input, nc.prefill_input,
                     nc.prefill_residual, nc.prefill_sweeps)

@@ -363,7 +363,8 @@ def models_rm(name: Annotated[str, typer.Argument(help="Model name in the store.
 def distill(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Model folder (or name under models/) whose sampler to distil.")],
     data: Annotated[Path | None, typer.Option(help="File to draw training windows from (default: the one the model was trained on).")] = None,
-    steps: Annotated[int, typer.Option(min=1, help="Distillation steps (each runs the model's multi-step sampler once per window).")] = 1000,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Distillation steps (default: 3000 for a narrower student, 1000 for a copy of the model's network).")] = None,
+    width: Annotated[Optional[int], typer.Option(min=4, help="The student's base channels (default: half the model's, trained afresh; the model's own: a copy of its network, slower samples).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same student.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace the model's distilled sampler if it has one.")] = False,
     device: Device = "auto",
@@ -373,7 +374,7 @@ def distill(
     """Train a student that draws a sample in one network call, from MODEL's multi-step sampler, and add it to MODEL."""
     from impute_cli.options import DistillOptions
     from impute_cli.training.distill import distill_model
-    distill_model(model, DistillOptions(data=str(data) if data else None, steps=steps, seed=seed,
+    distill_model(model, DistillOptions(data=str(data) if data else None, steps=steps, seed=seed, width=width,
                                         overwrite=overwrite, device=device, threads=threads, progress=not quiet, log=_log))
 
 

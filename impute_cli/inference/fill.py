@@ -132,9 +132,9 @@ class FillJob:
             self._cube = open_cube(self.source, self.variables, self.static_mask, valid=self.valid)
         return self._cube
 
-    def _network(self, weights: dict[str, torch.Tensor] | None) -> torch.nn.Module:
+    def _network(self, weights: dict[str, torch.Tensor] | None, student: bool = False) -> torch.nn.Module:
         assert self.card is not None and weights is not None
-        den = build_denoiser(self.card)
+        den = build_denoiser(self.card, student)
         den.net.load_state_dict(weights)
         return den.eval().to(pick_device(self.device))
 
@@ -149,7 +149,7 @@ class FillJob:
     def student(self) -> torch.nn.Module:
         """The distilled sampler (inference.student), when samples come from it."""
         if self._student is None:
-            self._student = self._network(self.student_weights)
+            self._student = self._network(self.student_weights, student=True)
         return self._student
 
     @property

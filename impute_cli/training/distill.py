@@ -23,10 +23,14 @@ estimated per window with two student draws, the norm taken over the window's ce
   3. two student samples per window from independent noise (inference.student);
   4. one AdamW step on the energy score; the student's weights are an EMA of the steps.
 
-The student starts as a copy of the teacher's network (it already gives the single-step
-estimate from the same inputs) and is written to the model folder as student.pt, the card's
-`student` saying how it was made; `impute --samples N` then uses it (`--sampler full`: the
-teacher's sampler)."""
+The student is by default a U-Net of half the teacher's width (`student_width`: about half the
+time a call), trained afresh: for its first MEAN_FIRST share of steps it learns the teacher's
+point estimate (step 2 without the sample; least squares on the cells to fill, from both draws),
+which a copy of the teacher would start with, then the energy score as above. With the teacher's
+own width it starts as a copy of the teacher's network and goes straight to the energy score.
+It is written to the model folder as student.pt, the card's `student` saying how it was made
+(`network`: the fields that differ from the teacher's); `impute --samples N` then uses it
+(`--sampler full`: the teacher's sampler)."""
 
 from __future__ import annotations
 
@@ -39,6 +43,8 @@ import torch
 
 from impute_cli.checkpoint import (
     STUDENT,
+    ModelCard,
+    build_denoiser,
     load_model,
     resolve_model_dir,
     save_card,
@@ -62,6 +68,9 @@ from impute_cli.training.train import sample_batch
 
 EMA = 0.99
 WARMUP = 50
+LR_COPY, STEPS_COPY = 2e-4, 1000  # a student that starts as the teacher's copy: fine-tuning
+LR_FRESH, STEPS_FRESH = 1e-3, 3000  # a narrower student trained afresh
+MEAN_FIRST = 0.5  # a student trained afresh spends this share of its steps learning the teacher's point estimate
 MIN_FILL = 0.1  # a window with fewer gaps than this share of its fillable cells gets some hidden
 
 
@@ -99,14 +108,30 @@ def known_cells(M: torch.Tensor, valid: torch.Tensor, x_obs: torch.Tensor, S: to
     return known, S - (x_obs * hidden).sum(1), N - hidden.sum(1)
 
 
+def student_width(card: ModelCard, asked: int | None) -> int | None:
+    """The base channels of a student trained afresh; None: the student starts as a copy of the
+    teacher's network. By default half the teacher's width (U-Nets; a DiT's student is a copy):
+    about half the time a sample, and each sample is one network call."""
+    net = card.preset.network
+    if net.arch == "dit":
+        if asked is not None:
+            raise ImputeError("--width applies to U-Net models; this one is a DiT: leave --width out")
+        return None
+    width = max(4, net.base_channels // 2) if asked is None else asked
+    if width < 4:
+        raise ImputeError(f"--width {width}: the student needs at least 4 base channels")
+    return None if width == net.base_channels else width
+
+
 def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     """Train the model's student (see the module's steps) and write it into the model folder."""
-    if opts.steps < 1:
+    if opts.steps is not None and opts.steps < 1:
         raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
     d = resolve_model_dir(str(model))
     card, teacher = load_model(d)
     if card.student is not None and not opts.overwrite:
         raise ImputeError(f"{d} already has a distilled sampler ({STUDENT}); pass --overwrite to replace it")
+    width = student_width(card, opts.width)
     data = opts.data or card.training.get("data")
     if not data or not Path(str(data)).exists():
         raise ImputeError(f"the model's training data '{data}' is not there; give the file it was trained on "
@@ -129,18 +154,29 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     seed = opts.seed
 
     teacher = teacher.to(device).eval()
-    student = copy.deepcopy(teacher).train()
+    if width is not None:
+        # a narrower network, trained afresh from the seed (the teacher's weights do not fit it)
+        card.student = {"network": {"base_channels": width}}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            student = build_denoiser(card, student=True).to(device).train()
+    else:
+        student = copy.deepcopy(teacher).train()
     student.student_weights = None
+    lr = opts.lr if opts.lr is not None else (LR_FRESH if width is not None else LR_COPY)
+    steps = opts.steps or (STEPS_FRESH if width is not None else STEPS_COPY)
+    warm = round(MEAN_FIRST * steps) if width is not None else 0
     for p in student.parameters():
         p.requires_grad_(True)
     ema = copy.deepcopy(student).eval()
-    opt = torch.optim.AdamW(student.parameters(), lr=opts.lr, weight_decay=0.0, foreach=True)
+    opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0, foreach=True)
     params, ema_params = list(student.parameters()), list(ema.parameters())
     log = opts.log
-    log(f"distilling {d}: {opts.steps} steps of {B} windows; teacher: {cfg.solver} sampler, {cfg.steps} steps")
-    bar = progress_bar(opts.steps, "distill", "step", enabled=opts.progress)
+    who = f"a student {width} channels wide, trained afresh" if width is not None else "a copy of the network"
+    log(f"distilling {d} into {who}: {steps} steps of {B} windows; teacher: {cfg.solver} sampler, {cfg.steps} steps")
+    bar = progress_bar(steps, "distill", "step", enabled=opts.progress)
     t0, loss_avg = time.perf_counter(), None
-    for step in range(opts.steps):
+    for step in range(steps):
         rng = np.random.default_rng([seed, step, 17])
         b = sample_batch(cube, stats, window, B, rng, sums)  # 1. windows of the record, their own gaps to fill
         x_obs, valid = b.x_obs.to(device), b.valid.to(device)
@@ -152,10 +188,11 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
             x_imp = ensemble_single_step(teacher, x_obs, M, valid, sampler=sampler,
                                          ratio=cfg.context_ratio if cfg.context_ratio is not None else 1.0,
                                          K=cfg.ensemble, delta=cfg.delta, generators=gens[:B], sums=(S, N))
-            y = sample_windows(teacher, x_obs, M, valid, x_imp, sampler=sampler, pool=pool,
-                               train_ratio=card.preset.mask.context_ratio, steps=cfg.steps, delta=cfg.delta,
-                               eta=cfg.eta, omega_kind=cfg.omega, solver=cfg.solver, generators=gens[B:],
-                               samples=1, batch_size=B, sums=(S, N))[:, 0].to(device)
+            y = None if step < warm else sample_windows(
+                teacher, x_obs, M, valid, x_imp, sampler=sampler, pool=pool,
+                train_ratio=card.preset.mask.context_ratio, steps=cfg.steps, delta=cfg.delta, eta=cfg.eta,
+                omega_kind=cfg.omega, solver=cfg.solver, generators=gens[B:], samples=1, batch_size=B,
+                sums=(S, N))[:, 0].to(device)
         # 3. two student draws from independent noise, the same cells known
         z = torch.randn((2 * B, *x_obs.shape[1:]), generator=gen).to(device)
         two = torch.cat([torch.arange(B)] * 2).to(device)
@@ -163,9 +200,13 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
         with autocast(device):
             s = student_call(student, x_obs[two], M[two], valid[two], clim, z, cfg.delta)
         fill = valid[:, None, None] & ~M
-        loss = energy_score(s[:B], s[B:], y, fill)  # 4. the energy score, one optimiser step
+        if y is None:  # 0. a student trained afresh first learns the teacher's point estimate
+            f2 = fill[two].to(s.dtype)
+            loss = (((s - x_imp[two]) ** 2) * f2).sum() / f2.sum().clamp(min=1)
+        else:
+            loss = energy_score(s[:B], s[B:], y, fill)  # 4. the energy score, one optimiser step
         for g in opt.param_groups:
-            g["lr"] = opts.lr * min(1.0, (step + 1) / WARMUP)
+            g["lr"] = lr * min(1.0, (step + 1) / WARMUP)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0, foreach=True)
@@ -173,17 +214,18 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
         with torch.no_grad():
             torch._foreach_lerp_(ema_params, params, 1 - min(EMA, (1 + step) / (10 + step)))
         lv = float(loss.detach())
-        loss_avg = lv if loss_avg is None else 0.98 * loss_avg + 0.02 * lv
+        loss_avg = lv if loss_avg is None or step == warm else 0.98 * loss_avg + 0.02 * lv
         bar.update(1)
-        bar.set_postfix(energy_score=f"{loss_avg:.4f}")
+        bar.set_postfix(**{"energy_score" if y is not None else "mse_to_teacher_estimate": f"{loss_avg:.4f}"})
     bar.close()
     seconds = time.perf_counter() - t0
     save_state(d / STUDENT, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
     card.student = {"method": "energy-score distillation of the multi-step sampler", "network_calls": 1,
-                    "teacher": {"solver": cfg.solver, "steps": cfg.steps}, "steps": opts.steps,
-                    "batch_size": B, "lr": opts.lr, "final_energy_score": round(loss_avg or 0.0, 6),
+                    **({"network": {"base_channels": width}} if width is not None else {}),
+                    "teacher": {"solver": cfg.solver, "steps": cfg.steps}, "steps": steps,
+                    "batch_size": B, "lr": lr, "final_energy_score": round(loss_avg or 0.0, 6),
                     "seconds": round(seconds, 1), "data": str(data), "device": str(device), "finished": utc_stamp()}
     save_card(d, card)  # after the weights: a card that names a student always has one
-    log(f"distilled sampler written to {d / STUDENT} ({opts.steps} steps, energy score {loss_avg:.4f}, "
+    log(f"distilled sampler written to {d / STUDENT} ({steps} steps, energy score {loss_avg:.4f}, "
         f"{seconds:.0f} s on {device}); 'impute --samples N --model {d}' now draws with it")
     return d

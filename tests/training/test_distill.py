@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from impute_cli.checkpoint import STUDENT, load_model
+from impute_cli.checkpoint import STUDENT, build_denoiser, load_model
 from impute_cli.inference.student import student_windows
 from impute_cli.training.distill import energy_score
 from tests.conftest import assert_one_error_line, check_filled_output, open_any, run_cli
@@ -34,12 +34,24 @@ def test_distill_writes_the_student_and_says_so_in_the_card(distilled):
     st = card["student"]
     assert st["network_calls"] == 1 and st["steps"] == 3 and st["teacher"]["solver"] in ("ddim", "dpm2m")
     assert np.isfinite(st["final_energy_score"])
+    # by default half the model's width, trained afresh
+    assert st["network"] == {"base_channels": 4}
     _, den = load_model(distilled)
     assert den.student_weights is not None
-    assert set(den.student_weights) == set(den.net.state_dict())
-    # the student is trained: its weights moved away from the teacher's
-    moved = max(float((den.student_weights[k] - v).abs().max()) for k, v in den.net.state_dict().items())
-    assert moved > 0
+    assert set(den.student_weights) == set(den.net.state_dict())  # the same layers, fewer channels
+    teacher = sum(v.numel() for v in den.net.state_dict().values())
+    assert sum(v.numel() for v in den.student_weights.values()) < teacher / 2
+
+
+def test_a_student_of_the_models_width_starts_as_its_copy(sst_model, tmp_path):
+    m = tmp_path / "copy"
+    shutil.copytree(sst_model.model, m)
+    run_cli("distill", m, "--steps", 2, "--width", 8, *CPU)
+    card, den = load_model(m)
+    assert "network" not in card.student and card.student["lr"] == 2e-4
+    # fine-tuned from the teacher: its weights moved, a little
+    moved = [float((den.student_weights[k] - v).abs().max()) for k, v in den.net.state_dict().items()]
+    assert 0 < max(moved) < 0.1
 
 
 def test_impute_draws_with_the_student_and_full_with_the_teacher(distilled, sst_model, tmp_path):
@@ -81,8 +93,9 @@ def test_a_second_distill_needs_overwrite(distilled, tmp_path):
 
 
 def test_student_windows_do_not_depend_on_the_batching(distilled):
-    card, st = load_model(distilled)
-    st.net.load_state_dict(st.student_weights)
+    card, den = load_model(distilled)
+    st = build_denoiser(card, student=True).eval()
+    st.net.load_state_dict(den.student_weights)
     g = torch.Generator().manual_seed(0)
     B, Fr, C, h, w = 3, card.window[0], 1, 16, 16
     x = torch.randn((B, Fr, C, h, w), generator=g)
@@ -141,3 +154,21 @@ def test_windows_without_gaps_get_cells_hidden_like_training():
     assert (known <= M).all()
     torch.testing.assert_close(S2, S - (x * hidden).sum(1))  # hidden values leave the climatology input
     torch.testing.assert_close(N2, N - hidden.float().sum(1))
+
+
+def test_width_is_checked_before_any_work(sst_model, tmp_path):
+    from impute_cli.checkpoint import load_card
+    from impute_cli.errors import ImputeError
+    from impute_cli.training.distill import student_width
+    card = load_card(sst_model.model)
+    assert student_width(card, None) == 4 and student_width(card, 8) is None and student_width(card, 16) == 16
+    with pytest.raises(ImputeError, match="at least 4"):
+        student_width(card, 2)
+    import dataclasses
+    dit = dataclasses.replace(card, preset=dataclasses.replace(
+        card.preset, network=dataclasses.replace(card.preset.network, arch="dit")))
+    assert student_width(dit, None) is None  # a DiT's student is a copy of its network
+    with pytest.raises(ImputeError, match="U-Net"):
+        student_width(dit, 4)
+    res = run_cli("distill", sst_model.model, "--width", 2, *CPU, expect_ok=False)
+    assert res.exit_code == 2  # typer's range check: one line, nothing written
