@@ -127,7 +127,7 @@ def build_denoiser(card: ModelCard, student: bool = False) -> Denoiser:
         nc = replace(nc, **card.student["network"])
     net = build_network(in_channels(f, c, nc.climatology_input, nc.prefill_input), f * c, nc, f, c)
     return Denoiser(net, VPSchedule(card.preset.diffusion), nc.climatology_input, nc.prefill_input,
-                    nc.prefill_residual, nc.prefill_sweeps)
+                    nc.prefill_residual, nc.prefill_sweeps, nc.prefill_time_sweeps)
 
 
 def save_model(out_dir: Path, card: ModelCard, weights: dict[str, torch.Tensor]) -> None:

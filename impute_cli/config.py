@@ -72,6 +72,10 @@ class NetworkConfig:
     # Jacobi sweeps per pyramid level that relax the first guess towards a Laplace fill
     # (denoiser.push_pull_fill); 0: the plain push-pull of models written before it
     prefill_sweeps: int = 0
+    # then Jacobi sweeps over the 6 neighbours in time and space (denoiser.relax_in_time), so
+    # that a gap takes the values before and after it, not only those beside it in its frame;
+    # 0: per-frame first guesses only (grids; station series fill over time x stations anyway)
+    prefill_time_sweeps: int = 0
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"network.arch '{self.arch}' is not known; use one of {', '.join(ARCHS)}")
@@ -88,6 +92,7 @@ class NetworkConfig:
                f"network.hidden ({self.hidden}) must be a multiple of network.heads ({self.heads})")
         _check(self.emb_dim >= 8, "network.emb_dim must be at least 8")
         _check(0 <= self.prefill_sweeps <= 64, "network.prefill_sweeps must be in 0..64")
+        _check(0 <= self.prefill_time_sweeps <= 64, "network.prefill_time_sweeps must be in 0..64")
         _check(not self.prefill_residual or self.prefill_input,
                "network.prefill_residual needs network.prefill_input: true")
 

@@ -56,6 +56,21 @@ def push_pull_fill(values: torch.Tensor, mask: torch.Tensor, sweeps: int = 0) ->
     return est
 
 
+def relax_in_time(guess: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, sweeps: int) -> torch.Tensor:
+    """`sweeps` Jacobi sweeps of est = m ⊙ values + (1 − m) ⊙ mean of the 6 neighbours in time
+    and space, from the per-frame first guess `guess`; all (B, F, C, h, w), edges replicated.
+    The per-frame fill knows nothing of the frames before and after a gap (and leaves a frame
+    without context at zero); these sweeps let each gap cell take them in as a space-time
+    Laplace fill would, started from the frame's own fill."""
+    g, x, m = (a.transpose(1, 2) for a in (guess, values, mask))  # (B, C, F, h, w)
+    for _ in range(sweeps):
+        p = F.pad(g, (1, 1, 1, 1, 1, 1), mode="replicate")
+        nb = (p[:, :, :-2, 1:-1, 1:-1] + p[:, :, 2:, 1:-1, 1:-1] + p[:, :, 1:-1, :-2, 1:-1]
+              + p[:, :, 1:-1, 2:, 1:-1] + p[:, :, 1:-1, 1:-1, :-2] + p[:, :, 1:-1, 1:-1, 2:]) / 6
+        g = m * x + (1 - m) * nb
+    return g.transpose(1, 2)
+
+
 class Denoiser(nn.Module):
     """Wraps the network: builds its input [M_ctx ⊙ x_t, M_ctx, valid, climatology, prefill]
     and conditions it on c_noise = log(sigma_t / alpha_t) / 4. Output: the x0 estimate,
@@ -68,7 +83,7 @@ class Denoiser(nn.Module):
     needs (E[x0 | x_t] = alpha_t x_t for a Gaussian field)."""
 
     def __init__(self, net: nn.Module, schedule: VPSchedule, climatology: bool = True, prefill: bool = False,
-                 residual: bool = False, sweeps: int = 0) -> None:
+                 residual: bool = False, sweeps: int = 0, time_sweeps: int = 0) -> None:
         super().__init__()
         self.net = net
         self.schedule = schedule
@@ -76,6 +91,7 @@ class Denoiser(nn.Module):
         self.prefill = prefill
         self.residual = residual and prefill
         self.sweeps = sweeps
+        self.time_sweeps = time_sweeps
         # a distilled sampler's weights for this network, when the model folder has one (checkpoint.load_model)
         self.student_weights: dict[str, torch.Tensor] | None = None
 
@@ -100,6 +116,9 @@ class Denoiser(nn.Module):
         elif self.prefill:
             guess = push_pull_fill(x_t.reshape(B * Fr * C, 1, h, w), m.reshape(B * Fr * C, 1, h, w),
                                    self.sweeps).reshape(B, Fr * C, h, w)
+            if self.time_sweeps:
+                guess = relax_in_time(guess.reshape(B, Fr, C, h, w), x_t, m,
+                                      self.time_sweeps).reshape(B, Fr * C, h, w)
             parts.append(guess)
         inp = torch.cat(parts, dim=1)
         alpha = self.schedule.alpha(t)

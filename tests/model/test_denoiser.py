@@ -86,3 +86,41 @@ def test_residual_denoiser_starts_from_the_first_guess_at_low_noise():
     out = den(x, ctx, torch.ones(3, 16, 16, dtype=torch.bool), t)
     guess = push_pull_fill(x.reshape(6, 1, 16, 16), ctx.reshape(6, 1, 16, 16).float(), 4).reshape(3, 2, 1, 16, 16)
     assert torch.allclose(out, sched.alpha(t).reshape(3, 1, 1, 1, 1) * guess, atol=1e-6)
+
+
+def test_time_sweeps_fill_a_frame_from_its_neighbours_and_keep_observed_cells():
+    """A frame with no context gets nothing from the per-frame fill (zeros); sweeps over time and
+    space give it its neighbours' values, and lower the error on a field smooth in time."""
+    from impute_cli.model.denoiser import relax_in_time
+    T, h, w = 6, 12, 14
+    tt = torch.linspace(0, 1, T)[:, None, None, None]
+    f = (_smooth(h, w)[0] + 3 * tt)[None]  # (1, F, 1, h, w): a trend in time
+    gen = torch.Generator().manual_seed(1)
+    m = (torch.rand(f.shape, generator=gen) < 0.5).float()
+    m[:, 3] = 0  # frame 3 wholly missing
+    frame = push_pull_fill(f.reshape(T, 1, h, w), m.reshape(T, 1, h, w), 8).reshape(f.shape)
+    assert torch.equal(frame[:, 3], torch.zeros_like(frame[:, 3]))
+    errs = []
+    for sweeps in (0, 8, 32):
+        g = relax_in_time(frame, f, m, sweeps)
+        assert torch.equal(g[m > 0], f[m > 0])
+        errs.append(float(((g - f)[m == 0] ** 2).mean().sqrt()))
+    assert errs[2] < errs[1] < errs[0]
+    g = relax_in_time(frame, f, m, 32)
+    assert float((g[:, 3] - f[:, 3]).abs().mean()) < 0.2 * float(f[:, 3].abs().mean())
+
+
+def test_time_sweeps_are_off_in_cards_without_the_key(tmp_path):
+    from impute_cli.config import NetworkConfig
+    assert NetworkConfig().prefill_time_sweeps == 0
+    cube = write_cube(tiny_cube_dataset(12, 16, 16, "cloud", 0.6), tmp_path / "c.nc")
+    preset = tiny_preset_yaml(tmp_path / "p.yaml", network={"prefill_time_sweeps": 4})
+    run_cli("train", cube, "--preset", preset, "--out", tmp_path / "m", "--steps", 3, "--device", "cpu", "--quiet")
+    card, den = load_model(tmp_path / "m")
+    assert card.preset.network.prefill_time_sweeps == 4 and den.time_sweeps == 4
+    run_cli("impute", cube, tmp_path / "o.nc", "--model", tmp_path / "m", "--device", "cpu", "--quiet")
+    raw = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    raw["preset"]["network"].pop("prefill_time_sweeps")  # as written before the key existed
+    (tmp_path / "m" / "model.yaml").write_text(yaml.safe_dump(raw))
+    _, den = load_model(tmp_path / "m")
+    assert den.time_sweeps == 0
