@@ -6,7 +6,6 @@ folder without it is an unfinished training."""
 
 from __future__ import annotations
 
-
 import os
 import tempfile
 from dataclasses import dataclass, replace
