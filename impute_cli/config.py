@@ -105,9 +105,15 @@ class WindowConfig:
     height: int = 32
     width: int = 32
     overlap: float = 0.25  # fraction of a tile shared with its neighbour when imputing
+    # above `frames`: training lengthens the window in time, in steps of `frames` up to this many,
+    # until it spans the data's typical gap in time plus an observed step at each end
+    # (`frames_for_gaps`); 0 keeps `frames`
+    max_frames: int = 0
 
     def __post_init__(self) -> None:
         _check(self.frames >= 1, "window.frames must be at least 1")
+        _check(self.max_frames == 0 or self.max_frames >= self.frames,
+               "window.max_frames must be 0 (off) or at least window.frames")
         _check(self.height >= 4 and self.width >= 4, "window.height and window.width must be at least 4")
         _check(0.0 <= self.overlap < 1.0, "window.overlap must be in [0, 1)")
 

@@ -22,6 +22,16 @@ def window_shape(grid_shape: tuple[int, int, int], frames: int, height: int, wid
     return min(frames, T), min(height, H), min(width, W)
 
 
+def frames_for_gaps(frames: int, max_frames: int, run: float) -> int:
+    """The window's frames for data whose missing cells lie in runs of `run` missing time steps
+    (`masks.observation.gap_run_length`): the smallest multiple of `frames` that spans the run
+    and an observed step on each side, at most `max_frames` (at least `frames`)."""
+    if max_frames <= frames:
+        return frames
+    need = int(np.ceil(run)) + 2
+    return max(frames, min(max_frames, frames * -(-need // frames)))
+
+
 def starts(size: int, window: int, overlap: float) -> list[int]:
     """Window starts covering [0, size) with at least `overlap` of a window shared; the last
     window ends at the edge."""

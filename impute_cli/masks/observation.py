@@ -72,6 +72,18 @@ def gap_statistics(pool: np.ndarray, valid: np.ndarray | None = None) -> dict[st
     return {"missing": p, "neighbour_missing": float(q)}
 
 
+def gap_run_length(pool: np.ndarray, valid: np.ndarray | None = None) -> float:
+    """How long the data's gaps last in time: the median, over the missing fillable cells, of
+    the run of consecutive missing time steps each cell lies in (a cell of a 20-step outage
+    counts 20, and so do the other 19); 0 without gaps."""
+    valid = np.ones(pool.shape[1:], bool) if valid is None else valid
+    gap = ~pool[:, valid]  # (T, cells)
+    edge = np.zeros((1, gap.shape[1]), np.int8)
+    step = np.diff(np.concatenate([edge, gap.astype(np.int8), edge]), axis=0).T  # (cells, T + 1)
+    runs = np.nonzero(step == -1)[1] - np.nonzero(step == 1)[1]  # ends minus starts, cell by cell
+    return float(np.median(np.repeat(runs, runs))) if runs.size else 0.0
+
+
 def choose_pattern(pool: np.ndarray, valid: np.ndarray | None = None) -> tuple[str, str]:
     """`auto`: pick the context strategy from the data's own gaps (over fillable cells), with
     the reason."""

@@ -25,7 +25,7 @@ from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser,
                          save_state)
 from impute_cli.config import AUTO_PRESET, Preset, from_dict, load_preset, models_home, preset_for
 from impute_cli.masks.context_query import ContextSampler, query_mask
-from impute_cli.masks.observation import choose_pattern, pool_from_cube
+from impute_cli.masks.observation import choose_pattern, gap_run_length, pool_from_cube
 from impute_cli.io.cube import Cube
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, summarise
@@ -36,7 +36,7 @@ from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
 from impute_cli.training.validation import (Watch, default_patience, fit_validation_blend, model_estimates, score_model,
                                             summary_line, validation_set, with_blend)
-from impute_cli.io.tiling import random_tile, window_shape
+from impute_cli.io.tiling import frames_for_gaps, random_tile, window_shape
 from impute_cli.io.writer import utc_stamp
 
 MIN_OBSERVED = 0.02  # windows with fewer observed cells than this are redrawn
@@ -159,8 +159,16 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
 
     if chosen and state is None:  # said once the data are checked, so that an error stays one line
         log(chosen)
-    # Step 0: the context/query strategy that matches the gap pattern ([CQ] Principle 1).
     pool = None
+    if state is None and preset.window.max_frames > preset.window.frames:  # a window long enough for the gaps
+        pool = pool_from_cube(cube, preset.window.max_frames)
+        run = gap_run_length(pool, cube.valid)
+        frames = frames_for_gaps(preset.window.frames, preset.window.max_frames, run)
+        preset = replace(preset, window=replace(preset.window, frames=frames))
+        log(f"window: {min(frames, cube.grid.shape[0])} frames (the data's missing cells lie in runs of "
+            f"{run:g} missing time steps, median)")
+        window = window_shape(cube.grid.shape, frames, preset.window.height, preset.window.width)
+    # Step 0: the context/query strategy that matches the gap pattern ([CQ] Principle 1).
     if state is not None:  # the resumed run keeps the strategy it chose
         requested, reason = state["mask_requested"], state["mask_reason"]
         pattern = preset.mask.pattern
@@ -168,7 +176,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
             raise ImputeError(f"the training in {out} is on {', '.join(state['channels'])}, this file gives "
                               f"{', '.join(cube.channels)}; resume on the same data (and --var)")
     elif (requested := preset.mask.pattern) == "auto":
-        pool = pool_from_cube(cube, window[0])
+        pool = pool_from_cube(cube, window[0]) if pool is None else pool
         pattern, reason = choose_pattern(pool, cube.valid)
         log(f"mask pattern 'auto' chose '{pattern}': {reason}")
     else:
