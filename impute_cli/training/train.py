@@ -254,7 +254,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
         for g in opt.param_groups:
             g["lr"] = lr_at(step, preset)
         clim = context_climatology(b.S.to(device), b.N.to(device), x_obs, M, M_ctx)
-        with autocast(device):
+        with autocast(device, train=True):
             x_hat = model(x_t, M_ctx, valid, t, clim)
         # Alg. 1 line 7: per-cell loss, reduced over query cells only (each sample weighted
         # by min(SNR_t, γ) / γ when the preset asks for Min-SNR-γ; otherwise by 1)
