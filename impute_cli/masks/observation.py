@@ -81,7 +81,16 @@ def gap_run_length(pool: np.ndarray, valid: np.ndarray | None = None) -> float:
     edge = np.zeros((1, gap.shape[1]), np.int8)
     step = np.diff(np.concatenate([edge, gap.astype(np.int8), edge]), axis=0).T  # (cells, T + 1)
     runs = np.nonzero(step == -1)[1] - np.nonzero(step == 1)[1]  # ends minus starts, cell by cell
-    return float(np.median(np.repeat(runs, runs))) if runs.size else 0.0
+    if not runs.size:
+        return 0.0
+    # the median of each run repeated run times, without materialising the repeats: the run
+    # lengths sorted, weighted by themselves
+    runs = np.sort(runs)
+    weight = np.cumsum(runs)
+    half = weight[-1] / 2
+    lo = runs[np.searchsorted(weight, half)]  # the cell at or just past the middle
+    hi = runs[np.searchsorted(weight, half, side="right")] if weight[-1] % 2 == 0 else lo
+    return float((lo + hi) / 2)
 
 
 def choose_pattern(pool: np.ndarray, valid: np.ndarray | None = None) -> tuple[str, str]:
