@@ -49,10 +49,13 @@ def push_pull_fill(values: torch.Tensor, mask: torch.Tensor, sweeps: int = 0) ->
         up = F.interpolate(est, size=v_l.shape[-2:], mode="bilinear", align_corners=False)
         own = v_l / m_l.clamp_min(1e-6)
         est = torch.where(m_l > 0, m_l * own + (1 - m_l) * up, up)
-        for _ in range(sweeps):
-            p = F.pad(est, (1, 1, 1, 1), mode="replicate")
-            nb = 0.25 * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
-            est = m_l * own + (1 - m_l) * nb
+        if sweeps:
+            # what does not change from sweep to sweep, computed once; 0.25 * (1 - m) is exact, so
+            # keep + free * (sum of the 4 neighbours) equals m * own + (1 - m) * (their mean) bit for bit
+            keep, free = m_l * own, 0.25 * (1 - m_l)
+            for _ in range(sweeps):
+                p = F.pad(est, (1, 1, 1, 1), mode="replicate")
+                est = keep + free * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
     return est
 
 
@@ -63,11 +66,12 @@ def relax_in_time(guess: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     without context at zero); these sweeps let each gap cell take them in as a space-time
     Laplace fill would, started from the frame's own fill."""
     g, x, m = (a.transpose(1, 2) for a in (guess, values, mask))  # (B, C, F, h, w)
+    keep, free = m * x, 1 - m  # the same in every sweep
     for _ in range(sweeps):
         p = F.pad(g, (1, 1, 1, 1, 1, 1), mode="replicate")
         nb = (p[:, :, :-2, 1:-1, 1:-1] + p[:, :, 2:, 1:-1, 1:-1] + p[:, :, 1:-1, :-2, 1:-1]
               + p[:, :, 1:-1, 2:, 1:-1] + p[:, :, 1:-1, 1:-1, :-2] + p[:, :, 1:-1, 1:-1, 2:]) / 6
-        g = m * x + (1 - m) * nb
+        g = keep + free * nb
     return g.transpose(1, 2)
 
 

@@ -124,3 +124,44 @@ def test_time_sweeps_are_off_in_cards_without_the_key(tmp_path):
     (tmp_path / "m" / "model.yaml").write_text(yaml.safe_dump(raw))
     _, den = load_model(tmp_path / "m")
     assert den.time_sweeps == 0
+
+
+def _jacobi_reference(values: torch.Tensor, mask: torch.Tensor, sweeps: int) -> torch.Tensor:
+    """push_pull_fill with its sweeps written as the plain formula, one neighbour mean per sweep:
+    est = m ⊙ own + (1 − m) ⊙ mean of the 4 neighbours (edges replicated)."""
+    import torch.nn.functional as F
+    vs, ms = [values * mask], [mask]
+    while max(vs[-1].shape[-2:]) > 1:
+        vs.append(F.avg_pool2d(vs[-1], 2, ceil_mode=True))
+        ms.append(F.avg_pool2d(ms[-1], 2, ceil_mode=True))
+    est = vs[-1] / ms[-1].clamp_min(1e-6)
+    for v_l, m_l in zip(reversed(vs[:-1]), reversed(ms[:-1])):
+        up = F.interpolate(est, size=v_l.shape[-2:], mode="bilinear", align_corners=False)
+        own = v_l / m_l.clamp_min(1e-6)
+        est = torch.where(m_l > 0, m_l * own + (1 - m_l) * up, up)
+        for _ in range(sweeps):
+            p = F.pad(est, (1, 1, 1, 1), mode="replicate")
+            nb = 0.25 * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
+            est = m_l * own + (1 - m_l) * nb
+    return est
+
+
+def test_sweeps_are_the_jacobi_formula_bit_for_bit():
+    """The sweeps precompute what does not change between them; the first guess (and so every
+    model's input) is the plain Jacobi formula's to the last bit, in space and in time."""
+    from impute_cli.model.denoiser import relax_in_time
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 5, 1, 19, 23, generator=gen)
+    m = (torch.rand(x.shape, generator=gen) < 0.4).float()
+    flat = (x.reshape(10, 1, 19, 23), m.reshape(10, 1, 19, 23))
+    for sweeps in (0, 3, 32):
+        assert torch.equal(push_pull_fill(*flat, sweeps), _jacobi_reference(*flat, sweeps))
+    g = push_pull_fill(*flat, 8).reshape(x.shape)
+    ref = g.transpose(1, 2)
+    xt, mt = x.transpose(1, 2), m.transpose(1, 2)
+    for _ in range(16):
+        p = torch.nn.functional.pad(ref, (1, 1, 1, 1, 1, 1), mode="replicate")
+        nb = (p[:, :, :-2, 1:-1, 1:-1] + p[:, :, 2:, 1:-1, 1:-1] + p[:, :, 1:-1, :-2, 1:-1]
+              + p[:, :, 1:-1, 2:, 1:-1] + p[:, :, 1:-1, 1:-1, :-2] + p[:, :, 1:-1, 1:-1, 2:]) / 6
+        ref = mt * xt + (1 - mt) * nb
+    assert torch.equal(relax_in_time(g, x, m, 16), ref.transpose(1, 2))
