@@ -195,9 +195,17 @@ class TrainConfig:
     # Laplace only by default: kriging's weights fitted on the slice did not carry over to other
     # gap layouts (it conditions on a subset of the frame's cells, so its error follows the layout)
     blend: list[str] = field(default_factory=lambda: ["laplace"])
+    # More steps for a larger record: with `passes` > 0, training runs at least the steps that put
+    # each observed cell in about that many training windows on average (batch_size windows a
+    # step), rounded up to checkpoint_every, from `steps` up to `max_steps` (training.train.steps_for_record)
+    passes: float = 0
+    max_steps: int = 0
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps must be at least 1")
+        _check(self.passes >= 0, "train.passes must be 0 (off) or positive")
+        _check(self.passes == 0 or self.max_steps >= self.steps,
+               "train.max_steps must be at least train.steps when train.passes is set")
         _check(self.batch_size >= 1, "train.batch_size must be at least 1")
         _check(self.lr > 0, "train.lr must be positive")
         _check(self.warmup >= 0, "train.warmup must be >= 0")

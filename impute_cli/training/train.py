@@ -23,7 +23,7 @@ from impute_cli.model.symmetry import augment_batch
 from impute_cli.options import FillOptions, TrainOptions
 from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
                          save_state)
-from impute_cli.config import AUTO_PRESET, Preset, from_dict, load_preset, models_home, preset_for
+from impute_cli.config import AUTO_PRESET, Preset, TrainConfig, from_dict, load_preset, models_home, preset_for
 from impute_cli.masks.context_query import ContextSampler, query_mask
 from impute_cli.masks.observation import choose_pattern, gap_run_length, pool_from_cube
 from impute_cli.io.cube import Cube
@@ -52,8 +52,8 @@ def resolve_preset(opts: TrainOptions) -> Preset:
     if over:
         mask = replace(mask, **over)
     train = p.train
-    if opts.steps is not None:
-        train = replace(train, steps=opts.steps)
+    if opts.steps is not None:  # the user's steps, whatever the record's size
+        train = replace(train, steps=opts.steps, passes=0)
     if opts.seed is not None:
         train = replace(train, seed=opts.seed)
     return replace(p, mask=mask, train=train)
@@ -191,6 +191,12 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
         summary = summarise(cube)
         stats = summary.stats(cube.channels)
         sums = summary.climatology_sums(stats)
+    if state is None and preset.train.passes > 0:  # a larger record gets more steps
+        observed = float(summary.N.sum()) / len(cube.channels)
+        steps = steps_for_record(preset.train, observed, window)
+        log(f"training steps: {steps} ({observed:,.0f} observed cells a variable, each in about "
+            f"{preset.train.passes:g} training windows; from {preset.train.steps} up to {preset.train.max_steps})")
+        preset = replace(preset, train=replace(preset.train, steps=steps))
 
     if state is None and ranks.main:  # only now, with the data checked, is the model folder (re)made
         if out.exists() and opts.overwrite:
@@ -338,6 +344,15 @@ def _parallel(den: torch.nn.Module, ranks: Ranks) -> torch.nn.Module:
 
 def _silent(_msg: str) -> None:
     """The log of ranks other than 0: one voice per job."""
+
+
+def steps_for_record(tc: TrainConfig, observed: float, window: tuple[int, int, int]) -> int:
+    """Training steps for a record of `observed` cells (a channel's): enough for each to lie in
+    about `tc.passes` training windows (tc.batch_size windows of F x h x w cells a step), rounded
+    up to a multiple of tc.checkpoint_every, within [tc.steps, tc.max_steps]."""
+    need = tc.passes * observed / (tc.batch_size * window[0] * window[1] * window[2])
+    every = tc.checkpoint_every
+    return int(min(tc.max_steps, max(tc.steps, math.ceil(need / every) * every)))
 
 
 def _card_stub(preset: Preset, cube: Cube, window: tuple[int, int, int]) -> ModelCard:
