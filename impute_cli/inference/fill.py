@@ -32,10 +32,10 @@ from impute_cli.inference.blend import Blend, apply_blend
 from impute_cli.inference.ensemble import ensemble_single_step
 from impute_cli.inference.solver import sample_windows
 from impute_cli.inference.student import student_windows
-from impute_cli.io.cube import Cube
+from impute_cli.io.cube import Cube, wrap_columns
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, refuse_inf, summarise
-from impute_cli.io.tiling import Region, blend_weights, colour_classes, plan_tiles
+from impute_cli.io.tiling import Region, blend_weights, colour_classes, plan_tiles, tile_window, wrap_margin
 from impute_cli.io.writer import output_arrays
 from impute_cli.masks.context_query import ContextSampler
 from impute_cli.masks.observation import pool_from_cube
@@ -48,13 +48,6 @@ from impute_cli.progress import progress_bar
 # preset's impute.batch_size), so small windows (station series) fill the call too.
 CELLS_PER_CALL = 64 * 8 * 32 * 32
 SAMPLE_CHUNK_BYTES = 64 * 1024**2  # at most about this much of samples per solver call (windows x members)
-
-
-def cell_bytes(channels: int, samples: int, save_samples: bool) -> int:
-    """Working memory per grid cell of a region: about 40 bytes a channel for the values, masks,
-    blending sums, estimate and output variables, and per sample 16 (the samples, their copy
-    per variable, the quantiles' sort) plus 4 more when they are written."""
-    return channels * (40 + samples * (16 + (4 if save_samples else 0)))
 
 
 def members_per_call(window: tuple[int, int, int], batch_size: int) -> int:
@@ -261,7 +254,36 @@ def fill_region(job: FillJob, region: Region) -> Filled:
 def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
               region: int) -> tuple[np.ndarray, np.ndarray | None]:
     """[CQ] §3.3 on an in-memory cube: the blended ensemble estimate of every tile with a gap,
-    and with job.samples the samples of [CQ] Alg. 4 (see draw_samples). Data units."""
+    and with job.samples the samples of [CQ] Alg. 4 (see draw_samples). Data units. On a whole
+    circle of longitude the network fills a cube widened by half a window from the other side
+    (`Cube.wrapped`), so that cells at the east-west edge get context from across it as any
+    other cell does; the margin is cut off again."""
+    stats = job.stats
+    assert stats is not None
+    p = wrap_margin(cube.grid, job.window)
+    if p:
+        est, samples = _network_fill(job, cube.wrapped(p), tuple(wrap_columns(s, p) for s in sums), region)
+        est = est[..., p:-p]
+        samples = None if samples is None else samples[..., p:-p]
+    else:
+        est, samples = _network_fill(job, cube, sums, region)
+    est = denormalise(est, stats)
+    shift = None
+    if job.blend is not None:  # the fitted blend with classical fills; samples move with the estimate
+        blended = apply_blend(job.blend, est, cube.memory, cube.valid, workers=job.threads)
+        shift, est = blended - est, blended
+    if samples is not None:
+        for n in range(job.samples):  # in place, one member at a time
+            samples[n] = denormalise(samples[n], stats)
+            if shift is not None:
+                samples[n] += shift
+            samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
+    return est, samples
+
+
+def _network_fill(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
+                  region: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """The network's ensemble estimate of every tile with a gap and the samples, normalised."""
     card, den, stats = job.card, job.denoiser, job.stats
     assert card is not None and stats is not None
     T, H, W = cube.grid.shape
@@ -298,17 +320,6 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     samples = None
     if job.samples:
         samples = draw_samples(job, cube, est, sums, region)
-    est = denormalise(est, stats)
-    shift = None
-    if job.blend is not None:  # the fitted blend with classical fills; samples move with the estimate
-        blended = apply_blend(job.blend, est, cube.memory, cube.valid, workers=job.threads)
-        shift, est = blended - est, blended
-    if samples is not None:
-        for n in range(job.samples):  # in place, one member at a time
-            samples[n] = denormalise(samples[n], stats)
-            if shift is not None:
-                samples[n] += shift
-            samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
     return est, samples
 
 
@@ -329,16 +340,6 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptio
     job = make_job(card, den, cube, record or summary, opts, pool=pool)
     est, samples = _fill_box(job, cube, job.sums, 0)
     return Filled(est, samples, job.info())
-
-
-def tile_window(window: tuple[int, int, int], grid: tuple[int, int, int]) -> tuple[int, int, int]:
-    """The tile of the point estimate and the samples: the model's window clipped to the grid,
-    and the whole of a spatial dim when it is at most twice the window (a convolutional or patch
-    network takes any size), so that a dim just over the window is not covered by two near-copies
-    of one tile."""
-    f, h, w = (min(a, b) for a, b in zip(window, grid))
-    _, H, W = grid
-    return f, (H if H <= 2 * h else h), (W if W <= 2 * w else w)
 
 
 def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarray, np.ndarray],

@@ -24,14 +24,14 @@ from impute_cli.config import preset_for
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import OptionError
 from impute_cli.inference.engine import REGION_KEY, check_scheduler_options, compute_engine
-from impute_cli.inference.fill import cell_bytes, make_job, region_outputs
+from impute_cli.inference.fill import make_job, region_outputs
 from impute_cli.inference.loading import open_for_model
 from impute_cli.inference.solver import OMEGAS
 from impute_cli.io.dataset import open_dataset
 from impute_cli.io.encoding import check_compress
 from impute_cli.io.cube import Cube
 from impute_cli.io.stats import Summary, refuse_inf, summarise
-from impute_cli.io.tiling import plan_regions
+from impute_cli.io.tiling import cell_bytes, plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
 from impute_cli.options import ImputeOptions
 from impute_cli.training.train import train_for

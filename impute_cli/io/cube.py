@@ -28,6 +28,13 @@ def compute(*arrays: Any) -> tuple:
     return dask.compute(*arrays, scheduler="threads", num_workers=min(PASS_THREADS, os.cpu_count() or 1))
 
 
+def wrap_columns(a: Any, p: int) -> Any:
+    """An array (numpy or dask) with its last `p` columns (last axis) put before its first and
+    its first `p` after its last."""
+    cat = np.concatenate if isinstance(a, np.ndarray) else dsa.concatenate
+    return cat([a[..., -p:], a, a[..., :p]], axis=-1)
+
+
 @dataclass(frozen=True)
 class Grid:
     """The cube's main grid: dim names, sizes and coordinate fingerprints.
@@ -42,6 +49,7 @@ class Grid:
     shape: tuple[int, int, int]  # (T, H, W)
     y_values: tuple[float, ...]
     x_values: tuple[float, ...]
+    wraps: bool = False  # x is a whole circle of longitude: its last column neighbours its first
 
     @property
     def is_series(self) -> bool:
@@ -104,6 +112,16 @@ class Cube:
         grid = replace(self.grid, shape=values.shape[:1] + values.shape[2:])
         return replace(self, data=dsa.from_array(values, chunks=-1), memory=values, valid=self.valid[y, x],
                        grid=grid)
+
+    def wrapped(self, p: int) -> "Cube":
+        """This cube with its last `p` columns put before its first and its first `p` after its
+        last (lazily, or in memory when it is loaded): on a grid that wraps around in
+        longitude, windows of the wider cube cross the east-west edge as they cross any other
+        meridian. The wider cube does not wrap itself."""
+        T, H, W = self.grid.shape
+        grid = replace(self.grid, shape=(T, H, W + 2 * p), wraps=False)
+        return replace(self, data=wrap_columns(self.data, p), valid=wrap_columns(self.valid, p), grid=grid,
+                       memory=None if self.memory is None else wrap_columns(self.memory, p))
 
     def load(self) -> "Cube":
         """Read the whole cube into memory when it is small enough; else stay lazy."""

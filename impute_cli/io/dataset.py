@@ -238,6 +238,17 @@ def _axis_values(ds: xr.Dataset, dim: str, n: int, positions: bool) -> tuple[flo
     return tuple(float(a) for a in ds[dim].values)
 
 
+def _is_global_longitude(ds: xr.Dataset, x: str, values: tuple[float, ...]) -> bool:
+    """x is longitude (by its standard_name, units or name) at an even spacing whose columns
+    make a whole circle: n * spacing = 360 degrees, to a tenth of a cell."""
+    lon = (_attr(ds, x, "standard_name") == "longitude" or x.lower() in ("lon", "longitude")
+           or _attr(ds, x, "units") in ("degrees_east", "degree_east", "degrees_e", "degree_e"))
+    if not lon or len(values) < 3:
+        return False
+    d = np.diff(np.asarray(values, "float64"))
+    return bool(np.allclose(d, d[0], rtol=1e-3) and abs(abs(d[0]) * len(values) - 360.0) <= 0.1 * abs(d[0]))
+
+
 def open_cube(path: str | Path, variables: list[str] | None = None, static_mask: str | None = None,
               ds: xr.Dataset | None = None, valid: np.ndarray | None = None) -> Cube:
     """Open a file as a lazy Cube: variables selected, dims found, extra dims made channels.
@@ -279,7 +290,7 @@ def open_cube(path: str | Path, variables: list[str] | None = None, static_mask:
     real_axis = y is not None or x.lower() in X_NAMES + Y_NAMES or _attr(ds, x, "standard_name") in AXIS_STANDARD_NAMES
     yv = (0.0,) if y is None else _axis_values(ds, y, H, False)
     xv = _axis_values(ds, x, W, not real_axis)
-    grid = Grid(t, y, x, tuple(extra_all), (T, H, W), yv, xv)
+    grid = Grid(t, y, x, tuple(extra_all), (T, H, W), yv, xv, wraps=y is not None and _is_global_longitude(ds, x, xv))
     if valid is not None:
         return Cube(ds, chosen, channels, sel, units, grid, valid, static_mask, data)
     observed_any = None

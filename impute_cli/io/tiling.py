@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from impute_cli.io.cube import Grid
+
 
 @dataclass(frozen=True)
 class Tile:
@@ -170,3 +172,27 @@ def plan_regions(grid_shape: tuple[int, int, int], window: tuple[int, int, int],
     if L >= T:
         mt = 0
     return RegionPlan((_cuts(T, min(L, T)), _cuts(H, hy), _cuts(W, wx)), (mt, my, mx), (f, h, w))
+
+
+def cell_bytes(channels: int, samples: int, save_samples: bool) -> int:
+    """Working memory per grid cell of a region: about 40 bytes a channel for the values, masks,
+    blending sums, estimate and output variables, and per sample 16 (the samples, their copy
+    per variable, the quantiles' sort) plus 4 more when they are written."""
+    return channels * (40 + samples * (16 + (4 if save_samples else 0)))
+
+
+def tile_window(window: tuple[int, int, int], grid: tuple[int, int, int]) -> tuple[int, int, int]:
+    """The tile of the point estimate and the samples: the model's window clipped to the grid,
+    and the whole of a spatial dim when it is at most twice the window (a convolutional or patch
+    network takes any size), so that a dim just over the window is not covered by two near-copies
+    of one tile."""
+    f, h, w = (min(a, b) for a, b in zip(window, grid))
+    _, H, W = grid
+    return f, (H if H <= 2 * h else h), (W if W <= 2 * w else w)
+
+
+def wrap_margin(grid: Grid, window: tuple[int, int, int]) -> int:
+    """Columns to borrow from the other side of a grid that wraps around in longitude (half a
+    window), when a cube on `grid` spans its whole width; 0 otherwise."""
+    W = grid.shape[2]
+    return min(W, max(1, window[2] // 2)) if grid.wraps and W == len(grid.x_values) else 0

@@ -26,7 +26,7 @@ from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser,
 from impute_cli.config import AUTO_PRESET, Preset, TrainConfig, from_dict, load_preset, models_home, preset_for
 from impute_cli.masks.context_query import ContextSampler, query_mask
 from impute_cli.masks.observation import choose_pattern, gap_run_length, pool_from_cube
-from impute_cli.io.cube import Cube
+from impute_cli.io.cube import Cube, wrap_columns
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, summarise
 from impute_cli.device import autocast, pick_device, use_threads
@@ -36,7 +36,7 @@ from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
 from impute_cli.training.validation import (Watch, default_patience, fit_validation_blend, model_estimates, score_model,
                                             summary_line, validation_set, with_blend)
-from impute_cli.io.tiling import frames_for_gaps, random_tile, window_shape
+from impute_cli.io.tiling import frames_for_gaps, random_tile, window_shape, wrap_margin
 from impute_cli.io.writer import utc_stamp
 
 MIN_OBSERVED = 0.02  # windows with fewer observed cells than this are redrawn
@@ -237,6 +237,10 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
     watch = Watch.resume(state, patience)
 
     tc = preset.train
+    windows_from, window_sums = cube, sums
+    if (p := wrap_margin(cube.grid, window)):  # a whole circle of longitude: windows cross its east-west edge
+        windows_from, window_sums = cube.wrapped(p), tuple(wrap_columns(s_, p) for s_ in sums)
+        log("longitude wraps around (the grid is a whole circle): windows cross its east-west edge")
     per_rank = -(-tc.batch_size // ranks.world_size)  # the global batch stays the preset's (or just above)
     schedule = den.schedule
     bar = progress_bar(tc.steps, "train", "step", enabled=opts.progress and ranks.main, initial=start)
@@ -244,7 +248,8 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
     for step in range(start, tc.steps):
         rng = np.random.default_rng(step_seed(tc.seed, step, ranks))
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
-        b = augment_batch(sample_batch(cube, stats, window, per_rank, rng, sums), preset.train.augment, rng)
+        b = augment_batch(sample_batch(windows_from, stats, window, per_rank, rng, window_sums), preset.train.augment,
+                          rng)
         x_obs, M, valid = b.x_obs.to(device), b.M.to(device), b.valid.to(device)
         B = x_obs.shape[0]
         # Alg. 1 line 3: t ~ U(t_min, 1), ε ~ N(0, I)
