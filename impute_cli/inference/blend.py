@@ -31,6 +31,7 @@ from impute_cli.config import BLEND_PARTNERS
 from impute_cli.errors import ImputeError
 from impute_cli.evaluation.baselines import laplace
 from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging
+from impute_cli.io.cube import wrap_columns
 
 PARTNERS = BLEND_PARTNERS  # the classical fills the blend may use, in this order (a preset's train.blend picks)
 EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
@@ -183,14 +184,25 @@ def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
 
 
 def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: np.ndarray,
-                log: Callable[[str], None] | None = None, workers: int | None = None) -> np.ndarray:
+                log: Callable[[str], None] | None = None, workers: int | None = None,
+                wrap: int = 0) -> np.ndarray:
     """The blended estimate (T, C, H, W) of the network's `estimate` and the partners' fills of
     `values` (NaN in gaps), both in data units; observed cells keep the network's estimate
     (the writer puts the input back there). A partner that cannot run gives its weight to the
-    network. `workers`: threads for the fills (default: the cores this process may use)."""
+    network. `workers`: threads for the fills (default: the cores this process may use).
+    `wrap` > 0: the grid is a whole circle of longitude; the fills and the distances are found
+    on the values widened by `wrap` columns from the other side (`io.cube.wrap_columns`) and
+    cut back, so that they do not stop at the east-west edge either."""
     observed = np.isfinite(values) & valid[None, None]
-    fills = partner_fills(blend.partners, values, valid, log, workers)
-    w = blend.cell_weights(distance_to_observed(observed))  # (1 + P, T, C, H, W)
+    if wrap:
+        core = slice(wrap, -wrap)
+        fills = {k: f[..., core] for k, f in partner_fills(blend.partners, wrap_columns(values, wrap),
+                                                           wrap_columns(valid, wrap), log, workers).items()}
+        dist = distance_to_observed(wrap_columns(observed, wrap))[..., core]
+    else:
+        fills = partner_fills(blend.partners, values, valid, log, workers)
+        dist = distance_to_observed(observed)
+    w = blend.cell_weights(dist)  # (1 + P, T, C, H, W)
     out = w[0] * estimate
     for k, name in enumerate(blend.partners, start=1):
         f = fills.get(name)

@@ -92,3 +92,23 @@ def test_a_gap_at_the_east_west_edge_gets_context_from_across_it(models):
         moved[name] = float(np.abs(outs[1] - outs[0])[gaps].max())
     assert moved["global"] > 1e-3
     assert moved["regional"] == 0.0
+
+
+def test_the_blend_s_laplace_fill_crosses_the_edge_too():
+    """A two-column gap at the west edge, 10 beyond the east edge and 0 beyond the gap's own
+    east side: with the wrap the Laplace fill runs from 10 to 0 across the gap (linear along
+    x), without it the gap only sees the 0 side."""
+    from impute_cli.inference.blend import Blend, apply_blend
+
+    T, H, W = 2, 6, 12
+    values = np.zeros((T, 1, H, W), "float32")
+    values[..., -1] = 10.0
+    values[..., :2] = np.nan
+    valid = np.ones((H, W), bool)
+    laplace_only = Blend(["laplace"], [1.5], [[0.0, 1.0], [0.0, 1.0]])
+    estimate = np.full(values.shape, -99.0, "float32")  # the network's, weighted 0
+    wrapped = apply_blend(laplace_only, estimate, values, valid, wrap=4, workers=1)
+    apart = apply_blend(laplace_only, estimate, values, valid, workers=1)
+    np.testing.assert_allclose(wrapped[..., 0], 20 / 3, atol=1e-3)
+    np.testing.assert_allclose(wrapped[..., 1], 10 / 3, atol=1e-3)
+    np.testing.assert_allclose(apart[..., :2], 0.0, atol=1e-3)
