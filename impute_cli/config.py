@@ -76,6 +76,10 @@ class NetworkConfig:
     # that a gap takes the values before and after it, not only those beside it in its frame;
     # 0: per-frame first guesses only (grids; station series fill over time x stations anyway)
     prefill_time_sweeps: int = 0
+    # 'auto': on data sampled several times a day, remove each cell's mean daily cycle (a few
+    # harmonics fitted to its observed values, io.cycle) before training and imputing and add it
+    # back after; 'off' (models written before it): the values as they are
+    daily_cycle: str = "off"
 
     def __post_init__(self) -> None:
         _check(self.arch in ARCHS, f"network.arch '{self.arch}' is not known; use one of {', '.join(ARCHS)}")
@@ -95,6 +99,7 @@ class NetworkConfig:
         _check(0 <= self.prefill_time_sweeps <= 64, "network.prefill_time_sweeps must be in 0..64")
         _check(not self.prefill_residual or self.prefill_input,
                "network.prefill_residual needs network.prefill_input: true")
+        _check(self.daily_cycle in ("auto", "off"), f"network.daily_cycle must be 'auto' or 'off', got '{self.daily_cycle}'")
 
 
 @dataclass

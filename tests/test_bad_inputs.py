@@ -114,6 +114,10 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
                                       "train the model again with this version"),
     "model card with a Python object tag": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", _evil_card(m, d)],
                                             "is not valid YAML; train the model again"),
+    "model of anomalies, file without times of day": (
+        lambda d, m: ["impute", _cube(d), d / "o.nc", "--model",
+                      _model_card(m, d, lambda c: c["normalisation"].update(daily_cycle={"harmonics": 2}))],
+        "the model fills anomalies from a daily cycle, but this file's time coordinate holds only 1 time(s) of day"),
     "truncated weights": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", _weights_cut(m, d)],
                           "not a readable"),
     "unknown preset key": (lambda d, m: ["train", _cube(d), "--preset", _preset(d, {"trian": {}}), "--out", d / "m2"],

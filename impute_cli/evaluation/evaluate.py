@@ -28,6 +28,7 @@ from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.evaluation.report import MODEL_NAME, Evaluation, write_report
 from impute_cli.evaluation.scores import point_scores, sample_scores
 from impute_cli.inference.fill import fill_cube
+from impute_cli.io.cycle import cycle_for_model, remove_cycle, with_cycle
 from impute_cli.inference.impute import check_context_ratio
 from impute_cli.inference.loading import open_for_model
 from impute_cli.io.cube import Cube
@@ -145,7 +146,8 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
     with tempfile.TemporaryDirectory(prefix="impute-cli-evaluate-") as tmp:
         card, den, model_info = _model(opts, given, data, cube, gappy, Path(tmp))
         t0 = time.perf_counter()
-        filled = fill_cube(card, den, gcube, opts)
+        cycle = cycle_for_model(card.normalisation, gcube)  # a model of anomalies: the cycle added back
+        filled = with_cycle(cycle, fill_cube(card, den, gcube if cycle is None else remove_cycle(gcube, cycle), opts))
         model_info["impute_seconds"] = round(time.perf_counter() - t0, 1)
     # Observed cells of the input are carried exactly, as impute writes them.
     estimate = np.where(np.isnan(gappy), filled.estimate, gappy)

@@ -33,6 +33,7 @@ from impute_cli.inference.ensemble import ensemble_single_step
 from impute_cli.inference.solver import sample_windows
 from impute_cli.inference.student import student_windows
 from impute_cli.io.cube import Cube, wrap_columns
+from impute_cli.io.cycle import DailyCycle, remove_cycle, with_cycle
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, refuse_inf, summarise
 from impute_cli.io.tiling import Region, blend_weights, colour_classes, plan_tiles, tile_window, wrap_margin
@@ -57,8 +58,7 @@ def members_per_call(window: tuple[int, int, int], batch_size: int) -> int:
 
 @dataclass
 class Filled:
-    """What imputation gives, in data units: the point estimate (T, C, H, W) and, with samples,
-    the N samples (N, T, C, H, W) (NaN outside the static mask)."""
+    """What imputation gives, in data units: the estimate (T, C, H, W), samples (N, T, C, H, W)."""
 
     estimate: np.ndarray
     samples: np.ndarray | None = None
@@ -110,6 +110,7 @@ class FillJob:
     cell_factors: dict[str, float] | None = None  # per variable: the intervals' calibration factor (writer.output_arrays)
     blend: Blend | None = None  # the model's blend with classical fills (inference.blend); None: the network alone
     student_weights: dict[str, torch.Tensor] | None = None  # the distilled sampler's, when samples come from it
+    cycle: DailyCycle | None = None  # the cube's daily cycle when the model fills anomalies (io.cycle)
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
     _student: torch.nn.Module | None = field(default=None, repr=False)
@@ -122,7 +123,8 @@ class FillJob:
     @property
     def cube(self) -> Cube:
         if self._cube is None:
-            self._cube = open_cube(self.source, self.variables, self.static_mask, valid=self.valid)
+            cube = open_cube(self.source, self.variables, self.static_mask, valid=self.valid)
+            self._cube = cube if self.cycle is None else remove_cycle(cube, self.cycle)
         return self._cube
 
     def _network(self, weights: dict[str, torch.Tensor] | None, student: bool = False) -> torch.nn.Module:
@@ -225,7 +227,7 @@ def region_outputs(job: FillJob, region: Region, quantiles: tuple[float, float],
     torch.set_num_threads(job.threads)
     try:
         with dask.config.set(scheduler="synchronous"):  # reads inside a task stay in this task
-            filled = fill_region(job, region)
+            filled = with_cycle(job.cycle, fill_region(job, region), region.core)
             return output_arrays(job.cube, filled.estimate, filled.samples, region.core, quantiles, save_samples,
                                  factors=job.cell_factors)
     finally:
@@ -325,12 +327,11 @@ def _network_fill(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
 
 def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptions,
               record: Summary | None = None, pool: np.ndarray | None = None) -> Filled:
-    """The blended point estimate for every cell and, with opts.samples, the samples, of an
-    in-memory cube in one piece (evaluate, confidence --calibrate, benchmarks). `record`: the
-    summary of the whole record when `cube` is a few time steps cut from it, so that the network
-    gets the climatology input and the context density ([CQ] App. G.3) that imputing the whole
-    record gives, and `pool` the record's gap shapes for the samplers' random context; default:
-    the cube's own."""
+    """The blended point estimate and, with opts.samples, the samples of an in-memory cube in one
+    piece (evaluate, confidence --calibrate), in the cube's units (the caller adds a daily cycle
+    back: io.cycle). `record`: the summary of the whole record when `cube` is a few time steps of
+    it, so that the network gets the climatology input and context density ([CQ] App. G.3) of
+    the whole record, and `pool` the record's gap shapes for the samplers; default: the cube's."""
     if cube.memory is None:
         cube.load()
     summary = summarise(cube)

@@ -30,6 +30,7 @@ from impute_cli.inference.solver import OMEGAS
 from impute_cli.io.dataset import open_dataset
 from impute_cli.io.encoding import check_compress
 from impute_cli.io.cube import Cube
+from impute_cli.io.cycle import cycle_for_model, remove_cycle
 from impute_cli.io.stats import Summary, refuse_inf, summarise
 from impute_cli.io.tiling import cell_bytes, plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
@@ -114,14 +115,24 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
         opts.log(line)
     # Tile bars inside each region when the regions run here; a cluster's workers show none.
     local = not opts.scheduler and not opts.workers
-    job = make_job(card, den, cube, summary, dataclasses.replace(opts, progress=opts.progress and local),
+    cycle = cycle_for_model(card.normalisation, cube) if card is not None else None
+    if cycle is not None:  # the model fills anomalies from the daily cycle; each region adds it back
+        if source != "trained":  # training has said it
+            opts.log(f"daily cycle: the model fills anomalies; this file's cycle ({cycle.harmonics} harmonics of "
+                     "the day per cell) is removed and added back")
+        work = remove_cycle(cube, cycle)
+        work_summary = summarise(work)
+    else:
+        work, work_summary = cube, summary
+    job = make_job(card, den, work, work_summary, dataclasses.replace(opts, progress=opts.progress and local),
                    source=str(Path(inp).resolve()))
+    job.cycle = cycle
     quantiles = opts.quantiles or (0.05, 0.95)
     sampling = job.info()
     if sampling is not None:
         sampling["model"] = model_used or ""
         if job.card is not None and opts.calibrate is not False:  # honest intervals by default
-            factors = calibrate_samples(job, summary, quantiles, opts)
+            factors = calibrate_samples(job, work_summary, quantiles, opts)
             if factors:
                 job.cell_factors = {v: f["cell_factor"] for v, f in factors.items()}
                 sampling["calibration"] = factors

@@ -56,6 +56,7 @@ from impute_cli.inference.ensemble import ensemble_single_step
 from impute_cli.inference.loading import check_compatible
 from impute_cli.inference.solver import sample_windows
 from impute_cli.inference.student import student_call
+from impute_cli.io.cycle import cycle_for_model, remove_cycle
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, summarise
 from impute_cli.io.writer import utc_stamp
@@ -141,6 +142,8 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     use_threads(opts.threads)
     device = pick_device(opts.device)
     cube.load()
+    if (cycle := cycle_for_model(card.normalisation, cube)) is not None:  # the teacher fills anomalies
+        cube = remove_cycle(cube, cycle)
     summary = summarise(cube)
     stats = Stats(tuple(card.normalisation["mean"]), tuple(card.normalisation["std"]),
                   card.normalisation["observed_fraction"])

@@ -27,6 +27,7 @@ from impute_cli.config import AUTO_PRESET, Preset, TrainConfig, from_dict, load_
 from impute_cli.masks.context_query import ContextSampler, query_mask
 from impute_cli.masks.observation import choose_pattern, gap_run_length, pool_from_cube
 from impute_cli.io.cube import Cube, wrap_columns
+from impute_cli.io.cycle import daily_cycle, remove_cycle
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, summarise
 from impute_cli.device import autocast, pick_device, use_threads
@@ -146,6 +147,9 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
         preset = from_dict(Preset, state["preset"], f"{out / TRAIN_STATE} preset")
         if opts.steps is not None:
             preset = replace(preset, train=replace(preset.train, steps=opts.steps))
+    cycle = daily_cycle(cube, preset.network.daily_cycle, log)  # sub-daily data: the network fills anomalies
+    if cycle is not None:
+        cube = remove_cycle(cube, cycle)
     # One streaming pass gives the normalisation, the climatology input and the observed
     # fraction; nothing of the size of the cube is held unless `load` finds it small.
     summary = summarise_ranks(cube, ranks)
@@ -185,7 +189,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
     if pattern == "empirical" and pool is None:
         pool = pool_from_cube(cube, window[0])
     sampler = ContextSampler(pattern, preset.mask.block_sizes, pool if pattern == "empirical" else None)
-    vs = validation_set(cube, stats, window, preset, opts, ranks, log)
+    vs = validation_set(cube, stats, window, preset, opts, ranks, log, cycle)
     if vs is not None:  # the held-out cells are gone from the data, its climatology and normalisation
         cube = cube.in_memory(vs.hide(cube.memory))
         summary = summarise(cube)
@@ -227,6 +231,8 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
     card = _card_stub(preset, cube, window)
     card.fingerprint = opts.fingerprint
     card.normalisation = stats.to_dict()
+    if cycle is not None:
+        card.normalisation["daily_cycle"] = cycle.describe()
     card.mask_strategy = {"requested": requested, "pattern": pattern, "reason": reason,
                           "context_ratio": preset.mask.context_ratio, "query": preset.mask.query,
                           "query_ratio": preset.mask.query_ratio, "missdiff": preset.mask.is_missdiff,

@@ -29,6 +29,7 @@ from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.inference.blend import FILLS, Blend, distance_to_observed, fit_blend, partner_fills
 from impute_cli.inference.fill import fill_cube
 from impute_cli.io.cube import Cube
+from impute_cli.io.cycle import DailyCycle
 from impute_cli.io.stats import Stats, Summary
 from impute_cli.masks.holdout import make_holdout
 from impute_cli.options import ImputeOptions, TrainOptions
@@ -119,15 +120,23 @@ def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> Validat
     return vs
 
 
-def score_baselines(vs: ValidationSet, valid: np.ndarray, log: Callable[[str], None]) -> None:
-    """Each classical filler on each segment with its held-out cells hidden, scored on them."""
-    per_segment = [run_baselines(list(BASELINES), np.where(h, np.nan, t), valid, log)[0]
-                   for t, h in zip(vs.truth, vs.hidden)]
+def score_baselines(vs: ValidationSet, valid: np.ndarray, log: Callable[[str], None],
+                    cycle: DailyCycle | None = None) -> None:
+    """Each classical filler on each segment with its held-out cells hidden, scored on them.
+    With a daily `cycle` (the cube holds anomalies, io.cycle) the fillers run on the values as
+    the file has them, as a user would run them, and the blend's fills on the anomalies, as
+    imputation computes them."""
+    shift = [np.float32(0) if cycle is None else cycle.values(seg) for seg in vs.segments]
+    per_segment = [run_baselines(list(BASELINES), np.where(h, np.nan, t + c), valid, log)[0]
+                   for t, h, c in zip(vs.truth, vs.hidden, shift)]
     for name in BASELINES:
         if all(name in est for est in per_segment):  # a filler skipped on any segment is left out
-            vs.baselines[name] = vs.score([est[name] for est in per_segment])
-            if name in FILLS:  # the same function: the blend's fit reuses it
+            vs.baselines[name] = vs.score([est[name] - c for est, c in zip(per_segment, shift)])
+            if name in FILLS and cycle is None:  # the same function: the blend's fit reuses it
                 vs.fills[name] = [est[name] for est in per_segment]
+            elif name in FILLS:
+                vs.fills[name] = [partner_fills([name], np.where(h, np.nan, t), valid)[name]
+                                  for t, h in zip(vs.truth, vs.hidden)]
 
 
 def model_estimates(vs: ValidationSet, card: Any, den: torch.nn.Module, cube: Cube, record: Summary,
@@ -197,7 +206,7 @@ def summary_line(validation: dict[str, Any]) -> str:
 
 
 def validation_set(cube: Cube, stats: Stats, window: tuple[int, int, int], preset: Preset, opts: TrainOptions,
-                    ranks: Ranks, log: Callable[[str], None]) -> ValidationSet | None:
+                    ranks: Ranks, log: Callable[[str], None], cycle: DailyCycle | None = None) -> ValidationSet | None:
     """The held-out slice (`validation`) and the classical fillers' scores on it, or None with
     a notice when there is none (--no-validation, torchrun, a cube too big for memory, too few
     observed cells)."""
@@ -215,7 +224,7 @@ def validation_set(cube: Cube, stats: Stats, window: tuple[int, int, int], prese
         log(f"notice: no validation slice ({why}); every observed cell is trained on. "
             "Check the model with 'impute-cli evaluate'")
         return None
-    score_baselines(vs, cube.valid, log)
+    score_baselines(vs, cube.valid, log, cycle)
     best = vs.best_baseline()
     log(f"validation: {vs.cells} observed cells held out of training ({vs.pattern} gap shapes, "
         f"{len(vs.segments)} segment(s) of {vs.segments[0].stop - vs.segments[0].start} time steps)"

@@ -24,6 +24,7 @@ from impute_cli.errors import ImputeError, OptionError
 from impute_cli.inference.fill import FillJob, fill_cube
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.cube import Cube
+from impute_cli.io.cycle import cycle_for_model, remove_cycle
 from impute_cli.io.stats import Summary, summarise
 from impute_cli.masks.observation import choose_pattern, gap_distance, gap_statistics, observation_pool, pool_from_cube
 from impute_cli.options import ConfidenceOptions, ImputeOptions
@@ -106,6 +107,8 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
                           "sampled variables; pass the --model that made the samples")
     cube = open_cube(result, card.variables, card.static_mask_var, ds=ds)
     cube.load()
+    if (cycle := cycle_for_model(card.normalisation, cube)) is not None:  # scored on anomalies: the same errors
+        cube = remove_cycle(cube, cycle)
     settings = ImputeOptions(
         samples=int(st["samples"]), steps=int(st.get("steps", 0)) or None,
         ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
