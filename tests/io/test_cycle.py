@@ -121,3 +121,20 @@ def test_a_frame_missing_at_midnight_is_filled_with_the_midnight_value(models):
             err[setting] = float(np.sqrt(np.mean((o["t2m_filled"].values[midnight] - truth[midnight]) ** 2)))
     assert err["auto"] < 1.5
     assert err["off"] > 3.0
+
+
+def test_regions_workers_and_a_lazy_cube_give_the_same_file(models, tmp_path, monkeypatch):
+    """The cycle is added back region by region, on Dask workers too (each rebuilds the cube
+    less the cycle), and on a cube too large to load: the same values everywhere."""
+    import impute_cli.io.cube as cube_mod
+    _, _, _, cube, _, out = models
+    args = ("--model", out["auto"][0], "--samples", 2, "--steps", 2, "--seed", 3, "--region-mb", 1, *CPU)
+    run_cli("impute", cube, tmp_path / "one.nc", *args)
+    run_cli("impute", cube, tmp_path / "two.nc", *args, "--workers", 2)
+    monkeypatch.setattr(cube_mod, "IN_MEMORY_LIMIT", 0)
+    run_cli("impute", cube, tmp_path / "lazy.nc", *args)
+    with xr.open_dataset(tmp_path / "one.nc") as a:
+        for other in ("two.nc", "lazy.nc"):
+            with xr.open_dataset(tmp_path / other) as b:
+                for v in a.data_vars:
+                    np.testing.assert_array_equal(a[v].values, b[v].values, err_msg=f"{other}: {v}")
