@@ -30,7 +30,8 @@ from impute_cli.io.cube import Cube
 MIN_SPAN_HOURS = 48.0  # a record shorter than two days says little about its daily cycle
 MAX_HARMONICS = 2  # the daily wave and its first overtone (a cycle warming fast and cooling slowly)
 RIDGE = 4.0  # weight of the field's cycle in a cell's fit, in observations (a harmonic's mean square is 1/2)
-CHUNK = 256  # time steps per piece of the fitting pass
+CHUNK = 256  # time steps per piece of the fitting pass, at most
+PIECE_VALUES = 4_000_000  # and at most this many values (32 MB in float64) a piece
 F = TypeVar("F")
 
 
@@ -110,20 +111,24 @@ class DailyCycle:
 
 def fit_cycle(cube: Cube, harmonics: int) -> DailyCycle:
     """Least squares per cell and channel over the observed values (one pass over the cube, in
-    pieces of CHUNK time steps), each cell's harmonics shrunk towards the field's (module doc)."""
+    pieces of at most CHUNK time steps and PIECE_VALUES values: memory follows the grid, not the
+    record), each cell's harmonics shrunk towards the field's (module doc)."""
     hours = hours_of_day(cube)
     assert hours is not None, "fit_cycle needs dates (see harmonics_for)"
     T, H, W = cube.grid.shape
     C, n = len(cube.channels), 1 + 2 * harmonics
-    G = np.zeros((C, H, W, n, n))
-    b = np.zeros((C, H, W, n))
     X = basis(hours, harmonics)
-    for lo in range(0, T, CHUNK):
-        v = cube.read(slice(lo, lo + CHUNK), slice(None), slice(None)).astype("float64")
-        m = cube.observed(v)
-        B = X[lo:lo + CHUNK]
-        G += np.einsum("tchw,tk,tl->chwkl", m, B, B, optimize=True)
-        b += np.einsum("tchw,tk->chwk", np.where(m, v, 0.0), B, optimize=True)
+    XX = (X[:, :, None] * X[:, None, :]).reshape(T, n * n)  # each step's outer product, flattened
+    G = np.zeros((n * n, C * H * W))  # normal equations of every cell, side by side
+    b = np.zeros((n, C * H * W))
+    step = max(1, min(CHUNK, PIECE_VALUES // max(C * H * W, 1)))
+    for lo in range(0, T, step):
+        v = cube.read(slice(lo, lo + step), slice(None), slice(None)).astype("float64")
+        m = cube.observed(v).reshape(len(v), -1).astype("float64")
+        G += XX[lo:lo + step].T @ m
+        b += X[lo:lo + step].T @ (np.nan_to_num(v.reshape(len(v), -1)) * m)
+    G = np.moveaxis(G.reshape(n, n, C, H, W), (0, 1), (-2, -1))
+    b = np.moveaxis(b.reshape(n, C, H, W), 0, -1)
     count = G[..., 0, 0]
     P = np.diag([0.0] + [1.0] * (n - 1))
     # 1. each well-observed cell alone (a tiny ridge keeps the solve defined)
