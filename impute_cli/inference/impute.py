@@ -148,6 +148,10 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
              for r in regions]
     ds = lazy_output(cube, plan, parts, opts.history, sampling=sampling, quantiles=quantiles,
                      save_samples=opts.save_samples, compress=opts.compress, copy=opts.copy)
+    for v in cube.variables if cycle is not None else ():  # say how the gaps were filled
+        ds[f"{v}_filled"].attrs["comment"] += (f"; the network filled the anomalies from each cell's mean daily cycle "
+                                               f"({cycle.harmonics} harmonics of the day fitted on this file), then "
+                                               "the cycle was added back")
     with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log,
                         job.threads) as run:
         write_atomic(ds, out, opts.overwrite, compute=run, zarr_format=opts.zarr_format,

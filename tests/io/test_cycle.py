@@ -118,6 +118,7 @@ def test_a_frame_missing_at_midnight_is_filled_with_the_midnight_value(models):
         run_cli("impute", cube, res, "--model", model, "--no-blend", "--overwrite", *CPU)
         with xr.open_dataset(res) as o:
             check_filled_output(ds, o, ["t2m"])
+            assert ("daily cycle" in o["t2m_filled"].attrs["comment"]) == (setting == "auto")
             err[setting] = float(np.sqrt(np.mean((o["t2m_filled"].values[midnight] - truth[midnight]) ** 2)))
     assert err["auto"] < 1.5
     assert err["off"] > 3.0
