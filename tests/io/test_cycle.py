@@ -48,6 +48,9 @@ def test_a_cycle_is_looked_for_only_in_data_sampled_several_times_a_day(tmp_path
     ds, _, _ = cycle_dataset(24, 4, 4, "1h")  # one day only
     k, why = harmonics_for(open_cube(write_cube(ds, tmp_path / "day.nc")))
     assert k == 0 and "less than two days" in why
+    noleap = xr.date_range("2021-07-01", periods=24, freq="3h", calendar="noleap", use_cftime=True)
+    model_calendar = cycle_dataset(24, 4, 4, "3h")[0].assign_coords(time=("time", noleap, {"axis": "T"}))
+    assert harmonics_for(open_cube(write_cube(model_calendar, tmp_path / "noleap.nc")))[0] == 2  # cftime dates
     plain = ds.assign_coords(time=("time", np.arange(24), {"axis": "T"}))  # a step count, no dates
     k, why = harmonics_for(open_cube(write_cube(plain, tmp_path / "steps.nc")))
     assert k == 0 and "no dates" in why
