@@ -99,7 +99,8 @@ class NetworkConfig:
         _check(0 <= self.prefill_time_sweeps <= 64, "network.prefill_time_sweeps must be in 0..64")
         _check(not self.prefill_residual or self.prefill_input,
                "network.prefill_residual needs network.prefill_input: true")
-        _check(self.daily_cycle in ("auto", "off"), f"network.daily_cycle must be 'auto' or 'off', got '{self.daily_cycle}'")
+        _check(self.daily_cycle in ("auto", "off"),
+               f"network.daily_cycle must be 'auto' or 'off', got '{self.daily_cycle}'")
 
 
 @dataclass
