@@ -108,13 +108,13 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
     autocorrelation, least squares over a grid of l). Each frame's gaps then get the kriged
     anomaly from that frame's observed cells (at most `max_points`, chosen by `_pick_points`,
     seeded by `seed`), solved by Cholesky with the nugget on the diagonal, plus the
-    climatology. Distances are Euclidean in grid-index units (y, x): longitude wrap-around and
+    climatology (the sum over the conditioning cells by one FFT convolution of the frame). Distances are Euclidean in grid-index units (y, x): longitude wrap-around and
     the convergence of meridians are ignored. Frames with no observation: climatology. Cells
     never observed anywhere: climatology part by Laplace fill.
     Raises BaselineSkipped (a ValueError) "gp_kriging: grid of N cells is too large (limit 250000)" when
     H * W > 250000, so that callers can skip this baseline and report it."""
     from scipy.linalg import cho_factor, cho_solve
-    from scipy.spatial.distance import cdist
+    from scipy.signal import fftconvolve
 
     T, H, W = np.shape(values)
     if H * W > GP_MAX_CELLS:
@@ -127,7 +127,14 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
     anom = np.where(obs, v - clim[None], 0.0)
     # 2. one covariance for the whole cube
     s2, length, nugget = _fit_matern(anom, obs)
-    yx = np.stack(np.meshgrid(np.arange(H), np.arange(W), indexing="ij"), -1).reshape(-1, 2).astype("float64")
+    # the covariance at every grid offset (|dy|, |dx|), computed once: cells lie on the grid,
+    # so every entry of K and k below is one of these (the same float64 values as from the
+    # cells' distances); `kernel` is the table at signed offsets, offset 0 at its centre
+    dy, dx = np.arange(H, dtype="float64")[:, None], np.arange(W, dtype="float64")[None, :]
+    table = s2 * matern32_correlation(np.sqrt(dy * dy + dx * dx), length)
+    kernel = np.concatenate([table[::-1], table[1:]], 0)
+    kernel = np.concatenate([kernel[:, ::-1], kernel[:, 1:]], 1)  # (2H - 1, 2W - 1)
+    row, col = np.divmod(np.arange(H * W, dtype=np.int32), np.int32(W))
     rng = np.random.default_rng(seed)
     out = v.copy()
     for t in range(T):
@@ -141,14 +148,15 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
             continue
         # 3. condition on the chosen observed cells: alpha = (K + nugget I)^-1 a
         pts = _pick_points(ob, gap, max_points, rng)
-        K = s2 * matern32_correlation(cdist(yx[pts], yx[pts]), length)
+        K = table[np.abs(row[pts][:, None] - row[pts][None, :]), np.abs(col[pts][:, None] - col[pts][None, :])]
         K[np.diag_indices_from(K)] += nugget
         alpha = cho_solve(cho_factor(K, lower=True, check_finite=False), anom[t].reshape(-1)[pts],
                           check_finite=False)
-        # 4. predict the gaps in chunks (bounded memory): clim + k(gap, pts) @ alpha
-        for c0 in range(0, tgt.size, 4096):
-            sl = tgt[c0:c0 + 4096]
-            ks = s2 * matern32_correlation(cdist(yx[sl], yx[pts]), length)
-            frame[sl] = clim.reshape(-1)[sl] + ks @ alpha
+        # 4. predict the gaps: clim + k(gap, pts) @ alpha, which is alpha placed on the grid
+        # convolved with the covariance at every offset (one FFT convolution for the frame)
+        a = np.zeros(H * W)
+        a[pts] = alpha
+        pred = fftconvolve(a.reshape(H, W), kernel, mode="same").reshape(-1)
+        frame[tgt] = clim.reshape(-1)[tgt] + pred[tgt]
     out = fill_rest(out, mask, clim)
     return outside_valid(out, mask)
