@@ -325,7 +325,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
                 card.validation = with_blend(card.validation, vs, report)
             log(f"blend: {'network with ' + ', '.join(blend.partners) if blend else 'the network alone'} "
                 f"(held-out RMSE {report['blend_rmse']:.4f} vs the network's {report['network_rmse']:.4f}, "
-                "normalised, cross-fitted)")
+                "normalised, cross-fitted)" + "".join(f"; left out: {w}" for w in report["left_out"]))
     if ranks.main:
         save_model(out, card, weights)
         log(f"model written to {out} ({steps_done} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device}"

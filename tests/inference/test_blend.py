@@ -120,3 +120,19 @@ def test_a_damaged_blend_entry_is_refused_in_one_line(trained, tmp_path):
     assert not (tmp_path / "o.nc").exists()
     ok = run_cli("impute", cube, tmp_path / "o.nc", "--model", model, "--no-blend", *CPU)
     assert (tmp_path / "o.nc").exists() and ok.exit_code == 0
+
+
+@pytest.mark.parametrize("steps, left_out", [(48, True), (160, False)])
+def test_kriging_is_weighed_only_on_a_slice_of_many_time_steps(tmp_path, steps, left_out):
+    # kriging's error follows each frame's whole gap layout: a weight fitted on a few time steps
+    # of one layout did not carry over, so a short slice leaves it out and says so
+    cube = write_cube(tiny_cube_dataset(steps, 16, 16, "cloud", 0.6, seed=4), tmp_path / "cube.nc")
+    preset = tiny_preset_yaml(tmp_path / "k.yaml", train={"checkpoint_every": 3, "steps": 3, "batch_size": 2,
+                                                           "blend": ["laplace", "gp_kriging"]})
+    res = run_cli("train", cube, "--preset", preset, "--out", tmp_path / "m", "--device", "cpu")
+    card = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    partners = (card["blend"] or {}).get("partners", [])
+    assert "blend: " in res.stderr, "a validation slice and a blend fit, short record or long"
+    assert ("left out: gp_kriging (the slice spans" in res.stderr) == left_out
+    if left_out:
+        assert "gp_kriging" not in partners
