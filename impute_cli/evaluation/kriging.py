@@ -108,8 +108,9 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
     autocorrelation, least squares over a grid of l). Each frame's gaps then get the kriged
     anomaly from that frame's observed cells (at most `max_points`, chosen by `_pick_points`,
     seeded by `seed`), solved by Cholesky with the nugget on the diagonal, plus the
-    climatology (the sum over the conditioning cells by one FFT convolution of the frame). Distances are Euclidean in grid-index units (y, x): longitude wrap-around and
-    the convergence of meridians are ignored. Frames with no observation: climatology. Cells
+    climatology (the sum over the conditioning cells by one FFT convolution of the frame).
+    Distances are Euclidean in grid-index units (y, x): longitude wrap-around and the
+    convergence of meridians are ignored. Frames with no observation: climatology. Cells
     never observed anywhere: climatology part by Laplace fill.
     Raises BaselineSkipped (a ValueError) "gp_kriging: grid of N cells is too large (limit 250000)" when
     H * W > 250000, so that callers can skip this baseline and report it."""
