@@ -3,6 +3,8 @@ with a Matérn-3/2 covariance fitted to the data's own empirical covariance."""
 
 from __future__ import annotations
 
+from typing import Callable, Iterator
+
 import numpy as np
 
 from impute_cli.evaluation.fill_steps import climatology_map, fill_rest, outside_valid, prepare
@@ -88,6 +90,14 @@ def _pick_points(ob: np.ndarray, gap: np.ndarray, max_points: int, rng: np.rando
     return idx[order[:max_points]]
 
 
+def _counted(n: int, step: Callable[[], None] | None) -> Iterator[int]:
+    """0, 1, ..., n - 1, calling `step` after the loop's body has run for each."""
+    for t in range(n):
+        yield t
+        if step is not None:
+            step()
+
+
 def _smooth_map(m: np.ndarray, valid: np.ndarray, r: int = 2) -> np.ndarray:
     """Mean of the finite values of m (H, W) inside `valid` over a (2r+1)^2 square per cell."""
     from scipy.ndimage import uniform_filter
@@ -99,7 +109,7 @@ def _smooth_map(m: np.ndarray, valid: np.ndarray, r: int = 2) -> np.ndarray:
 
 
 def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_points: int = 2000,
-               seed: int = 0) -> np.ndarray:
+               seed: int = 0, step: Callable[[], None] | None = None) -> np.ndarray:
     """Gaussian-process regression (simple kriging) of anomalies in space, frame by frame.
     Anomalies are values minus the per-cell climatology (as `climatology`) smoothed over 5 x 5
     cells (a per-cell mean of a few observations is noisy, and kriging adds the mean back). ONE isotropic
@@ -113,7 +123,8 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
     convergence of meridians are ignored. Frames with no observation: climatology. Cells
     never observed anywhere: climatology part by Laplace fill.
     Raises BaselineSkipped (a ValueError) "gp_kriging: grid of N cells is too large (limit 250000)" when
-    H * W > 250000, so that callers can skip this baseline and report it."""
+    H * W > 250000, so that callers can skip this baseline and report it. `step`, when given,
+    is called after each time step (a progress bar)."""
     from scipy.linalg import cho_factor, cho_solve
     from scipy.signal import fftconvolve
 
@@ -138,7 +149,7 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
     row, col = np.divmod(np.arange(H * W, dtype=np.int32), np.int32(W))
     rng = np.random.default_rng(seed)
     out = v.copy()
-    for t in range(T):
+    for t in _counted(T, step):
         ob, gap = obs[t], mask & ~obs[t]
         if not gap.any():
             continue

@@ -32,6 +32,7 @@ from impute_cli.errors import ImputeError
 from impute_cli.evaluation.baselines import laplace
 from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging
 from impute_cli.io.cube import wrap_columns
+from impute_cli.progress import progress_bar
 
 PARTNERS = BLEND_PARTNERS  # the classical fills the blend may use, in this order (a preset's train.blend picks)
 EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
@@ -165,42 +166,52 @@ def distance_to_observed(observed: np.ndarray) -> np.ndarray:
 
 
 FILLS: dict[str, Callable[..., np.ndarray]] = {  # the same fills as evaluate's baselines
-    "laplace": laplace, "gp_kriging": lambda values, valid, workers=None: gp_kriging(values, valid)}
+    "laplace": lambda values, valid, workers=None, step=None: laplace(values, valid, workers=workers),
+    "gp_kriging": lambda values, valid, workers=None, step=None: gp_kriging(values, valid, step=step)}
+SLOW = ("gp_kriging",)  # fills that take long enough (~0.1 s a time step) to show progress
 
 
 def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
-                  log: Callable[[str], None] | None = None, workers: int | None = None) -> dict[str, np.ndarray]:
+                  log: Callable[[str], None] | None = None, workers: int | None = None,
+                  progress: bool = False) -> dict[str, np.ndarray]:
     """Each partner's fill of the (T, C, H, W) values (NaN in gaps), channel by channel. A
-    partner that cannot run here (a grid too large for kriging) is left out, with a notice."""
+    partner that cannot run here (a grid too large for kriging) is left out, with a notice.
+    `progress`: a bar by time steps for the slow fills (kriging)."""
     out = {}
+    T, C = values.shape[:2]
     for name in names:
+        bar = progress_bar(T * C, f"blend: {name}", "step", enabled=progress and name in SLOW, leave=False)
         try:
-            out[name] = np.stack([FILLS[name](values[:, c], valid, workers=workers)
-                                  for c in range(values.shape[1])], axis=1)
+            out[name] = np.stack([FILLS[name](values[:, c], valid, workers=workers, step=bar.update)
+                                  for c in range(C)], axis=1)
         except BaselineSkipped as e:
             if log is not None:
                 log(f"notice: blend partner {name} skipped ({e}); its weight goes to the network")
+        finally:
+            bar.close()
     return out
 
 
 def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: np.ndarray,
                 log: Callable[[str], None] | None = None, workers: int | None = None,
-                wrap: int = 0) -> np.ndarray:
+                wrap: int = 0, progress: bool = False) -> np.ndarray:
     """The blended estimate (T, C, H, W) of the network's `estimate` and the partners' fills of
     `values` (NaN in gaps), both in data units; observed cells keep the network's estimate
     (the writer puts the input back there). A partner that cannot run gives its weight to the
     network. `workers`: threads for the fills (default: the cores this process may use).
     `wrap` > 0: the grid is a whole circle of longitude; the fills and the distances are found
     on the values widened by `wrap` columns from the other side (`io.cube.wrap_columns`) and
-    cut back, so that they do not stop at the east-west edge either."""
+    cut back, so that they do not stop at the east-west edge either. `progress`: a bar for
+    kriging's time steps."""
     observed = np.isfinite(values) & valid[None, None]
     if wrap:
         core = slice(wrap, -wrap)
         fills = {k: f[..., core] for k, f in partner_fills(blend.partners, wrap_columns(values, wrap),
-                                                           wrap_columns(valid, wrap), log, workers).items()}
+                                                           wrap_columns(valid, wrap), log, workers,
+                                                           progress).items()}
         dist = distance_to_observed(wrap_columns(observed, wrap))[..., core]
     else:
-        fills = partner_fills(blend.partners, values, valid, log, workers)
+        fills = partner_fills(blend.partners, values, valid, log, workers, progress)
         dist = distance_to_observed(observed)
     w = blend.cell_weights(dist)  # (1 + P, T, C, H, W)
     out = w[0] * estimate

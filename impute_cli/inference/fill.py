@@ -272,7 +272,7 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     est = denormalise(est, stats)
     shift = None
     if job.blend is not None:  # the fitted blend with classical fills; samples move with the estimate
-        blended = apply_blend(job.blend, est, cube.memory, cube.valid, workers=job.threads, wrap=p)
+        blended = apply_blend(job.blend, est, cube.memory, cube.valid, workers=job.threads, wrap=p, progress=job.progress)
         shift, est = blended - est, blended
     if samples is not None:
         for n in range(job.samples):  # in place, one member at a time
