@@ -95,6 +95,8 @@ def test_a_trained_model_records_its_blend_and_impute_applies_it(trained, tmp_pa
     gaps = ~obs
     assert np.isfinite(a["sst_filled"].values[gaps]).all()
     assert not np.array_equal(a["sst_filled"].values[gaps], b["sst_filled"].values[gaps])
+    assert "; blended with " in a["sst_filled"].attrs["comment"], "the output says how its gaps were filled"
+    assert "blended" not in b["sst_filled"].attrs["comment"]
 
 
 def test_samples_move_with_the_blended_estimate(trained, tmp_path):
