@@ -158,7 +158,7 @@ FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, he
 Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How many estimates, each from another random part of the observed cells, are averaged per gap cell (more: smoother and slower; default: the model's).")]
 Solver = Annotated[Optional[SolverKind], typer.Option("--solver", help="Step of the samples' solver: ddim (first order) or dpm2m (second order, as good in fewer steps; default: the model's, dpm2m).")]
 Sampler = Annotated[SamplerKind, typer.Option("--sampler", help="Where samples come from: auto (the model's distilled sampler, one network call a sample, when 'impute-cli distill' made one; else the multi-step solver), full (the multi-step solver) or student.")]
-BlendOpt = Annotated[bool, typer.Option("--blend/--no-blend", help="Use the model's blend of its estimate with classical fills (Laplace by default), fitted on its validation slice (default); --no-blend: the network's estimate alone.")]
+BlendOpt = Annotated[bool, typer.Option("--blend/--no-blend", help="Use the model's blend of its estimate with classical fills (in quick: the Laplace fill and kriging), fitted on its validation slice (default); --no-blend: the network's estimate alone.")]
 ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="Share of the observed cells the model sees per estimate, in (0, 1]; 1: all of them (default: the model preset's choice, else as dense as in training; see docs/cli.md).")]
 
 
