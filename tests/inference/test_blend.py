@@ -154,3 +154,18 @@ def test_kriging_counts_every_time_step_for_the_progress_bar():
     np.testing.assert_array_equal(out, gp_kriging(values))
     fills = partner_fills(["laplace", "gp_kriging"], values[:, None], np.ones((12, 12), bool), progress=True)
     np.testing.assert_array_equal(fills["gp_kriging"][:, 0], out)
+
+
+def test_kriging_on_a_grid_too_large_gives_its_weight_to_the_network():
+    # a model blended with kriging, applied to a grid above kriging's limit: a one-line notice,
+    # and the network's estimate where kriging's weight was, observed cells untouched
+    rng = np.random.default_rng(0)
+    H, W = 400, 630  # 252 000 cells, over the 250 000 kriging takes
+    values = rng.normal(size=(2, 1, H, W))
+    values[:, :, 100:120, 200:230] = np.nan
+    est = np.where(np.isnan(values), 5.0, values)
+    notes: list[str] = []
+    out = apply_blend(Blend(["gp_kriging"], list(EDGES), [[0.2, 0.8]] * (len(EDGES) + 1)), est, values,
+                      np.ones((H, W), bool), log=notes.append)
+    assert len(notes) == 1 and "blend partner gp_kriging skipped" in notes[0] and "\n" not in notes[0]
+    np.testing.assert_allclose(out, est, rtol=1e-6)  # the weights are float32 and sum to one
