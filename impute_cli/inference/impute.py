@@ -156,8 +156,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
         fills = " and ".join({"laplace": "a Laplace fill", "gp_kriging": "kriging"}.get(p, p) for p in job.blend.partners)
         for v in cube.variables:
             ds[f"{v}_filled"].attrs["comment"] += (f"; blended with {fills} of the same gaps by weights per distance to "
-                                                   "the nearest observation, fitted on the model's validation slice "
-                                                   "(samples moved with it)")
+                                                   "the nearest observation, fitted on the model's validation slice"
+                                                   + (" (the samples moved with it)" if sampling else ""))
     with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log,
                         job.threads) as run:
         write_atomic(ds, out, opts.overwrite, compute=run, zarr_format=opts.zarr_format,
