@@ -128,19 +128,16 @@ def score_baselines(vs: ValidationSet, valid: np.ndarray, log: Callable[[str], N
                     cycle: DailyCycle | None = None) -> None:
     """Each classical filler on each segment with its held-out cells hidden, scored on them.
     With a daily `cycle` (the cube holds anomalies, io.cycle) the fillers run on the values as
-    the file has them, as a user would run them, and the blend's fills on the anomalies, as
-    imputation computes them."""
+    the file has them, as a user would run them; the blend's fills are then left for
+    `fit_validation_blend` to compute on the anomalies, as imputation does."""
     shift = [np.float32(0) if cycle is None else cycle.values(seg) for seg in vs.segments]
     per_segment = [run_baselines(list(BASELINES), np.where(h, np.nan, t + c), valid, log)[0]
                    for t, h, c in zip(vs.truth, vs.hidden, shift)]
     for name in BASELINES:
         if all(name in est for est in per_segment):  # a filler skipped on any segment is left out
             vs.baselines[name] = vs.score([est[name] - c for est, c in zip(per_segment, shift)])
-            if name in FILLS and cycle is None:  # the same function: the blend's fit reuses it
+            if name in FILLS and cycle is None:  # the same function on the same values: the blend's fit reuses it
                 vs.fills[name] = [est[name] for est in per_segment]
-            elif name in FILLS:
-                vs.fills[name] = [partner_fills([name], np.where(h, np.nan, t), valid)[name]
-                                  for t, h in zip(vs.truth, vs.hidden)]
 
 
 def model_estimates(vs: ValidationSet, card: Any, den: torch.nn.Module, cube: Cube, record: Summary,
