@@ -12,7 +12,7 @@ from impute_cli.evaluation.cdo import cdo_fillmiss
 from impute_cli.evaluation.dineof import eof_dineof
 from impute_cli.evaluation.fill_steps import (climatology, climatology_map, fill_rest, harmonic_fill, laplace_fill,
                                              outside_valid, prepare)
-from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging
+from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging, st_kriging
 
 
 def temporal_linear(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
@@ -137,19 +137,25 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "ns_inpaint": ns_inpaint,
     "eof_dineof": eof_dineof,
     "gp_kriging": gp_kriging,
+    "st_kriging": st_kriging,
     "cdo_fillmiss": cdo_fillmiss,  # skipped where the cdo program is not on PATH
 }
 
 
-def run_baselines(names: list[str], gappy: np.ndarray, valid: np.ndarray,
-                  log: Callable[[str], None]) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, str]]:
-    """Each baseline on every channel of the gappy cube: estimates, seconds, and why any was skipped."""
+def run_baselines(names: list[str], gappy: np.ndarray, valid: np.ndarray, log: Callable[[str], None],
+                  covariances: dict[str, list] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float],
+                                                                       dict[str, str]]:
+    """Each baseline on every channel of the gappy cube: estimates, seconds, and why any was
+    skipped. `covariances`: per baseline and channel, a covariance fitted to the whole record
+    (`st_kriging`'s `cov`) when `gappy` is a piece of it."""
     est, secs, skipped = {}, {}, {}
     for name in names:
         fn = BASELINES[name]
         t0 = time.perf_counter()
         try:
-            est[name] = np.stack([fn(gappy[:, c], valid) for c in range(gappy.shape[1])], axis=1)
+            cov = (covariances or {}).get(name)
+            est[name] = np.stack([fn(gappy[:, c], valid, **({"cov": cov[c]} if cov else {}))
+                                  for c in range(gappy.shape[1])], axis=1)
         except (BaselineSkipped, ImportError) as e:  # a baseline that cannot run here says why; a bug still raises
             skipped[name] = str(e)
             log(f"baseline {name} skipped: {e}")

@@ -3,7 +3,7 @@ with a Matérn-3/2 covariance fitted to the data's own empirical covariance."""
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -170,5 +170,135 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
         a[pts] = alpha
         pred = fftconvolve(a.reshape(H, W), kernel, mode="same").reshape(-1)
         frame[tgt] = clim.reshape(-1)[tgt] + pred[tgt]
+    out = fill_rest(out, mask, clim)
+    return outside_valid(out, mask)
+
+
+def _fit_time_scale(anom: np.ndarray, obs: np.ndarray, s2: float, max_lag: int = 12) -> float:
+    """Correlation time tau (in time steps) of an exponential correlation exp(-|dt| / tau) (the
+    AR(1) process's), matched to the empirical covariance of each cell with itself dt steps later
+    (dt = 1..max_lag, pairs of observed values pooled over cells) by weighted least squares with
+    the spatial fit's variance s2 fixed (a separable covariance): a grid of tau in [0.2, T],
+    weights pair count / dt^2 (the short lags matter most, as in `_fit_matern`). 0 when the
+    anomalies carry no correlation from one step to the next."""
+    T = anom.shape[0]
+    lags = np.arange(1, min(max_lag, T - 1) + 1)
+    if lags.size == 0 or s2 <= 0:
+        return 0.0
+    f = np.where(obs, anom, 0.0)
+    m = obs.astype("float64")
+    cov = np.array([(f[k:] * f[:-k]).sum() for k in lags])
+    npairs = np.array([(m[k:] * m[:-k]).sum() for k in lags])
+    use = npairs > 0
+    if not use.any():
+        return 0.0
+    k, c, w = lags[use].astype("float64"), cov[use] / npairs[use], npairs[use] / lags[use] ** 2
+    best = (float((w * c * c).sum()), 0.0)  # tau = 0: no correlation in time
+    for tau in np.geomspace(0.2, max(T, 1.0), 60):
+        sse = float((w * (c - s2 * np.exp(-k / tau)) ** 2).sum())
+        if sse < best[0]:
+            best = (sse, float(tau))
+    return best[1]
+
+
+FIT_STEPS = 512  # st_kriging fits its covariance on at most this many time steps (the middle ones)
+
+
+class STCovariance(NamedTuple):
+    """`st_kriging`'s separable covariance: variance, length scale (cells), nugget, time scale (steps)."""
+    s2: float
+    length: float
+    nugget: float
+    tau: float
+
+
+def st_covariance(values: np.ndarray, valid: np.ndarray | None = None) -> STCovariance:
+    """The covariance `st_kriging` fits to a (T, H, W) cube (its middle FIT_STEPS time steps at
+    most): anomalies from the smoothed climatology, as `gp_kriging`'s, the covariance in space as
+    `gp_kriging` fits it, then its time scale. A piece of a record (a few dozen steps) gives a
+    time scale biased short (its own mean takes out the slow part of the anomalies): callers
+    that krige pieces pass the whole record's covariance (`st_kriging(cov=)`)."""
+    T = np.shape(values)[0]
+    t0 = max(0, (T - FIT_STEPS) // 2)
+    v, mask, obs = prepare(values[t0:t0 + FIT_STEPS], valid)
+    clim = _smooth_map(climatology_map(v, mask, obs), mask)
+    anom = np.where(obs, v - clim[None], 0.0)
+    s2, length, nugget = _fit_matern(anom, obs)
+    return STCovariance(s2, length, nugget, _fit_time_scale(anom, obs, s2))
+
+
+def st_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_points: int = 3000,
+               block: int = 8, reach: int = 4, seed: int = 0, cov: STCovariance | None = None,
+               step: Callable[[], None] | None = None) -> np.ndarray:
+    """Space-time kriging: `gp_kriging`'s simple kriging of anomalies, conditioned on the observed
+    cells of the neighbouring time steps as well as the step's own. The covariance is separable,
+    k(dt, r) = s2 exp(-|dt| / tau) (1 + sqrt3 r/l) exp(-sqrt3 r/l), plus a nugget: s2, l and the
+    nugget as `gp_kriging` fits them on each step's pairs, tau fitted to each cell's covariance with
+    itself dt = 1..12 steps later (`_fit_time_scale`); `cov` gives them instead (`st_covariance` of
+    the whole record, for a piece of it). Time steps are taken `block` at a time;
+    each block's gaps are kriged from the observed cells of the block and of `reach` steps on
+    either side (at most `max_points`: the cells nearest the gaps in space and time first, then a
+    seeded random subset, as `_pick_points`), solved by Cholesky, predicted by one FFT convolution
+    of the slab with the covariance at every (dt, dy, dx) offset. Distances are in grid-index
+    units; one time step is one unit of the time axis as sampled. Cells never observed anywhere:
+    climatology by Laplace fill. Raises BaselineSkipped above GP_MAX_CELLS cells a step, as
+    `gp_kriging`. `step`, when given, is called after each time step (a progress bar)."""
+    from scipy.linalg import cho_factor, cho_solve
+    from scipy.ndimage import distance_transform_edt
+    from scipy.signal import fftconvolve
+
+    T, H, W = np.shape(values)
+    if H * W > GP_MAX_CELLS:
+        raise BaselineSkipped(f"st_kriging: grid of {H * W} cells is too large (limit {GP_MAX_CELLS})")
+    v, mask, obs = prepare(values, valid)
+    # 1. anomalies from the smoothed climatology (as gp_kriging)
+    clim = _smooth_map(climatology_map(v, mask, obs), mask)
+    anom = np.where(obs, v - clim[None], 0.0)
+    # 2. one separable covariance: the cube's own, or the one given (`cov`, a whole record's)
+    s2, length, nugget, tau = cov if cov is not None else st_covariance(values, valid)
+    n_max = min(T, block + 2 * reach)
+    dt = np.arange(n_max, dtype="float64")
+    rho_t = np.exp(-dt / tau) if tau > 0 else (dt == 0).astype("float64")
+    dy, dx = np.arange(H, dtype="float64")[:, None], np.arange(W, dtype="float64")[None, :]
+    rho_s = matern32_correlation(np.sqrt(dy * dy + dx * dx), length)
+    ks = np.concatenate([rho_s[::-1], rho_s[1:]], 0)
+    ks = np.concatenate([ks[:, ::-1], ks[:, 1:]], 1)  # (2H - 1, 2W - 1), offset 0 at the centre
+    rng = np.random.default_rng(seed)
+    out = v.copy()
+    for t0 in range(0, T, block):
+        t1, lo = min(t0 + block, T), max(t0 - reach, 0)
+        hi = min(t1 + reach, T)
+        gap = np.zeros((hi - lo, H, W), bool)
+        gap[t0 - lo:t1 - lo] = mask[None] & ~obs[t0:t1]
+        ob = obs[lo:hi]
+        if gap.any():
+            tgt = np.flatnonzero(gap)
+            if not ob.any() or s2 <= 0:  # nothing to condition on / no correlation
+                out[lo:hi].reshape(-1)[tgt] = np.broadcast_to(clim, gap.shape).reshape(-1)[tgt]
+            else:
+                # 3. the conditioning cells: nearest the block's gaps in (t, y, x) first
+                idx = np.flatnonzero(ob)
+                if idx.size > max_points:
+                    d = distance_transform_edt(~gap).ravel()[idx]
+                    tier = np.where(d <= 1.0, 0, np.where(d <= 2.0, 1, 2))
+                    idx = idx[np.lexsort((rng.random(idx.size), tier))[:max_points]]
+                pt, rem = np.divmod(idx, H * W)
+                py, px = np.divmod(rem, W)
+                K = s2 * rho_t[np.abs(pt[:, None] - pt[None, :])] * rho_s[
+                    np.abs(py[:, None] - py[None, :]), np.abs(px[:, None] - px[None, :])]
+                K[np.diag_indices_from(K)] += nugget
+                alpha = cho_solve(cho_factor(K, lower=True, check_finite=False), anom[lo:hi].reshape(-1)[idx],
+                                  check_finite=False)
+                # 4. predict: alpha on the slab convolved with the covariance at every offset
+                a = np.zeros(gap.size)
+                a[idx] = alpha
+                n = hi - lo
+                kt = np.concatenate([rho_t[n - 1:0:-1], rho_t[:n]])  # (2n - 1,), offset 0 at the centre
+                pred = fftconvolve(a.reshape(gap.shape), s2 * kt[:, None, None] * ks[None], mode="same")
+                view = out[lo:hi].reshape(-1)  # a view of `out`
+                view[tgt] = np.broadcast_to(clim, gap.shape).reshape(-1)[tgt] + pred.reshape(-1)[tgt]
+        for _ in range(t1 - t0):
+            if step is not None:
+                step()
     out = fill_rest(out, mask, clim)
     return outside_valid(out, mask)

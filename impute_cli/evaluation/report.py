@@ -181,7 +181,9 @@ def markdown(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
     out += ["Methods: climatology = per-cell temporal mean; temporal_linear = linear interpolation in time; "
             "laplace = Laplace/Poisson fill per time step (CDO fillmiss-like); telea, ns_inpaint = OpenCV "
             "inpainting per time step; eof_dineof = DINEOF-style EOF reconstruction with cross-validated modes; "
-            "gp_kriging = Gaussian-process regression in space per time step with one fitted Matérn covariance.", ""]
+            "gp_kriging = Gaussian-process regression in space per time step with one fitted Matérn covariance; "
+            "st_kriging = the same in space and time: each step's gaps kriged from the observed cells of the"
+            " steps around it too, with a fitted separable covariance.", ""]
     return "\n".join(out)
 
 

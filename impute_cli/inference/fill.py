@@ -109,6 +109,7 @@ class FillJob:
     threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
     cell_factors: dict[str, float] | None = None  # per variable: the intervals' calibration factor (writer.output_arrays)
     blend: Blend | None = None  # the model's blend with classical fills (inference.blend); None: the network alone
+    fits: dict[str, list] | None = None  # a piece of a record: the record's fits for the blend (record_fits)
     student_weights: dict[str, torch.Tensor] | None = None  # the distilled sampler's, when samples come from it
     cycle: DailyCycle | None = None  # the cube's daily cycle when the model fills anomalies (io.cycle)
     _cube: Cube | None = field(default=None, repr=False)
@@ -207,8 +208,7 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     return FillJob(card=card, weights={k: v.detach().cpu() for k, v in den.net.state_dict().items()},
                    source=source, variables=cube.variables, static_mask=cube.static_mask_var, stats=stats,
                    sums=summary.climatology_sums(stats), pool=pool_from_cube(cube, window[0]) if pool is None else pool,
-                   ratio=ratio,
-                   window=window, samples=opts.samples or 0, steps=opts.steps or cfg.steps,
+                   ratio=ratio, window=window, samples=opts.samples or 0, steps=opts.steps or cfg.steps,
                    ensemble=opts.ensemble or cfg.ensemble, omega=opts.omega or cfg.omega,
                    solver=opts.solver or cfg.solver, seed=opts.seed,
                    device=opts.device, progress=opts.progress, valid=cube.valid, ratio_given=chosen is not None,
@@ -272,7 +272,8 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     est = denormalise(est, stats)
     shift = None
     if job.blend is not None:  # the fitted blend with classical fills; samples move with the estimate
-        blended = apply_blend(job.blend, est, cube.memory, cube.valid, workers=job.threads, wrap=p, progress=job.progress)
+        blended = apply_blend(job.blend, est, cube.memory, cube.valid, workers=job.threads, wrap=p,
+                              progress=job.progress, fits=job.fits)
         shift, est = blended - est, blended
     if samples is not None:
         for n in range(job.samples):  # in place, one member at a time
@@ -319,19 +320,17 @@ def _network_fill(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     bar.close()
     est = np.divide(num, den_w, out=np.full_like(num, np.nan), where=den_w > 0)
     del num
-    samples = None
-    if job.samples:
-        samples = draw_samples(job, cube, est, sums, region)
-    return est, samples
+    return est, draw_samples(job, cube, est, sums, region) if job.samples else None
 
 
-def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptions,
-              record: Summary | None = None, pool: np.ndarray | None = None) -> Filled:
+def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptions, record: Summary | None = None,
+              pool: np.ndarray | None = None, fits: dict[str, list] | None = None) -> Filled:
     """The blended point estimate and, with opts.samples, the samples of an in-memory cube in one
     piece (evaluate, confidence --calibrate), in the cube's units (the caller adds a daily cycle
     back: io.cycle). `record`: the summary of the whole record when `cube` is a few time steps of
     it, so that the network gets the climatology input and context density ([CQ] App. G.3) of
-    the whole record, and `pool` the record's gap shapes for the samplers; default: the cube's."""
+    the whole record, `pool` its gap shapes for the samplers, `fits` its fits for the blend's
+    fills (`blend.record_fits`); default: the cube's."""
     if cube.memory is None:
         cube.load()
     summary = summarise(cube)
@@ -339,6 +338,7 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptio
     if int(summary.gaps().sum()) == 0:
         raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
     job = make_job(card, den, cube, record or summary, opts, pool=pool)
+    job.fits = fits  # set here: a job for a whole cube fits its own
     est, samples = _fill_box(job, cube, job.sums, 0)
     return Filled(est, samples, job.info())
 

@@ -153,7 +153,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
                                                f"({cycle.harmonics} harmonics of the day fitted on this file), then "
                                                "the cycle was added back")
     if job.blend is not None:  # the network's estimate blended with classical fills (inference.blend)
-        fills = " and ".join({"laplace": "a Laplace fill", "gp_kriging": "kriging"}.get(p, p) for p in job.blend.partners)
+        fills = " and ".join({"laplace": "a Laplace fill", "gp_kriging": "kriging",
+                              "st_kriging": "space-time kriging"}.get(p, p) for p in job.blend.partners)
         for v in cube.variables:
             ds[f"{v}_filled"].attrs["comment"] += (f"; blended with {fills} of the same gaps by weights per distance to "
                                                    "the nearest observation, fitted on the model's validation slice"

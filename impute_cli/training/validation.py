@@ -26,7 +26,9 @@ import torch
 from impute_cli.config import Preset
 from impute_cli.errors import ImputeError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
-from impute_cli.inference.blend import FILLS, Blend, distance_to_observed, fit_blend, partner_fills
+from impute_cli.evaluation.kriging import FIT_STEPS
+from impute_cli.inference.blend import (FILLS, FITTED, Blend, distance_to_observed, fit_blend, partner_fills,
+                                       record_fits)
 from impute_cli.inference.fill import fill_cube
 from impute_cli.io.cube import Cube
 from impute_cli.io.cycle import DailyCycle
@@ -44,6 +46,7 @@ MIN_CELLS = 200  # fewer hidden cells than this: no validation
 # layout: its blend weight is fitted only on a slice of at least this many time steps (a few
 # steps of one cloud layout did not carry over to another; docs/choices.md)
 KRIGING_MIN_STEPS = 24
+KRIGING = ("gp_kriging", "st_kriging")  # the partners KRIGING_MIN_STEPS applies to
 
 
 @dataclass
@@ -60,6 +63,7 @@ class ValidationSet:
     pattern: str
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     fills: dict[str, list[np.ndarray]] = field(default_factory=dict)  # the blend's fills per segment, kept from the baselines
+    fits: dict[str, list] = field(default_factory=dict)  # the record's fits for fills of segments (record_fits)
 
     @property
     def cells(self) -> int:
@@ -70,6 +74,16 @@ class ValidationSet:
         out = values.copy()
         for seg, h in zip(self.segments, self.hidden):
             out[seg][h] = np.nan
+        return out
+
+    def hide_middle(self, values: np.ndarray, steps: int) -> np.ndarray:
+        """A copy of the cube's middle `steps` time steps (all when fewer), held-out cells NaN."""
+        t0 = max(0, (values.shape[0] - steps) // 2)
+        out = values[t0:t0 + steps].copy()
+        for seg, h in zip(self.segments, self.hidden):
+            a, b = max(seg.start, t0), min(seg.stop, t0 + len(out))
+            if a < b:
+                out[a - t0:b - t0][h[a - seg.start:b - seg.start]] = np.nan
         return out
 
     def score(self, estimates: list[np.ndarray]) -> dict[str, Any]:
@@ -131,7 +145,8 @@ def score_baselines(vs: ValidationSet, valid: np.ndarray, log: Callable[[str], N
     the file has them, as a user would run them; the blend's fills are then left for
     `fit_validation_blend` to compute on the anomalies, as imputation does."""
     shift = [np.float32(0) if cycle is None else cycle.values(seg) for seg in vs.segments]
-    per_segment = [run_baselines(list(BASELINES), np.where(h, np.nan, t + c), valid, log)[0]
+    fits = vs.fits if cycle is None else None  # fitted to the anomalies: not for the values as the file has them
+    per_segment = [run_baselines(list(BASELINES), np.where(h, np.nan, t + c), valid, log, fits)[0]
                    for t, h, c in zip(vs.truth, vs.hidden, shift)]
     for name in BASELINES:
         if all(name in est for est in per_segment):  # a filler skipped on any segment is left out
@@ -165,15 +180,16 @@ def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: 
     """The blend of the network's estimates of the segments with the partners' fills
     (`inference.blend.fit_blend`), fitted on the held-out cells in normalised units, and the
     validation's figures of the blended estimate (cross-fitted: RMSE per variable and pooled).
-    Kriging is left out on a slice of fewer than KRIGING_MIN_STEPS time steps (`left_out` says so)."""
+    Kriging (either kind) is left out on a slice of fewer than KRIGING_MIN_STEPS time steps (`left_out` says so)."""
     std = vs.std[None, :, None, None]
     steps, left_out = sum(sg.stop - sg.start for sg in vs.segments), []
-    if "gp_kriging" in partners and steps < KRIGING_MIN_STEPS:
-        partners = [n for n in partners if n != "gp_kriging"]
-        left_out = [f"gp_kriging (the slice spans {steps} time steps, fewer than {KRIGING_MIN_STEPS})"]
+    if steps < KRIGING_MIN_STEPS:
+        left_out = [f"{n} (the slice spans {steps} time steps, fewer than {KRIGING_MIN_STEPS})"
+                    for n in partners if n in KRIGING]
+        partners = [n for n in partners if n not in KRIGING]
     missing = [n for n in partners if n not in vs.fills]
     segs = [{**{n: vs.fills[n][k] for n in partners if n in vs.fills},
-             **(partner_fills(missing, np.where(h, np.nan, t), valid) if missing else {})}
+             **(partner_fills(missing, np.where(h, np.nan, t), valid, fits=vs.fits) if missing else {})}
             for k, (t, h) in enumerate(zip(vs.truth, vs.hidden))]
     names = [n for n in partners if all(n in f for f in segs)]
     net, part, dist, chan = [], {n: [] for n in names}, [], []
@@ -231,6 +247,7 @@ def validation_set(cube: Cube, stats: Stats, window: tuple[int, int, int], prese
         log(f"notice: no validation slice ({why}); every observed cell is trained on. "
             "Check the model with 'impute-cli evaluate'")
         return None
+    vs.fits = record_fits(list(FITTED), vs.hide_middle(cube.memory, FIT_STEPS), cube.valid)
     score_baselines(vs, cube.valid, log, cycle)
     best = vs.best_baseline()
     log(f"validation: {vs.cells} observed cells held out of training ({vs.pattern} gap shapes, "

@@ -21,6 +21,7 @@ import xarray as xr
 
 from impute_cli.checkpoint import ModelCard, load_model
 from impute_cli.errors import ImputeError, OptionError
+from impute_cli.inference.blend import Blend, record_fits
 from impute_cli.inference.fill import FillJob, fill_cube
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.cube import Cube
@@ -153,6 +154,10 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
     # (a few windows, the hidden cells as extra gaps) gave sparser masks and samples too narrow
     # by about 40 % (GP block cube, 6-step solver: factor 3.66 where the real gaps needed 1.74).
     pool = pool_from_cube(cube, card.window[0])
+    # The blend's fills that fit the data (space-time kriging's covariance) take the record's fit:
+    # a segment of a few dozen steps fits it worse than the run on the whole record did.
+    partners = Blend.from_dict(card.blend).partners if card.blend and settings.blend else []
+    fits = record_fits(partners, full, cube.valid)
     # How deep the real gaps lie, per variable: the hidden cells are weighted to match (depth_weights).
     depth = gap_distance(obs, DEPTH_CAP)
     gaps = ~obs & cube.valid[None, None]
@@ -178,7 +183,7 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
         settings.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1}{ctx}, "
                      f"{int(core.sum())} observed cells hidden and resampled")
         filled = fill_cube(card, den, seg, dataclasses.replace(settings, seed=seed + 1 + k),
-                           record=rec.crop(ys, xs), pool=pool[..., ys, xs])
+                           record=rec.crop(ys, xs), pool=pool[..., ys, xs], fits=fits)
         c = slice(s0 - a, s0 - a + L)
         for v, idx in chans.items():
             u = Uncertain(v, (), filled.estimate[c][:, idx].astype("float64"),

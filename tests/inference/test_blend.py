@@ -11,9 +11,10 @@ import xarray as xr
 import yaml
 
 from conftest import run_cli
-from impute_cli.evaluation.kriging import gp_kriging
+from impute_cli.evaluation.gp import gap_mask, sample_cube
+from impute_cli.evaluation.kriging import gp_kriging, st_covariance, st_kriging
 from impute_cli.inference.blend import (EDGES, Blend, apply_blend, distance_to_observed, fit_blend, fit_weights,
-                                        partner_fills, simplex_weights)
+                                        partner_fills, record_fits, simplex_weights)
 from impute_cli.testing import tiny_cube_dataset, tiny_preset_yaml, write_cube
 
 CPU = ("--device", "cpu", "--quiet")
@@ -154,6 +155,24 @@ def test_kriging_counts_every_time_step_for_the_progress_bar():
     np.testing.assert_array_equal(out, gp_kriging(values))
     fills = partner_fills(["laplace", "gp_kriging"], values[:, None], np.ones((12, 12), bool), progress=True)
     np.testing.assert_array_equal(fills["gp_kriging"][:, 0], out)
+
+
+def test_a_piece_of_a_record_is_kriged_in_space_and_time_with_the_records_covariance():
+    # validation and calibration fill pieces of a few dozen steps: too few for the time scale of
+    # space-time kriging's covariance, which they take from the whole record (record_fits)
+    truth = sample_cube(96, 10, 10, phi=0.9, ell=3.0, seed=5)
+    values = np.where(gap_mask(truth.shape, "pixel", 0.5, seed=5), truth, np.nan)[:, None]
+    valid = np.ones((10, 10), bool)
+    fits = record_fits(["laplace", "st_kriging"], values, valid)
+    assert list(fits) == ["st_kriging"] and fits["st_kriging"][0] == st_covariance(values[:, 0], valid)
+    piece = values[40:64]
+    given = partner_fills(["st_kriging"], piece, valid, fits=fits)["st_kriging"][:, 0]
+    np.testing.assert_array_equal(given, st_kriging(piece[:, 0], valid, cov=fits["st_kriging"][0]))
+    own = partner_fills(["st_kriging"], piece, valid)["st_kriging"][:, 0]
+    np.testing.assert_array_equal(own, st_kriging(piece[:, 0], valid))
+    assert st_covariance(piece[:, 0], valid).tau < fits["st_kriging"][0].tau, "a piece's time scale is short"
+    gaps = np.isnan(piece[:, 0])
+    assert np.mean((given - truth[40:64])[gaps] ** 2) < np.mean((own - truth[40:64])[gaps] ** 2)
 
 
 def test_kriging_on_a_grid_too_large_gives_its_weight_to_the_network():

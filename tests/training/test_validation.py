@@ -43,6 +43,11 @@ def test_the_slice_hides_a_few_percent_of_observed_cells_with_the_gap_shapes(cub
     assert all(np.array_equal(a, b) for a, b in zip(vs.hidden, again.hidden)), "the same seed, the same slice"
     perfect = vs.score(vs.truth)
     assert all(r == 0 for r in perfect["rmse"].values()) and perfect["normalised"] == 0
+    # what the record's fits (space-time kriging's covariance) see: its middle steps, held-out cells hidden
+    middle = vs.hide_middle(c.memory, 20)
+    t0 = (c.memory.shape[0] - 20) // 2
+    np.testing.assert_array_equal(middle, hidden[t0:t0 + 20])
+    np.testing.assert_array_equal(vs.hide_middle(c.memory, 1000), hidden)
 
 
 def test_train_reports_validation_beside_the_baselines(cube, preset, tmp_path):
@@ -51,7 +56,8 @@ def test_train_reports_validation_beside_the_baselines(cube, preset, tmp_path):
     v = yaml.safe_load((model / "model.yaml").read_text())["validation"]
     assert v["cells"] > 0 and v["rmse"]["sst"] > 0 and v["best_baseline"] in ("climatology", "temporal_linear",
                                                                                "laplace", "telea", "ns_inpaint",
-                                                                               "eof_dineof", "gp_kriging")
+                                                                               "eof_dineof", "gp_kriging",
+                                                                                   "st_kriging")
     assert v["ratio"] == pytest.approx(v["rmse"]["sst"] / v["baseline_rmse"]["sst"], rel=1e-3)
     assert [c["step"] for c in v["curve"]] == [3, 6, 9] and v["step"] in (3, 6, 9) and v["units"] == {"sst": "degC"}
     assert "validation RMSE sst" in res.stderr and "best classical filler" in res.stderr

@@ -386,9 +386,9 @@ def test_calibration_imputes_each_segment_as_a_piece_of_the_whole_record(sampled
     seen = []
     real = impute.fill_cube
 
-    def spy(card, den, cube, opts, record=None, pool=None):
+    def spy(card, den, cube, opts, record=None, pool=None, fits=None):
         seen.append((np.asarray(cube.memory).copy(), record, pool))
-        return real(card, den, cube, opts, record=record, pool=pool)
+        return real(card, den, cube, opts, record=record, pool=pool, fits=fits)
 
     monkeypatch.setattr(impute, "fill_cube", spy)
     run_cli("confidence", sampled, tmp_path / "cal.nc", "--calibrate", "--calibration-frames", 6, "--level", 0.6, *CPU)
@@ -420,9 +420,9 @@ def test_calibration_on_scattered_gaps_gives_each_segment_context_steps(sst_mode
     seen = []
     real = impute.fill_cube
 
-    def spy(card, den, seg, opts, record=None, pool=None):
+    def spy(card, den, seg, opts, record=None, pool=None, fits=None):
         seen.append(np.asarray(seg.memory)[:, 0].copy())
-        return real(card, den, seg, opts, record=record, pool=pool)
+        return real(card, den, seg, opts, record=record, pool=pool, fits=fits)
 
     monkeypatch.setattr(impute, "fill_cube", spy)
     res = run_cli("confidence", samples, tmp_path / "cal.nc", "--calibrate", "--level", 0.6, "--json", *CPU)
