@@ -184,8 +184,9 @@ def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: 
     std = vs.std[None, :, None, None]
     steps, left_out = sum(sg.stop - sg.start for sg in vs.segments), []
     if steps < KRIGING_MIN_STEPS:
-        left_out = [f"{n} (the slice spans {steps} time steps, fewer than {KRIGING_MIN_STEPS})"
-                    for n in partners if n in KRIGING]
+        kriging = [n for n in partners if n in KRIGING]
+        left_out = [f"{', '.join(kriging)} (the slice spans {steps} time steps, fewer than {KRIGING_MIN_STEPS})"
+                    ] if kriging else []
         partners = [n for n in partners if n not in KRIGING]
     missing = [n for n in partners if n not in vs.fills]
     segs = [{**{n: vs.fills[n][k] for n in partners if n in vs.fills},
