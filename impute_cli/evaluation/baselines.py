@@ -143,17 +143,17 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
 
 
 def run_baselines(names: list[str], gappy: np.ndarray, valid: np.ndarray, log: Callable[[str], None],
-                  covariances: dict[str, list] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float],
-                                                                       dict[str, str]]:
+                  fits: dict[str, list] | None = None) -> tuple[dict[str, np.ndarray], dict[str, float],
+                                                                dict[str, str]]:
     """Each baseline on every channel of the gappy cube: estimates, seconds, and why any was
-    skipped. `covariances`: per baseline and channel, a covariance fitted to the whole record
-    (`st_kriging`'s `cov`) when `gappy` is a piece of it."""
+    skipped. `fits`: per baseline and channel, what it fits to the data (`st_kriging`'s covariance,
+    its `cov`), fitted on the whole record when `gappy` is a piece of it (inference.blend.record_fits)."""
     est, secs, skipped = {}, {}, {}
     for name in names:
         fn = BASELINES[name]
         t0 = time.perf_counter()
         try:
-            cov = (covariances or {}).get(name)
+            cov = (fits or {}).get(name)
             est[name] = np.stack([fn(gappy[:, c], valid, **({"cov": cov[c]} if cov else {}))
                                   for c in range(gappy.shape[1])], axis=1)
         except (BaselineSkipped, ImportError) as e:  # a baseline that cannot run here says why; a bug still raises

@@ -108,6 +108,19 @@ def _smooth_map(m: np.ndarray, valid: np.ndarray, r: int = 2) -> np.ndarray:
         return np.where(den > 0, num / np.where(den > 0, den, 1), m)
 
 
+def _anomalies(values: np.ndarray, valid: np.ndarray | None, name: str = "") -> tuple[np.ndarray, ...]:
+    """What both krigings start from: (v, mask, obs) as `prepare` gives them, the climatology map
+    smoothed over 5 x 5 cells (a per-cell mean from a few observations carries noise that kriging
+    would add back at every gap) and the anomalies from it (0 where not observed). With `name`,
+    a grid of more than GP_MAX_CELLS cells a step raises BaselineSkipped first."""
+    H, W = np.shape(values)[1:]
+    if name and H * W > GP_MAX_CELLS:
+        raise BaselineSkipped(f"{name}: grid of {H * W} cells is too large (limit {GP_MAX_CELLS})")
+    v, mask, obs = prepare(values, valid)
+    clim = _smooth_map(climatology_map(v, mask, obs), mask)
+    return v, mask, obs, clim, np.where(obs, v - clim[None], 0.0)
+
+
 def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_points: int = 2000,
                seed: int = 0, step: Callable[[], None] | None = None) -> np.ndarray:
     """Gaussian-process regression (simple kriging) of anomalies in space, frame by frame.
@@ -129,14 +142,8 @@ def gp_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
     from scipy.signal import fftconvolve
 
     T, H, W = np.shape(values)
-    if H * W > GP_MAX_CELLS:
-        raise BaselineSkipped(f"gp_kriging: grid of {H * W} cells is too large (limit {GP_MAX_CELLS})")
-    v, mask, obs = prepare(values, valid)
-    # 1. climatology (raw for the anomalies, filled for the prediction) and anomalies
-    # The mean is the climatology smoothed over 5 x 5 cells: a per-cell mean from a few
-    # observations carries noise that kriging would add back at every gap.
-    clim = _smooth_map(climatology_map(v, mask, obs), mask)
-    anom = np.where(obs, v - clim[None], 0.0)
+    # 1. climatology (filled, for the prediction) and the anomalies from it
+    v, mask, obs, clim, anom = _anomalies(values, valid, "gp_kriging")
     # 2. one covariance for the whole cube
     s2, length, nugget = _fit_matern(anom, obs)
     # the covariance at every grid offset (|dy|, |dx|), computed once: cells lie on the grid,
@@ -220,9 +227,7 @@ def st_covariance(values: np.ndarray, valid: np.ndarray | None = None) -> STCova
     that krige pieces pass the whole record's covariance (`st_kriging(cov=)`)."""
     T = np.shape(values)[0]
     t0 = max(0, (T - FIT_STEPS) // 2)
-    v, mask, obs = prepare(values[t0:t0 + FIT_STEPS], valid)
-    clim = _smooth_map(climatology_map(v, mask, obs), mask)
-    anom = np.where(obs, v - clim[None], 0.0)
+    _, _, obs, _, anom = _anomalies(values[t0:t0 + FIT_STEPS], valid)
     s2, length, nugget = _fit_matern(anom, obs)
     return STCovariance(s2, length, nugget, _fit_time_scale(anom, obs, s2))
 
@@ -248,12 +253,8 @@ def st_kriging(values: np.ndarray, valid: np.ndarray | None = None, *, max_point
     from scipy.signal import fftconvolve
 
     T, H, W = np.shape(values)
-    if H * W > GP_MAX_CELLS:
-        raise BaselineSkipped(f"st_kriging: grid of {H * W} cells is too large (limit {GP_MAX_CELLS})")
-    v, mask, obs = prepare(values, valid)
     # 1. anomalies from the smoothed climatology (as gp_kriging)
-    clim = _smooth_map(climatology_map(v, mask, obs), mask)
-    anom = np.where(obs, v - clim[None], 0.0)
+    v, mask, obs, clim, anom = _anomalies(values, valid, "st_kriging")
     # 2. one separable covariance: the cube's own, or the one given (`cov`, a whole record's)
     s2, length, nugget, tau = cov if cov is not None else st_covariance(values, valid)
     n_max = min(T, block + 2 * reach)

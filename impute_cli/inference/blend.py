@@ -170,6 +170,7 @@ FILLS: dict[str, Callable[..., np.ndarray]] = {  # the same fills as evaluate's 
     "gp_kriging": lambda values, valid, workers=None, step=None, cov=None: gp_kriging(values, valid, step=step),
     "st_kriging": lambda values, valid, workers=None, step=None, cov=None: st_kriging(values, valid, step=step,
                                                                                       cov=cov)}
+SLOW = ("gp_kriging", "st_kriging")  # fills that take long enough (~0.1 s a time step) to show progress
 FITTED = {"st_kriging": st_covariance}  # fills whose fit a piece of a record takes from the record (`record_fits`)
 
 
@@ -180,7 +181,6 @@ def record_fits(names: list[str], values: np.ndarray, valid: np.ndarray) -> dict
     24-step pieces of the GP pixel cube its error was 1.24x the record's, with the record's
     covariance the same as on the record."""
     return {n: [FITTED[n](values[:, c], valid) for c in range(values.shape[1])] for n in names if n in FITTED}
-SLOW = ("gp_kriging", "st_kriging")  # fills that take long enough (~0.1 s a time step) to show progress
 
 
 def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,

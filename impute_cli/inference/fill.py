@@ -338,7 +338,7 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptio
     if int(summary.gaps().sum()) == 0:
         raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
     job = make_job(card, den, cube, record or summary, opts, pool=pool)
-    job.fits = fits  # set here: a job for a whole cube fits its own
+    job.fits = fits  # None: the blend's fills fit this cube
     est, samples = _fill_box(job, cube, job.sums, 0)
     return Filled(est, samples, job.info())
 
