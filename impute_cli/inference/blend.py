@@ -30,13 +30,15 @@ from scipy import ndimage
 from impute_cli.config import BLEND_PARTNERS
 from impute_cli.errors import ImputeError
 from impute_cli.evaluation.baselines import laplace
-from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging, st_covariance, st_kriging
-from impute_cli.io.cube import wrap_columns
+from impute_cli.evaluation.kriging import (FIT_STEPS, GP_MAX_CELLS, BaselineSkipped, gp_kriging, st_covariance,
+                                          st_kriging)
+from impute_cli.io.cube import Cube, wrap_columns
 from impute_cli.progress import progress_bar
 
 PARTNERS = BLEND_PARTNERS  # the classical fills the blend may use, in this order (a preset's train.blend picks)
 EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
 MIN_BAND_CELLS = 50  # fewer held-out cells in a band: it takes the weights fitted on all cells
+FIT_BYTES = 256 * 1024**2  # cube_fits reads at most this much of a file (float32) to fit the blend's fills on
 MIN_GAIN = 0.005  # a partner is kept only when it lowers the held-out RMSE by at least this fraction
 
 
@@ -181,6 +183,23 @@ def record_fits(names: list[str], values: np.ndarray, valid: np.ndarray) -> dict
     24-step pieces of the GP pixel cube its error was 1.24x the record's, with the record's
     covariance the same as on the record."""
     return {n: [FITTED[n](values[:, c], valid) for c in range(values.shape[1])] for n in names if n in FITTED}
+
+
+def cube_fits(blend: Blend | None, cube: Cube) -> dict[str, list] | None:
+    """`record_fits` of the blend's fills that fit the data, on a whole (possibly lazy) cube: its
+    middle FIT_STEPS time steps (at most FIT_BYTES of them) read once, the fit shared by every
+    region it is imputed in. A
+    region fitting its own is a piece of the record: on the GP pixel cube imputed in 6 regions of
+    about 85 steps the point estimate's MSE was 1.32x the exact posterior's, against 1.01x in one.
+    None when the blend has no such fill, or the grid is too large for kriging (each region then
+    leaves the fill out, saying so)."""
+    names = [p for p in (blend.partners if blend is not None else []) if p in FITTED]
+    T, H, W = cube.grid.shape
+    if not names or H * W > GP_MAX_CELLS:
+        return None
+    n = min(T, FIT_STEPS, max(24, FIT_BYTES // (4 * len(cube.channels) * H * W)))
+    t0 = (T - n) // 2
+    return record_fits(names, cube.read(slice(t0, t0 + n), slice(None), slice(None)), cube.valid)
 
 
 def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,

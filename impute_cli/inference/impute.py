@@ -23,6 +23,7 @@ from impute_cli.checkpoint import TRAIN_STATE, load_card, load_model, resolve_mo
 from impute_cli.config import preset_for
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import OptionError
+from impute_cli.inference.blend import cube_fits
 from impute_cli.inference.engine import REGION_KEY, check_scheduler_options, compute_engine
 from impute_cli.inference.fill import make_job, region_outputs
 from impute_cli.inference.loading import open_for_model
@@ -127,6 +128,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     job = make_job(card, den, work, work_summary, dataclasses.replace(opts, progress=opts.progress and local),
                    source=str(Path(inp).resolve()))
     job.cycle = cycle
+    job.fits = cube_fits(job.blend, work)  # space-time kriging's covariance: the whole file's, in every region
     quantiles = opts.quantiles or (0.05, 0.95)
     sampling = job.info()
     if sampling is not None:

@@ -175,6 +175,26 @@ def test_a_piece_of_a_record_is_kriged_in_space_and_time_with_the_records_covari
     assert np.mean((given - truth[40:64])[gaps] ** 2) < np.mean((own - truth[40:64])[gaps] ** 2)
 
 
+def test_every_region_of_a_file_is_kriged_with_the_whole_files_covariance(trained, tmp_path, monkeypatch):
+    # a file imputed in several regions (here forced by --region-mb): each region is a piece of
+    # the record, so space-time kriging takes the covariance fitted once on the whole file
+    import impute_cli.inference.blend as blend_mod
+    cube, model = trained
+    card = yaml.safe_load((model / "model.yaml").read_text())
+    card["blend"] = {"partners": ["st_kriging"], "edges": list(EDGES), "weights": [[0.0, 1.0]] * (len(EDGES) + 1)}
+    (model / "model.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    seen: list = []
+    fill = blend_mod.FILLS["st_kriging"]
+    monkeypatch.setitem(blend_mod.FILLS, "st_kriging", lambda *a, cov=None, **k: seen.append(cov) or fill(*a, cov=cov, **k))
+    res = run_cli("impute", cube, tmp_path / "o.nc", "--model", model, "--samples", 3, "--no-calibrate",
+                  "--region-mb", 1, *CPU)
+    values = xr.open_dataset(cube)["sst"].values
+    whole = st_covariance(values, np.isfinite(values).any(0))
+    assert len(seen) >= 2 and all(c == whole for c in seen), (res.stderr, seen)
+    out = xr.open_dataset(tmp_path / "o.nc")["sst_filled"].values
+    assert np.isfinite(out[np.isnan(values)]).all()
+
+
 def test_kriging_on_a_grid_too_large_gives_its_weight_to_the_network():
     # a model blended with kriging, applied to a grid above kriging's limit: a one-line notice,
     # and the network's estimate where kriging's weight was, observed cells untouched
