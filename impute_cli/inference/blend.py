@@ -188,11 +188,10 @@ def record_fits(names: list[str], values: np.ndarray, valid: np.ndarray) -> dict
 def cube_fits(blend: Blend | None, cube: Cube) -> dict[str, list] | None:
     """`record_fits` of the blend's fills that fit the data, on a whole (possibly lazy) cube: its
     middle FIT_STEPS time steps (at most FIT_BYTES of them) read once, the fit shared by every
-    region it is imputed in. A
-    region fitting its own is a piece of the record: on the GP pixel cube imputed in 6 regions of
-    about 85 steps the point estimate's MSE was 1.32x the exact posterior's, against 1.01x in one.
-    None when the blend has no such fill, or the grid is too large for kriging (each region then
-    leaves the fill out, saying so)."""
+    region it is imputed in. A region fitting its own is a piece of the record: on the GP pixel
+    cube imputed in 6 regions of about 85 steps the point estimate's MSE was 1.32x the exact
+    posterior's, against 1.01x in one. None when the blend has no such fill, or the grid is too
+    large for kriging (each region then leaves the fill out, saying so)."""
     names = [p for p in (blend.partners if blend is not None else []) if p in FITTED]
     T, H, W = cube.grid.shape
     if not names or H * W > GP_MAX_CELLS:
