@@ -122,12 +122,13 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
 
 def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record: Summary, variables: list[str],
                       level: float, settings: ImputeOptions, *, group: str | None = "time", seed: int = 0,
-                      frames: int = 256) -> dict[str, dict[str, Any]]:
+                      frames: int = 256, fits: dict[str, list] | None = None) -> dict[str, dict[str, Any]]:
     """Split-conformal factors per variable from observed cells of an in-memory `cube` hidden
     with the data's own gap shapes: segments of about `frames` time steps in all are resampled
     with `settings` (samples, solver...) -- each as a piece of the whole record (`record`: its
     summary, less the hidden cells: the climatology input and context density of the record) --
-    and the hidden cells scored (in the cube's (T, C, H, W) channel layout).
+    and the hidden cells scored (in the cube's (T, C, H, W) channel layout). `fits`: the blend's
+    fits of the record (`blend.record_fits`) when the caller has them; default: fitted on `cube`.
 
     Cells: intervals centred on the point estimate, `regions.intervals` at `level`; the factor
     scales their half-widths. Regions (`group`; None: none): [UQ] §5 radii."""
@@ -157,7 +158,7 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
     # The blend's fills that fit the data (space-time kriging's covariance) take the record's fit:
     # a segment of a few dozen steps fits it worse than the run on the whole record did.
     partners = Blend.from_dict(card.blend).partners if card.blend and settings.blend else []
-    fits = record_fits(partners, full, cube.valid)
+    fits = record_fits(partners, full, cube.valid) if fits is None else fits
     # How deep the real gaps lie, per variable: the hidden cells are weighted to match (depth_weights).
     depth = gap_distance(obs, DEPTH_CAP)
     gaps = ~obs & cube.valid[None, None]
@@ -328,7 +329,7 @@ def calibrate_samples(job: FillJob, record: Summary, quantiles: tuple[float, flo
                              blend=job.blend is not None, device=job.device, progress=opts.progress, log=opts.log)
     try:
         factors = conformal_factors(job.card, job.denoiser, cal, record, cube.variables, level, settings, group=None,
-                                    seed=opts.seed, frames=opts.calibration_frames)
+                                    seed=opts.seed, frames=opts.calibration_frames, fits=job.fits)
     except ImputeError as e:
         opts.log(f"notice: the intervals are the samples' raw quantiles, not calibrated: {e}")
         return None
