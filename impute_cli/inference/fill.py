@@ -109,7 +109,7 @@ class FillJob:
     threads: int = field(default_factory=torch.get_num_threads)  # torch threads in every region (see region_outputs)
     cell_factors: dict[str, float] | None = None  # per variable: the intervals' calibration factor (writer.output_arrays)
     blend: Blend | None = None  # the model's blend with classical fills (inference.blend); None: the network alone
-    fits: dict[str, list] | None = None  # a piece of a record: the record's fits for the blend (record_fits)
+    fits: dict[str, list] | None = None  # the whole record's fits for the blend's fills, in every region (record_fits)
     student_weights: dict[str, torch.Tensor] | None = None  # the distilled sampler's, when samples come from it
     cycle: DailyCycle | None = None  # the cube's daily cycle when the model fills anomalies (io.cycle)
     _cube: Cube | None = field(default=None, repr=False)
