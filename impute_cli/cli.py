@@ -203,7 +203,7 @@ def impute(
     ctx: typer.Context,
     inp: Annotated[Path, typer.Argument(metavar="IN", help="Gappy NetCDF file or Zarr store.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output: .nc (NetCDF) or .zarr (Zarr).")],
-    model: Annotated[Optional[str], typer.Option(help="Model folder (or name under models/); without it a quick model is trained on IN first.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model folder (or name under models/); without it a model of the auto preset (quick for grids, series for station series) is trained on IN first.")] = None,
     ensemble: Ensemble = None,
     var: Vars = None,
     static_mask: StaticMask = None,
