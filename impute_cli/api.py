@@ -48,6 +48,11 @@ class Model:
         return list(self.card.variables)
 
     @property
+    def covariates(self) -> list[str]:
+        """Variables the model sees as context only; every file it imputes must have them."""
+        return list(self.card.covariates)
+
+    @property
     def grid(self) -> dict[str, Any]:
         return dict(self.card.grid)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,9 @@ class ModelCard:
     mask_strategy: dict[str, Any]
     training: dict[str, Any]
     static_mask_var: str | None = None
+    # variables the model sees as context only (their channels follow the imputed ones'); they
+    # must be in every file it imputes
+    covariates: list[str] = field(default_factory=list)
     # the held-out error measured while training (training.validation); None: trained without
     validation: dict[str, Any] | None = None
     # the network's estimate blended with classical fills, fitted on the validation slice
@@ -84,6 +87,8 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d["preset"] = self.preset.to_dict()
+        if not self.covariates:  # a card without covariates reads as before they existed
+            del d["covariates"]
         return d
 
     @classmethod
@@ -97,6 +102,8 @@ class ModelCard:
             raise ImputeError(f"{where} has unknown key(s) {', '.join(sorted(unknown))}")
         d = dict(d)
         d["preset"] = from_dict(Preset, d["preset"], f"{where} preset")
+        if not (isinstance(d.get("covariates", []), list) and all(isinstance(v, str) for v in d.get("covariates", []))):
+            raise ImputeError(f"{where} has a damaged 'covariates' entry (a list of variable names); train the model again")
         try:
             return cls(**d)
         except TypeError as e:
@@ -155,7 +162,8 @@ def card_summary(model_dir: str | Path) -> dict[str, Any]:
     card = load_card(d)
     t = card.training
     size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
-    return {"model": str(d), "variables": card.variables, "grid": card.grid, "window": card.window,
+    return {"model": str(d), "variables": card.variables, "covariates": card.covariates, "grid": card.grid,
+            "window": card.window,
             "preset": card.preset.name, "steps": t.get("steps"), "seconds": t.get("seconds"),
             "final_loss": t.get("final_loss"), "finished": t.get("finished"), "data": t.get("data"),
             "bytes": size, "validation": {k: v for k, v in (card.validation or {}).items() if k != "curve"} or None}

@@ -146,12 +146,12 @@ def _renamed(old: Any, old_name: str, new: Any, new_name: str) -> Any:
 
 
 Vars = Annotated[Optional[list[str]], typer.Option("--var", help="Variable to impute (repeatable); default: every floating variable on the main grid.")]
+Covariates = Annotated[Optional[list[str]], typer.Option("--covariate", help="Variable of the same grid the model sees as context only, never filled (repeatable; e.g. a reanalysis field beside satellite data); a model keeps its covariates, which every file it imputes must have.")]
 StaticMask = Annotated[Optional[str], typer.Option("--static-mask", help="Variable marking cells never to fill (land in an SST file); found automatically when named mask/lsm/...")]
 Device = Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the network (default: the cores this process may use).")]
-# Options of the commands that impute (impute, evaluate): the model trained first when no
-# --model is given, and the point estimate's settings.
+# Options of the commands that impute: the model trained first without --model; the estimate's settings.
 FallbackPreset = Annotated[str, typer.Option("--preset", help="Preset of the model trained first when no --model is given; auto: series for station series, quick for grids.")]
 FallbackPattern = Annotated[Optional[MaskPattern], typer.Option("--mask-pattern", help="Context strategy of that model.")]
 FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, help="Training steps of that model.")]
@@ -173,6 +173,7 @@ def train(
     overwrite: Annotated[bool, typer.Option(help="Replace an existing model folder.")] = False,
     var: Vars = None,
     static_mask: StaticMask = None,
+    covariate: Covariates = None,
     context_ratio: Annotated[Optional[float], typer.Option(help="Fraction of observed cells kept as context (1 = MissDiff).")] = None,
     query: Annotated[Optional[QueryMode], typer.Option(help="Query = all observed cells, or those left out of the context.")] = None,
     query_ratio: Annotated[Optional[float], typer.Option(help="Fraction of observed cells in the query.")] = None,
@@ -191,7 +192,7 @@ def train(
     from impute_cli.training.train import train_model
     model = train_model(data, TrainOptions(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, steps=steps, out=out,
-        resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, device=device, threads=threads, seed=seed,
+        resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, covariates=covariate, device=device, threads=threads, seed=seed,
         context_ratio=context_ratio, query=query.value if query else None, query_ratio=query_ratio,
         block_sizes=block_size, validation=validation, patience=patience, progress=not quiet, log=_log))
     if json_out:
@@ -207,6 +208,7 @@ def impute(
     ensemble: Ensemble = None,
     var: Vars = None,
     static_mask: StaticMask = None,
+    covariate: Covariates = None,
     preset: FallbackPreset = "auto",
     mask_pattern: FallbackPattern = None,
     train_steps: FallbackSteps = None,
@@ -242,7 +244,7 @@ def impute(
     from impute_cli.options import ImputeOptions
     steps = _renamed(steps, "--steps", sampler_steps, "--sampler-steps")
     report = impute_file(inp, out, ImputeOptions(compress=compress, copy=copy, retrain=retrain, zarr_format=zarr_format,
-        model=model, variables=var, static_mask=static_mask, ensemble=ensemble, seed=seed, device=device, threads=threads,
+        model=model, variables=var, static_mask=static_mask, covariates=covariate, ensemble=ensemble, seed=seed, device=device, threads=threads,
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
         omega=omega, solver=solver.value if solver else None, sampler=sampler.value, context_ratio=context_ratio, blend=blend,
@@ -291,6 +293,7 @@ def evaluate(
     seed: Annotated[int, typer.Option(help="Random seed (holdout, training, imputation).")] = 0,
     var: Vars = None,
     static_mask: StaticMask = None,
+    covariate: Covariates = None,
     preset: FallbackPreset = "auto",
     mask_pattern: FallbackPattern = None,
     train_steps: FallbackSteps = None,
@@ -318,7 +321,7 @@ def evaluate(
     from impute_cli.options import EvaluateOptions
     steps = _renamed(steps, "--steps", sampler_steps, "--sampler-steps")
     result, _ = evaluate_file(data, EvaluateOptions(
-        model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask,
+        model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask, covariates=covariate,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
         ensemble=ensemble, context_ratio=context_ratio, blend=blend, samples=samples, steps=steps,
         solver=solver.value if solver else None, sampler=sampler.value, levels=tuple(level) if level else (0.5, 0.9),

@@ -49,6 +49,7 @@ class TrainOptions(RunOptions):
     query_ratio: float | None = None
     block_sizes: list[int] | None = None
     fingerprint: str | None = None  # recorded in the card when training for the model store
+    covariates: list[str] | None = None  # variables seen as context only (never filled)
 
 
 @dataclass(kw_only=True)
@@ -58,6 +59,7 @@ class FillOptions(RunOptions):
 
     model: str | None = None
     static_mask: str | None = None
+    covariates: list[str] | None = None  # for the model trained first; with a model: its own
     preset: str = "auto"  # for the model trained first when no model is given ('auto': by the data's layout)
     mask_pattern: str | None = None  # for that model
     train_steps: int | None = None  # for that model

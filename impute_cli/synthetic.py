@@ -99,9 +99,20 @@ def _interp2(a: np.ndarray, H: int, W: int) -> np.ndarray:
     return np.stack([np.interp(yi, np.arange(a.shape[0]), col) for col in tmp.T]).T
 
 
+def analysis_of(field: np.ndarray, seed: int, blur: float = 2.0, error: float = 0.5) -> np.ndarray:
+    """A gap-free, coarser and imperfect view of `field` (T, H, W), as a model analysis or
+    reanalysis gives beside satellite data: smoothed in space (a Gaussian of `blur` cells),
+    plus an error field of its own (smooth and moving, std `error`)."""
+    from scipy.ndimage import gaussian_filter
+    T, H, W = field.shape
+    own = advected_field(T, H, W, seed + 50, rho=0.9, velocity=(-0.4, 0.3))
+    return (gaussian_filter(field, (0, blur, blur), mode="nearest") + error * own).astype("float32")
+
+
 def demo_datasets(T: int = 96, H: int = 48, W: int = 64, pattern: str = "cloud", observed: float = 0.5,
-                  seed: int = 0, var: str = "sst") -> tuple[xr.Dataset, xr.Dataset]:
-    """(gappy, truth): a CF-style SST-like cube and its complete version with an `observed` flag."""
+                  seed: int = 0, var: str = "sst", covariate: str | None = None) -> tuple[xr.Dataset, xr.Dataset]:
+    """(gappy, truth): a CF-style SST-like cube and its complete version with an `observed` flag.
+    `covariate`: also a gap-free variable of that name, an analysis of the same SST (`analysis_of`)."""
     field = 18.0 + 2.5 * advected_field(T, H, W, seed)
     obs = gap_mask((T, H, W), pattern, observed, seed)
     coords = {
@@ -117,6 +128,9 @@ def demo_datasets(T: int = 96, H: int = 48, W: int = 64, pattern: str = "cloud",
                        attrs={"Conventions": "CF-1.8", "title": f"impute-cli synthetic cube, {pattern} gaps",
                               "source": "impute_cli.synthetic.demo_datasets"})
     truth = xr.Dataset({var: (dims, field, attrs), "observed": (dims, obs)}, coords=coords)
+    if covariate:
+        cov = (dims, analysis_of(field, seed), {**attrs, "long_name": "synthetic SST analysis (gap-free, coarser)"})
+        gappy[covariate] = truth[covariate] = cov
     return gappy, truth
 
 

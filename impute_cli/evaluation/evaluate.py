@@ -68,7 +68,7 @@ def gappy_dataset(cube: Cube, values: np.ndarray) -> xr.Dataset:
     """The cube's variables (float32, file layout, CF attributes) with `values` (T, C, H, W),
     plus the static mask variable: a file the trainer and other tools read like the input."""
     out = xr.Dataset(attrs=dict(cube.ds.attrs))
-    for v in cube.variables:
+    for v in [*cube.variables, *cube.covariates]:
         src = cube.ds[v]
         attrs = {k: a for k, a in src.attrs.items() if k not in ("_FillValue", "missing_value", "scale_factor", "add_offset")}
         out[v] = xr.DataArray(channel_to_variable(cube, values, v).astype("float32"), dims=src.dims,
@@ -127,13 +127,16 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
     """Hide, impute, run the baselines, and score; returns the report and its arrays."""
     check_options(opts)
     ds = open_dataset(data)
-    given, cube = open_for_model(str(data), ds, opts.model, opts.variables, opts.static_mask)
+    given, cube = open_for_model(str(data), ds, opts.model, opts.variables, opts.static_mask,
+                                 opts.covariates)
     cube.load()
     full = cube.memory if cube.memory is not None else np.asarray(cube.data.compute())
     refuse_inf(int(np.isinf(full).sum()))
     obs = observation_masks(cube)
-    hold: Holdout = make_holdout(obs.any(1), cube.valid, opts.holdout, opts.fraction, opts.seed)
+    n = cube.n_targets  # covariates (the channels after these) are never hidden nor scored
+    hold: Holdout = make_holdout(obs[:, :n].any(1), cube.valid, opts.holdout, opts.fraction, opts.seed)
     hidden = obs & hold.hidden[:, None]
+    hidden[:, n:] = False
     for c, ch in enumerate(cube.channels):
         if not (obs[:, c] & ~hidden[:, c]).any():
             raise ImputeError(f"the {opts.holdout} holdout at --fraction {opts.fraction:g} leaves nothing observed "
@@ -154,7 +157,8 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
     estimate[~np.broadcast_to(cube.valid[None, None], estimate.shape)] = np.nan  # land: not filled
 
     names = opts.baselines or list(BASELINES)
-    base_est, base_secs, skipped = run_baselines(names, gappy, cube.valid, opts.log)
+    base_est, base_secs, skipped = run_baselines(names, gappy[:, :n], cube.valid, opts.log)
+    base_est = {k: np.concatenate([e, gappy[:, n:]], axis=1) for k, e in base_est.items()}  # covariates as given
     estimates = {MODEL_NAME: estimate, **base_est}
 
     report: dict[str, Any] = {

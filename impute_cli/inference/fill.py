@@ -66,8 +66,7 @@ class Filled:
 
 
 def window_generator(seed: int, tile: int, region: int = 0) -> torch.Generator:
-    """The samples of tile `tile` of region `region`: its own random stream (all its members),
-    whatever the batch size and whichever worker runs the region."""
+    """The samples of tile `tile` of region `region`: its own stream, whatever the batching."""
     state = np.random.SeedSequence([seed, region, tile]).generate_state(1)[0]
     return torch.Generator().manual_seed(int(state))
 
@@ -82,9 +81,8 @@ def tile_generator(seed: int, region: int, tile: int) -> torch.Generator:
 class FillJob:
     """Everything a region needs, resolved once for the whole cube and picklable, so that a
     Dask worker gets it once: the model (card and weights), the cube-wide figures of the
-    streaming pass (normalisation, climatology sums, gap pool, test density), and the sampling
-    settings. The network and the opened cube are built on first use and kept on the job, so
-    each worker builds them once and reuses them for every region it runs."""
+    streaming pass (normalisation, climatology sums, gap pool, test density), the sampling
+    settings. The network and the opened cube are built on first use and kept on the job."""
 
     card: ModelCard | None  # None: no gap anywhere, the output is the input
     weights: dict[str, torch.Tensor] | None
@@ -124,7 +122,8 @@ class FillJob:
     @property
     def cube(self) -> Cube:
         if self._cube is None:
-            cube = open_cube(self.source, self.variables, self.static_mask, valid=self.valid)
+            cube = open_cube(self.source, self.variables, self.static_mask, valid=self.valid,
+                             covariates=list(self.card.covariates) if self.card else None)
             self._cube = cube if self.cycle is None else remove_cycle(cube, self.cycle)
         return self._cube
 
@@ -152,7 +151,8 @@ class FillJob:
     def context_sampler(self) -> ContextSampler:
         assert self.card is not None
         pattern = self.card.mask_strategy["pattern"]
-        return ContextSampler(pattern, self.card.preset.mask.block_sizes, self.pool if pattern == "empirical" else None)
+        return ContextSampler(pattern, self.card.preset.mask.block_sizes, self.pool if pattern == "empirical" else None,
+                              always=self.cube.context_only if self.card.covariates else None)
 
     def info(self) -> dict | None:
         """How the samples were drawn, for the output's attributes."""

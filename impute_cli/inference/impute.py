@@ -91,7 +91,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     pick_device(opts.device)  # an unknown or absent device is refused before anything is read
     use_threads(opts.threads)
     ds = open_dataset(inp)
-    given, cube = open_for_model(str(inp), ds, opts.model, opts.variables, opts.static_mask)
+    given, cube = open_for_model(str(inp), ds, opts.model, opts.variables, opts.static_mask,
+                                 opts.covariates)
     card, den = given if given is not None else (None, None)
     model_used = str(resolve_model_dir(opts.model)) if opts.model else None
     if card is not None and card.validation:
@@ -154,6 +155,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
         ds[f"{v}_filled"].attrs["comment"] += (f"; the network filled the anomalies from each cell's mean daily cycle "
                                                f"({cycle.harmonics} harmonics of the day fitted on this file), then "
                                                "the cycle was added back")
+    for v in cube.variables if cube.covariates else ():
+        ds[f"{v}_filled"].attrs["comment"] += f"; the network saw {', '.join(cube.covariates)} as context (covariates)"
     if job.blend is not None:  # the network's estimate blended with classical fills (inference.blend)
         fills = " and ".join({"laplace": "a Laplace fill", "gp_kriging": "kriging",
                               "st_kriging": "space-time kriging"}.get(p, p) for p in job.blend.partners)

@@ -46,13 +46,21 @@ def check_compatible(card: ModelCard, cube: Cube) -> None:
 
 
 def open_for_model(path: str, ds: xr.Dataset, model: str | None, variables: list[str] | None,
-                   static_mask: str | None) -> tuple[tuple[ModelCard, Denoiser] | None, Cube]:
+                   static_mask: str | None, covariates: list[str] | None = None
+                   ) -> tuple[tuple[ModelCard, Denoiser] | None, Cube]:
     """The model named by `model` (None: none yet) and the lazy cube of `path` it imputes: the
-    model's variables and static mask unless the user names others (then they must match)."""
+    model's variables, covariates and static mask unless the user names others (then they must
+    match)."""
     if not model:
-        return None, open_cube(path, variables, static_mask, ds=ds)
+        return None, open_cube(path, variables, static_mask, ds=ds, covariates=covariates)
     card, den = load_model(model)
+    if covariates and list(dict.fromkeys(covariates)) != card.covariates:
+        raise ImputeError(f"the model was trained with covariates {', '.join(card.covariates) or '(none)'}, not "
+                          f"{', '.join(covariates)}; leave out --covariate to use the model's")
+    if absent := [v for v in card.covariates if v not in ds.data_vars]:
+        raise ImputeError(f"the model takes '{absent[0]}' as a covariate but this file has no such variable; "
+                          "add it to the file (cdo merge) or train a model without it")
     variables = variables or (card.variables if set(card.variables) <= set(ds.data_vars) else None)
-    cube = open_cube(path, variables, static_mask or card.static_mask_var, ds=ds)
+    cube = open_cube(path, variables, static_mask or card.static_mask_var, ds=ds, covariates=card.covariates)
     check_compatible(card, cube)
     return (card, den), cube

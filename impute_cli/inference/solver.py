@@ -110,6 +110,9 @@ def sample_windows(denoiser: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
             M_rnd = torch.cat([
                 sampler(borrow_windows(pool_t, (Fr, h, w), N, g)[:, :, None].expand(N, Fr, C, h, w).to(dev),
                         train_ratio, g) for g in gens]) & vb[:, None, None]  # never land, as in training
+            if sampler.always is not None:  # a covariate's observed cells are always context, as in training
+                cov = torch.from_numpy(sampler.always).to(dev)
+                M_rnd[:, :, cov] = Mb[:, :, cov] & vb[:, None, None]
             clim = context_climatology(Sb, Nb, xk * Mb, Mb, Mb & M_rnd)
             with autocast(dev, inference=True):
                 e_diff = denoiser(x, M_rnd, vb, st, clim).float()

@@ -76,7 +76,8 @@ class Grid:
 class Cube:
     """Variables on one grid, as a lazy (time, channel, y, x) float32 array plus masks.
 
-    A channel is a variable, or one level of a variable with extra dims (level, member)."""
+    A channel is a variable, or one level of a variable with extra dims (level, member).
+    `variables` are the imputed ones; the `covariates`' channels follow theirs, context only."""
 
     ds: xr.Dataset
     variables: list[str]
@@ -88,6 +89,17 @@ class Cube:
     static_mask_var: str | None
     data: dsa.Array  # (T, C, H, W) float32, NaN where missing
     memory: np.ndarray | None = None  # the values, once `load` has read them
+    covariates: tuple[str, ...] = ()  # variables seen as context only: never filled, hidden nor scored
+
+    @property
+    def context_only(self) -> np.ndarray:
+        """(C,) bool: the channels of covariates."""
+        return np.array([v in self.covariates for v, _ in self.channel_sel], bool)
+
+    @property
+    def n_targets(self) -> int:
+        """How many channels are imputed (they come first)."""
+        return int((~self.context_only).sum())
 
     def static_mask_line(self) -> str | None:
         """The log line that says which static mask is used and what it excludes."""

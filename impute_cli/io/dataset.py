@@ -161,22 +161,29 @@ def grid_dims(ds: xr.Dataset, v: str) -> tuple[str, str | None, str] | str:
             "coordinate (other dims become channels)")
 
 
-def select_variables(ds: xr.Dataset, wanted: list[str] | None) -> tuple[list[str], tuple[str, str | None, str]]:
-    """Variables to impute (default: every floating variable on the main grid) and their
-    (time, y, x) dims, y None for a series (see the module docstring)."""
+def select_variables(ds: xr.Dataset, wanted: list[str] | None, covariates: list[str] | None = None
+                     ) -> tuple[list[str], tuple[str, str | None, str]]:
+    """Variables to impute (default: every floating variable on the main grid but the
+    `covariates`) and their (time, y, x) dims, y None for a series (see the module docstring).
+    The covariates must be numeric, on the same grid, and not among the imputed variables."""
+    covariates = covariates or []
+    if both := [v for v in wanted or [] if v in covariates]:
+        raise ImputeError(f"'{both[0]}' is named both with --var and --covariate; a variable is either filled "
+                          "or context, so drop one of the two")
+    for v in (wanted or []) + covariates:
+        flag = "--covariate" if v in covariates else "--var"
+        if v not in ds.data_vars:
+            raise ImputeError(f"variable '{v}' is not in the file; it has: {', '.join(map(str, ds.data_vars))}")
+        if not np.issubdtype(ds[v].dtype, np.number) or np.issubdtype(ds[v].dtype, np.bool_):
+            raise ImputeError(f"variable '{v}' is not numeric ({ds[v].dtype}); choose a numeric variable with {flag}")
+        if isinstance(why := grid_dims(ds, v), str):
+            raise ImputeError(why)
     if wanted:
-        for v in wanted:
-            if v not in ds.data_vars:
-                raise ImputeError(f"variable '{v}' is not in the file; it has: {', '.join(map(str, ds.data_vars))}")
-            if not np.issubdtype(ds[v].dtype, np.number) or np.issubdtype(ds[v].dtype, np.bool_):
-                raise ImputeError(f"variable '{v}' is not numeric ({ds[v].dtype}); choose a numeric variable with --var")
-            if isinstance(why := grid_dims(ds, v), str):
-                raise ImputeError(why)
         chosen = list(wanted)
     else:
         bounds = {str(ds[v].attrs.get("bounds", "")) for v in ds.variables}
         found = {str(v): grid_dims(ds, str(v)) for v in ds.data_vars
-                 if np.issubdtype(ds[v].dtype, np.floating) and str(v) not in bounds}
+                 if np.issubdtype(ds[v].dtype, np.floating) and str(v) not in bounds and str(v) not in covariates}
         cands = [v for v, g in found.items() if not isinstance(g, str)]
         if any(found[v][1] is not None for v in cands):  # 2-D grids before series
             cands = [v for v in cands if found[v][1] is not None]
@@ -190,6 +197,10 @@ def select_variables(ds: xr.Dataset, wanted: list[str] | None) -> tuple[list[str
     if len(grids_) > 1:
         raise ImputeError(f"variables {', '.join(chosen)} are on different grids "
                           f"{sorted(grids_, key=str)}; impute them in separate runs with --var")
+    for v in covariates:
+        if grid_dims(ds, v) not in grids_:  # the same dims: in one file, the same sizes
+            raise ImputeError(f"covariate '{v}' is not on the grid of {', '.join(chosen)}; regrid it to that grid "
+                              "(e.g. cdo remapbil) or leave it out")
     return [str(v) for v in chosen], grids_.pop()  # type: ignore[return-value]
 
 
@@ -250,17 +261,20 @@ def _is_global_longitude(ds: xr.Dataset, x: str, values: tuple[float, ...]) -> b
 
 
 def open_cube(path: str | Path, variables: list[str] | None = None, static_mask: str | None = None,
-              ds: xr.Dataset | None = None, valid: np.ndarray | None = None) -> Cube:
+              ds: xr.Dataset | None = None, valid: np.ndarray | None = None,
+              covariates: list[str] | None = None) -> Cube:
     """Open a file as a lazy Cube: variables selected, dims found, extra dims made channels.
     A series (time x station) becomes a grid of height 1 (see the module docstring). `valid`,
     the fillable cells found by an earlier opening, skips finding the static mask's polarity
-    (a pass over the data)."""
+    (a pass over the data). `covariates`: variables of the same grid that the model sees as
+    context only (never filled, never hidden); their channels come after the imputed ones."""
     ds = open_dataset(path) if ds is None else ds
-    chosen, (t, y, x) = select_variables(ds, variables)
+    covariates = list(dict.fromkeys(covariates or []))
+    chosen, (t, y, x) = select_variables(ds, variables, covariates)
     space = (x,) if y is None else (y, x)
     extra_all: list[str] = []
     arrays, channels, sel, units = [], [], [], []
-    for v in chosen:
+    for v in chosen + covariates:
         da = ds[v]
         extra = [d for d in da.dims if d not in (t, *space)]
         for d in extra:
@@ -281,6 +295,7 @@ def open_cube(path: str | Path, variables: list[str] | None = None, static_mask:
             sel.append((v, isel))
             units.append(str(da.attrs.get("units", "")))
     data = dsa.concatenate(arrays, axis=1) if len(arrays) > 1 else arrays[0]
+    n_target = sum(v in chosen for v, _ in sel)
     check_monotonic(ds, t, increasing=True)
     for d in space if y is not None else ():  # a station/feature dim is a set of labels, not an axis
         check_monotonic(ds, d)
@@ -292,13 +307,13 @@ def open_cube(path: str | Path, variables: list[str] | None = None, static_mask:
     xv = _axis_values(ds, x, W, not real_axis)
     grid = Grid(t, y, x, tuple(extra_all), (T, H, W), yv, xv, wraps=y is not None and _is_global_longitude(ds, x, xv))
     if valid is not None:
-        return Cube(ds, chosen, channels, sel, units, grid, valid, static_mask, data)
+        return Cube(ds, chosen, channels, sel, units, grid, valid, static_mask, data, covariates=tuple(covariates))
     observed_any = None
     if static_mask is not None or any(_is_mask_candidate(ds, str(v), space) for v in ds.data_vars):
-        observed_any = grid.to_file(np.asarray(compute(dsa.isfinite(data).any(axis=(0, 1)))[0]))
+        observed_any = grid.to_file(np.asarray(compute(dsa.isfinite(data[:, :n_target]).any(axis=(0, 1)))[0]))
     valid, mask_name = _static_mask(ds, static_mask, space, observed_any)
     valid = np.ones((H, W), bool) if valid is None else valid.reshape(H, W)
-    return Cube(ds, chosen, channels, sel, units, grid, valid, mask_name, data)
+    return Cube(ds, chosen, channels, sel, units, grid, valid, mask_name, data, covariates=tuple(covariates))
 
 
 def check_monotonic(ds: xr.Dataset, dim: str, increasing: bool = False) -> None:

@@ -44,6 +44,7 @@ class Summary:
     n_inf: int
     T: int
     valid: np.ndarray  # (H, W) the fillable cells
+    n_targets: int | None = None  # the imputed channels come first; the rest are covariates (None: all imputed)
 
     def stats(self, channels: list[str]) -> Stats:
         """Mean and std per channel over observed cells; refuses all-NaN variables and Inf."""
@@ -64,8 +65,9 @@ class Summary:
 
     @property
     def observed_fraction(self) -> float:
-        """Of fillable cells, over the whole cube and every channel."""
-        return float(self.N.sum() / max(self.valid.sum() * self.T * self.N.shape[0], 1))
+        """Of fillable cells, over the whole cube and every imputed channel."""
+        N = self.N[:self.n_targets]
+        return float(N.sum() / max(self.valid.sum() * self.T * N.shape[0], 1))
 
     def gaps(self) -> np.ndarray:
         """(C,) number of fillable cells that are missing, per channel."""
@@ -98,7 +100,8 @@ def summarise(cube: Cube) -> Summary:
     xz = dsa.where(obs, x, 0).astype("float64")
     S, N, s2, n_inf = compute(xz.sum(axis=0), obs.sum(axis=0, dtype="int64"),
                                   (xz**2).sum(axis=(0, 2, 3)), dsa.isinf(x).sum())
-    return Summary(np.asarray(S), np.asarray(N), np.asarray(s2), int(n_inf), int(x.shape[0]), cube.valid)
+    return Summary(np.asarray(S), np.asarray(N), np.asarray(s2), int(n_inf), int(x.shape[0]), cube.valid,
+                   cube.n_targets if cube.covariates else None)
 
 
 def compute_stats(cube: Cube) -> Stats:

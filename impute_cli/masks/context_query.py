@@ -115,6 +115,7 @@ class ContextSampler:
     block_sizes: list[int]
     pool: np.ndarray | None = None
     tries: int = 6
+    always: np.ndarray | None = None  # (C,) bool: channels always wholly context (covariates)
 
     def __post_init__(self) -> None:
         if self.pattern == "empirical":
@@ -140,8 +141,14 @@ class ContextSampler:
     def __call__(self, M: torch.Tensor, ratio: float, gen: torch.Generator) -> torch.Tensor:
         if ratio >= 1.0:
             return M.clone()  # MissDiff setting: the whole observation is the context
-        keep = self.pattern_like(M, ratio, gen)
-        return M & keep[:, :, None]
+        if self.always is None:
+            return M & self.pattern_like(M, ratio, gen)[:, :, None]
+        # covariates: the pattern is drawn on the imputed channels' observations, and every
+        # observed cell of a covariate stays context
+        always = torch.from_numpy(self.always).to(M.device)
+        out = M & self.pattern_like(M[:, :, ~always], ratio, gen)[:, :, None]
+        out[:, :, always] = M[:, :, always]
+        return out
 
     def _mixed(self, shape: tuple[int, int, int, int], ratio: float, gen: torch.Generator,
                dev: torch.device) -> torch.Tensor:

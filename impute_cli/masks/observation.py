@@ -15,10 +15,11 @@ def observation_masks(cube: Cube) -> np.ndarray:
     return np.asarray(compute(dsa.isfinite(cube.data))[0]) & cube.valid[None, None]
 
 
-def observation_pool(observed: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Real gap patterns for `empirical`: (T, H, W) True where observed in any channel or where
-    the cell is never to be filled (land), so that only real gaps are borrowed."""
-    return observed.any(1) | ~valid[None]
+def observation_pool(observed: np.ndarray, valid: np.ndarray, n_targets: int | None = None) -> np.ndarray:
+    """Real gap patterns for `empirical`: (T, H, W) True where observed in any imputed channel
+    (the first `n_targets`; None: all) or where the cell is never to be filled (land), so that
+    only real gaps are borrowed."""
+    return observed[:, :n_targets].any(1) | ~valid[None]
 
 
 POOL_BYTES = 64 * 1024**2  # the empirical pool is at most this big (1 byte a cell)
@@ -44,7 +45,7 @@ def pool_from_cube(cube, frames: int, max_bytes: int = POOL_BYTES) -> np.ndarray
     for t in runs:
         for s in range(t.start, t.stop, step):
             vals = cube.read(slice(s, min(s + step, t.stop)), slice(None), slice(None))
-            parts.append(observation_pool(cube.observed(vals), cube.valid))
+            parts.append(observation_pool(cube.observed(vals), cube.valid, cube.n_targets))
     return np.concatenate(parts)
 
 

@@ -137,7 +137,7 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     if not data or not Path(str(data)).exists():
         raise ImputeError(f"the model's training data '{data}' is not there; give the file it was trained on "
                           "(or one like it) with --data FILE")
-    cube = open_cube(str(data), card.variables, card.static_mask_var)
+    cube = open_cube(str(data), card.variables, card.static_mask_var, covariates=card.covariates)
     check_compatible(card, cube)
     use_threads(opts.threads)
     device = pick_device(opts.device)
@@ -151,7 +151,8 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     window = tuple(min(a, b) for a, b in zip(card.window, cube.grid.shape))
     pattern = card.mask_strategy["pattern"]
     pool = pool_from_cube(cube, window[0])
-    sampler = ContextSampler(pattern, card.preset.mask.block_sizes, pool if pattern == "empirical" else None)
+    sampler = ContextSampler(pattern, card.preset.mask.block_sizes, pool if pattern == "empirical" else None,
+                             always=cube.context_only if cube.covariates else None)
     cfg = card.preset.impute
     B = opts.batch_size or card.preset.train.batch_size
     seed = opts.seed

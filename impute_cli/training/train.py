@@ -112,7 +112,8 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
     try:
         why = None
         if opts.preset == AUTO_PRESET:  # the preset that suits the file's layout (a lazy open: no data read)
-            name, why = preset_for(opts.preset, open_cube(data, opts.variables, opts.static_mask).grid.is_series)
+            name, why = preset_for(opts.preset, open_cube(data, opts.variables, opts.static_mask,
+                                                          covariates=opts.covariates).grid.is_series)
             opts = dataclasses.replace(opts, preset=name)
         preset = resolve_preset(opts)
         use_threads(opts.threads)
@@ -127,13 +128,14 @@ def train_for(data: str | Path, cube: Cube, opts: FillOptions, out: Path, overwr
     preset, context strategy and training steps, on the cube's variables and static mask."""
     return train_model(data, TrainOptions(preset=opts.preset, mask_pattern=opts.mask_pattern, steps=opts.train_steps,
                                           out=out, overwrite=overwrite, variables=cube.variables, fingerprint=fingerprint,
-                                          static_mask=cube.static_mask_var, device=opts.device, seed=opts.seed,
+                                          static_mask=cube.static_mask_var, covariates=list(cube.covariates),
+                                          device=opts.device, seed=opts.seed,
                                           progress=opts.progress, log=opts.log))
 
 
 def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, chosen: str | None = None) -> Path:
     log = opts.log if ranks.main else _silent
-    cube = open_cube(data, opts.variables, opts.static_mask)
+    cube = open_cube(data, opts.variables, opts.static_mask, covariates=opts.covariates)
     out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
     _check_out(out, opts)
     if (line := cube.static_mask_line()) is not None:
@@ -188,7 +190,8 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
     preset = replace(preset, mask=replace(preset.mask, pattern=pattern))
     if pattern == "empirical" and pool is None:
         pool = pool_from_cube(cube, window[0])
-    sampler = ContextSampler(pattern, preset.mask.block_sizes, pool if pattern == "empirical" else None)
+    sampler = ContextSampler(pattern, preset.mask.block_sizes, pool if pattern == "empirical" else None,
+                             always=cube.context_only if cube.covariates else None)
     vs = validation_set(cube, stats, window, preset, opts, ranks, log, cycle)
     if vs is not None:  # the held-out cells are gone from the data, its climatology and normalisation
         cube = cube.in_memory(vs.hide(cube.memory))
@@ -196,7 +199,7 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
         stats = summary.stats(cube.channels)
         sums = summary.climatology_sums(stats)
     if state is None and preset.train.passes > 0:  # a larger record gets more steps
-        observed = float(summary.N.sum()) / len(cube.channels)
+        observed = float(summary.N[:cube.n_targets].sum()) / cube.n_targets
         steps = steps_for_record(preset.train, observed, window)
         log(f"training steps: {steps} ({observed:,.0f} observed cells a variable, each in about "
             f"{preset.train.passes:g} training windows; from {preset.train.steps} up to {preset.train.max_steps})")
@@ -267,6 +270,8 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
         # Alg. 1 line 5: M_ctx, M_qry ⊆ M, sampled to satisfy Principle 1
         M_ctx = sampler(M, preset.mask.context_ratio, gen)
         M_qry = query_mask(M, M_ctx, preset.mask, gen)
+        if cube.covariates:  # a covariate is context only: never a query
+            M_qry[:, :, torch.from_numpy(cube.context_only)] = False
         # Alg. 1 line 6: x̂ = x_θ(t, M_ctx ⊙ x_obs,t, M_ctx)
         for g in opt.param_groups:
             g["lr"] = lr_at(step, preset)
@@ -369,7 +374,7 @@ def steps_for_record(tc: TrainConfig, observed: float, window: tuple[int, int, i
 def _card_stub(preset: Preset, cube: Cube, window: tuple[int, int, int]) -> ModelCard:
     return ModelCard(preset=preset, variables=cube.variables, channels=cube.channels, units=cube.units,
                      grid=cube.grid.describe(), window=list(window), normalisation={}, mask_strategy={},
-                     training={}, static_mask_var=cube.static_mask_var)
+                     training={}, static_mask_var=cube.static_mask_var, covariates=list(cube.covariates))
 
 
 def _check_out(out: Path, opts: TrainOptions) -> None:

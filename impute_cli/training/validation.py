@@ -115,6 +115,7 @@ def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> Validat
     starts = sorted(rng.choice(np.arange(0, T - L + 1, L), size=n, replace=False).tolist())
     segments = [slice(s, s + L) for s in starts]
     obs = cube.observed(values)
+    obs[:, cube.n_targets:] = False  # covariates are never held out
     n_obs_all = int(obs.sum())
     seg_obs = sum(int(obs[s].sum()) for s in segments)
     if seg_obs == 0:

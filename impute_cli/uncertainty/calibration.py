@@ -102,11 +102,14 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
     if not st.get("samples"):
         raise ImputeError("the file does not say how its samples were drawn (impute_cli_sampler); "
                           "make it again with 'impute-cli impute --samples N --save-samples'")
+    if absent := [v for v in card.covariates if v not in ds]:
+        raise ImputeError(f"the model's covariate '{absent[0]}' is not in this file; calibrate an output that "
+                          "keeps the input's variables (written without --no-copy)")
     missing = [v for v in card.variables if v not in ds]
     if missing or not set(variables) <= set(card.variables):
         raise ImputeError(f"the model was trained on {', '.join(card.variables)}, which does not match this file's "
                           "sampled variables; pass the --model that made the samples")
-    cube = open_cube(result, card.variables, card.static_mask_var, ds=ds)
+    cube = open_cube(result, card.variables, card.static_mask_var, ds=ds, covariates=card.covariates)
     cube.load()
     if (cycle := cycle_for_model(card.normalisation, cube)) is not None:  # scored on anomalies: the same errors
         cube = remove_cycle(cube, cycle)
@@ -137,7 +140,8 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
     obs = cube.observed(full)
     T = full.shape[0]
     rng = np.random.default_rng(seed + 7919)
-    how, frac = hiding(obs, cube.valid)
+    hideable = obs & ~cube.context_only[None, :, None, None] if cube.covariates else obs  # covariates stay context
+    how, frac = hiding(hideable[:, :cube.n_targets], cube.valid)
     L = min(T, max(2 * card.window[0], 8))
     n_seg = min(max(1, math.ceil(min(frames, T) / L)), max(1, T // L))
     seg_starts = sorted(rng.choice(np.arange(0, T - L + 1, L), size=n_seg, replace=False).tolist())
@@ -165,7 +169,7 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
     target = {v: np.bincount(depth[:, idx][gaps[:, idx]], minlength=DEPTH_CAP + 1) for v, idx in chans.items()}
     cell_d: dict[str, list[np.ndarray]] = {v: [] for v in variables}
     for k, s0 in enumerate(seg_starts):
-        core = calibration_cells(obs, s0, L, cube.valid, rng, scattered=frac)
+        core = calibration_cells(hideable, s0, L, cube.valid, rng, scattered=frac)
         if not core.any():
             continue
         a, b = max(0, s0 - margin), min(T, s0 + L + margin)
