@@ -157,3 +157,30 @@ def test_a_covariate_with_gaps_is_context_where_observed_and_never_filled(tiny_p
     assert "sst_analysis_filled" not in res and "sst_analysis_std" not in res
     assert np.isnan(res["sst_analysis"].values[0]).all()
     check_filled_output(ds, res, ["sst"])
+
+
+def test_regression_kriging_recovers_a_field_linear_in_its_covariate():
+    from impute_cli.evaluation.drift import regression_kriging
+    from impute_cli.evaluation.kriging import st_kriging
+    rng = np.random.default_rng(0)
+    ds = tiny_cube_dataset(12, 16, 16, "cloud", 0.6, seed=5, var="x")
+    x = tiny_cube_dataset(12, 16, 16, "none", seed=6, var="x")["x"].values  # gap-free covariate
+    truth = 3.0 + 2.0 * x + 0.01 * rng.standard_normal(x.shape)
+    gappy = np.where(np.isfinite(ds["x"].values), truth, np.nan).astype("float32")
+    valid = np.ones((16, 16), bool)
+    filled = regression_kriging(gappy[:, None], x[:, None], valid)[:, 0]
+    gaps = np.isnan(gappy)
+    err = np.sqrt(np.mean((filled[gaps] - truth[gaps]) ** 2))
+    plain = np.sqrt(np.mean((st_kriging(gappy, valid)[gaps] - truth[gaps]) ** 2))
+    assert np.allclose(filled[~gaps], gappy[~gaps], atol=1e-4)  # observed cells kept
+    assert err < 0.05 and err < 0.2 * plain
+
+
+def test_evaluate_ranks_regression_kriging_with_a_covariate_and_skips_it_without(cov_cube, tiny_preset, tmp_path):
+    path, _ = cov_cube
+    common = ["--preset", tiny_preset, "--train-steps", 8, "--device", "cpu", "--quiet", "--json"]
+    rep = json.loads(run_cli("evaluate", path, "--covariate", "sst_analysis", "--baseline", "laplace",
+                             "--baseline", "regression_kriging", *common).stdout)
+    assert set(rep["variables"]["sst"]["methods"]) == {"impute-cli", "laplace", "regression_kriging"}
+    rep = json.loads(run_cli("evaluate", path, "--var", "sst", "--baseline", "regression_kriging", *common).stdout)
+    assert "it needs a covariate" in rep["skipped"]["regression_kriging"]

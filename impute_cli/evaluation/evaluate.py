@@ -25,6 +25,7 @@ from impute_cli.config import load_preset, preset_for
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError, OptionError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
+from impute_cli.evaluation.drift import NAME as DRIFT, run_drift
 from impute_cli.evaluation.report import MODEL_NAME, Evaluation, write_report
 from impute_cli.evaluation.scores import point_scores, sample_scores
 from impute_cli.inference.fill import fill_cube
@@ -59,9 +60,10 @@ def check_options(opts: EvaluateOptions) -> None:
             raise ImputeError(f"'{folder}' already holds {what}; pass --overwrite or choose another folder")
         if folder and Path(folder).exists() and not Path(folder).is_dir():
             raise ImputeError(f"'{folder}' is a file; give a folder (it is created if missing)")
-    unknown = [b for b in opts.baselines or [] if b not in BASELINES]
+    unknown = [b for b in opts.baselines or [] if b not in BASELINES and b != DRIFT]
     if unknown:
-        raise ImputeError(f"unknown --baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}")
+        raise ImputeError(f"unknown --baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}, "
+                          f"{DRIFT} (with --covariate)")
 
 
 def gappy_dataset(cube: Cube, values: np.ndarray) -> xr.Dataset:
@@ -156,8 +158,10 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
     estimate = np.where(np.isnan(gappy), filled.estimate, gappy)
     estimate[~np.broadcast_to(cube.valid[None, None], estimate.shape)] = np.nan  # land: not filled
 
-    names = opts.baselines or list(BASELINES)
+    names = [b for b in opts.baselines or list(BASELINES) if b in BASELINES]
     base_est, base_secs, skipped = run_baselines(names, gappy[:, :n], cube.valid, opts.log)
+    if (cube.covariates and not opts.baselines) or DRIFT in (opts.baselines or []):  # the covariates' classical use
+        run_drift(gappy[:, :n], gappy[:, n:], cube.valid, opts.log, base_est, base_secs, skipped)
     base_est = {k: np.concatenate([e, gappy[:, n:]], axis=1) for k, e in base_est.items()}  # covariates as given
     estimates = {MODEL_NAME: estimate, **base_est}
 
