@@ -100,7 +100,8 @@ def test_train_records_covariates_and_impute_fills_only_the_target(cov_cube, cov
     assert card["channels"] == ["sst", "sst_analysis"]
     out = tmp_path / "out.nc"
     r = run_cli("impute", path, out, "--model", cov_model, "--device", "cpu", "--quiet", "--json")
-    assert json.loads(r.stdout)["cells_imputed"].keys() == {"sst"}
+    summary = json.loads(r.stdout)
+    assert summary["cells_imputed"].keys() == {"sst"} and summary["covariates"] == ["sst_analysis"]
     res = open_any(out)
     assert "sst_analysis_filled" not in res and "sst_analysis" in res
     assert "the network saw sst_analysis as context" in res["sst_filled"].attrs["comment"]
@@ -139,7 +140,7 @@ def test_evaluate_hides_and_scores_only_the_target(cov_cube, tiny_preset, tmp_pa
     r = run_cli("evaluate", path, "--covariate", "sst_analysis", "--preset", tiny_preset, "--train-steps", 8,
                 "--baseline", "laplace", "--keep", tmp_path / "k", "--device", "cpu", "--quiet", "--json")
     rep = json.loads(r.stdout)
-    assert list(rep["variables"]) == ["sst"]
+    assert list(rep["variables"]) == ["sst"] and "covariates sst_analysis" in rep["model"]["model"]
     gappy = xr.open_dataset(tmp_path / "k" / "gappy.nc")
     assert np.array_equal(gappy["sst_analysis"].values, ds["sst_analysis"].values)  # nothing of it hidden
     assert np.isnan(gappy["sst"].values).sum() > np.isnan(ds["sst"].values).sum()

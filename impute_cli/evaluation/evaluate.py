@@ -119,7 +119,8 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
     model = train_for(path, cube, opts, out, overwrite=bool(opts.keep))
     card, den = load_model(model)
     info.update(model=f"'{opts.preset}' preset trained on the held-out cube ({card.training['steps']} steps, "
-                f"context strategy {card.mask_strategy['pattern']})", train_seconds=round(time.perf_counter() - t0, 1))
+                f"context strategy {card.mask_strategy['pattern']}"
+                + (f", covariates {', '.join(card.covariates)}" if card.covariates else "") + ")", train_seconds=round(time.perf_counter() - t0, 1))
     if opts.keep:
         info["kept_model"] = str(out)
     return card, den, info

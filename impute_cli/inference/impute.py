@@ -173,7 +173,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     opts.log(f"wrote {out}: {filled[cube.variables[0]]} cells of {cube.variables[0]} imputed"
              + (f" (and {len(cube.variables) - 1} more variables)" if len(cube.variables) > 1 else ""))
     return {"input": str(inp), "output": str(out), "model": model_used, "model_source": source,
-            "cells_imputed": filled,
+            "cells_imputed": filled, "covariates": list(cube.covariates),
             "samples": job.samples or 0, "calibration": (sampling or {}).get("calibration"),
             "seconds": {"total": round(time.perf_counter() - t0, 2), "training": round(train_seconds, 2)}}
 
