@@ -248,11 +248,12 @@ def format_table(report: dict[str, Any]) -> str:
     if report["model"].get("note"):
         lines.append(f"note: {report['model']['note']}")
     for v, r in report["variables"].items():
+        w = max(16, *map(len, r["ranking"]))  # the method column fits the longest name
         lines += ["", f"{v} ({r['units']}), {r['cells']} hidden cells, ranked by RMSE:",
-                  f"  {'#':>2} {'method':<16} {'RMSE':>10} {'MAE':>10} {'bias':>10} {'corr':>7} {'seconds':>8}"]
+                  f"  {'#':>2} {'method':<{w}} {'RMSE':>10} {'MAE':>10} {'bias':>10} {'corr':>7} {'seconds':>8}"]
         for i, m in enumerate(r["ranking"], 1):
             s = {k: (np.nan if val is None else val) for k, val in r["methods"][m].items()}  # None: from JSON
-            lines.append(f"  {i:>2} {m:<16} {s['rmse']:>10.4g} {s['mae']:>10.4g} {s['bias']:>10.3g} "
+            lines.append(f"  {i:>2} {m:<{w}} {s['rmse']:>10.4g} {s['mae']:>10.4g} {s['bias']:>10.3g} "
                          f"{s['corr']:>7.4f} {s['seconds']:>8.1f}")
         s = r["methods"][MODEL_NAME]
         if "crps" in s:
