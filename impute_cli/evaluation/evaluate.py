@@ -163,7 +163,8 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
     base_est, base_secs, skipped = run_baselines(names, gappy[:, :n], cube.valid, opts.log)
     if (cube.covariates and not opts.baselines) or DRIFT in (opts.baselines or []):  # the covariates' classical use
         run_drift(gappy[:, :n], gappy[:, n:], cube.valid, opts.log, base_est, base_secs, skipped)
-    base_est = {k: np.concatenate([e, gappy[:, n:]], axis=1) for k, e in base_est.items()}  # covariates as given
+    if cube.covariates:  # the covariates' channels as given, beside each baseline's estimate
+        base_est = {k: np.concatenate([e, gappy[:, n:]], axis=1) for k, e in base_est.items()}
     estimates = {MODEL_NAME: estimate, **base_est}
 
     report: dict[str, Any] = {
