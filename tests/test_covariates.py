@@ -185,3 +185,39 @@ def test_evaluate_ranks_regression_kriging_with_a_covariate_and_skips_it_without
     assert set(rep["variables"]["sst"]["methods"]) == {"impute-cli", "laplace", "regression_kriging"}
     rep = json.loads(run_cli("evaluate", path, "--var", "sst", "--baseline", "regression_kriging", *common).stdout)
     assert "it needs a covariate" in rep["skipped"]["regression_kriging"]
+
+
+def test_the_blend_and_the_validation_fillers_leave_a_covariate_alone(tmp_path, monkeypatch):
+    """A covariate is never written, so neither the blend's classical fills nor the validation's
+    fillers run on its channels; the imputed channel comes out as if it were alone."""
+    from impute_cli.inference import blend as blend_mod
+    from impute_cli.training import validation as val_mod
+
+    rng = np.random.default_rng(5)
+    target = np.cumsum(np.cumsum(rng.normal(size=(4, 1, 20, 20)), 2), 3)
+    values = np.concatenate([target, target + 1.0], axis=1)
+    values[:, :, 5:12, 6:14] = np.nan  # the covariate has gaps too
+    valid = np.ones((20, 20), bool)
+    est = np.where(np.isnan(values), 0.0, values).astype("float32")
+    shapes = []
+    real = blend_mod.FILLS["laplace"]
+    monkeypatch.setitem(blend_mod.FILLS, "laplace", lambda v, *a, **k: shapes.append(v.shape) or real(v, *a, **k))
+    b = blend_mod.Blend(["laplace"], list(blend_mod.EDGES), [[0.5, 0.5]] * (len(blend_mod.EDGES) + 1))
+    out = blend_mod.apply_blend(b, est, values, valid, targets=1)
+    assert len(shapes) == 1, "the partner fills the imputed channel only"
+    assert np.array_equal(out[:, 1], est[:, 1])  # the covariate's channel: the network's, untouched
+    assert np.array_equal(out[:, :1], blend_mod.apply_blend(b, est[:, :1], values[:, :1], valid))
+
+    ds = with_covariate(tiny_cube_dataset(48, 32, 32, "cloud", 0.6, seed=3, var="sst"), gaps=True)
+    cube = open_cube(write_cube(ds, tmp_path / "big.nc"), covariates=["sst_analysis"]).load()
+    vs = make_validation(cube, summarise(cube).stats(cube.channels), 4, seed=0)
+    channels = []
+    real_runs = val_mod.run_baselines
+    monkeypatch.setattr(val_mod, "run_baselines", lambda names, g, *a: channels.append(g.shape[1]) or real_runs(names, g, *a))
+    val_mod.score_baselines(vs, cube.valid, lambda _m: None)
+    assert channels and set(channels) == {1} and vs.baselines
+    assert all(f.shape[1] == 1 for fills in vs.fills.values() for f in fills)
+    # the network's estimates (every channel) are scored on the imputed channel's hidden cells as before
+    assert vs.score(list(vs.truth))["normalised"] == 0.0
+    blend, report = val_mod.fit_validation_blend(vs, [np.nan_to_num(t) for t in vs.truth], cube.valid, ["laplace"])
+    assert set(report["rmse"]) == {"sst"}

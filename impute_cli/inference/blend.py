@@ -191,14 +191,16 @@ def cube_fits(blend: Blend | None, cube: Cube) -> dict[str, list] | None:
     region it is imputed in. A region fitting its own is a piece of the record: on the GP pixel
     cube imputed in 6 regions of about 85 steps the point estimate's MSE was 1.32x the exact
     posterior's, against 1.01x in one. None when the blend has no such fill, or the grid is too
-    large for kriging (each region then leaves the fill out, saying so)."""
+    large for kriging (each region then leaves the fill out, saying so). The imputed channels'
+    fits only: the blend never fills a covariate."""
     names = [p for p in (blend.partners if blend is not None else []) if p in FITTED]
     T, H, W = cube.grid.shape
     if not names or H * W > GP_MAX_CELLS:
         return None
     n = min(T, FIT_STEPS, max(24, FIT_BYTES // (4 * len(cube.channels) * H * W)))
     t0 = (T - n) // 2
-    return record_fits(names, cube.read(slice(t0, t0 + n), slice(None), slice(None)), cube.valid)
+    values = cube.read(slice(t0, t0 + n), slice(None), slice(None))[:, :cube.n_targets]
+    return record_fits(names, values, cube.valid)
 
 
 def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
@@ -225,7 +227,8 @@ def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
 
 def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: np.ndarray,
                 log: Callable[[str], None] | None = None, workers: int | None = None,
-                wrap: int = 0, progress: bool = False, fits: dict[str, list] | None = None) -> np.ndarray:
+                wrap: int = 0, progress: bool = False, fits: dict[str, list] | None = None,
+                targets: int | None = None) -> np.ndarray:
     """The blended estimate (T, C, H, W) of the network's `estimate` and the partners' fills of
     `values` (NaN in gaps), both in data units; observed cells keep the network's estimate
     (the writer puts the input back there). A partner that cannot run gives its weight to the
@@ -233,8 +236,12 @@ def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: n
     `wrap` > 0: the grid is a whole circle of longitude; the fills and the distances are found
     on the values widened by `wrap` columns from the other side (`io.cube.wrap_columns`) and
     cut back, so that they do not stop at the east-west edge either. `progress`: a bar for
-    kriging's time steps. `fits`: as `partner_fills`'s."""
+    kriging's time steps. `fits`: as `partner_fills`'s. `targets`: how many leading channels are
+    imputed; the rest (covariates, never written) keep the network's estimate, unfilled by the
+    partners (default: every channel)."""
+    n = values.shape[1] if targets is None else targets
     observed = np.isfinite(values) & valid[None, None]
+    full, estimate, values, observed = estimate, estimate[:, :n], values[:, :n], observed[:, :n]
     if wrap:
         core = slice(wrap, -wrap)
         fills = {k: f[..., core] for k, f in partner_fills(blend.partners, wrap_columns(values, wrap),
@@ -249,4 +256,5 @@ def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: n
     for k, name in enumerate(blend.partners, start=1):
         f = fills.get(name)
         out += w[k] * (np.where(np.isfinite(f), f, estimate) if f is not None else estimate)
-    return np.where(observed, estimate, out).astype(estimate.dtype)
+    out = np.where(observed, estimate, out).astype(estimate.dtype)
+    return out if n == full.shape[1] else np.concatenate([out, full[:, n:]], axis=1)

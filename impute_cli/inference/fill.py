@@ -273,7 +273,7 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     shift = None
     if job.blend is not None:  # the fitted blend with classical fills; samples move with the estimate
         blended = apply_blend(job.blend, est, cube.memory, cube.valid, workers=job.threads, wrap=p,
-                              progress=job.progress, fits=job.fits)
+                              progress=job.progress, fits=job.fits, targets=cube.n_targets)
         shift, est = blended - est, blended
     if samples is not None:
         for n in range(job.samples):  # in place, one member at a time

@@ -64,6 +64,12 @@ class ValidationSet:
     baselines: dict[str, dict[str, Any]] = field(default_factory=dict)
     fills: dict[str, list[np.ndarray]] = field(default_factory=dict)  # the blend's fills per segment, kept from the baselines
     fits: dict[str, list] = field(default_factory=dict)  # the record's fits for fills of segments (record_fits)
+    targets: int | None = None  # the imputed channels come first; covariates (never hidden) after them
+
+    @property
+    def n(self) -> int:
+        """The number of imputed channels: the classical fillers run on these only."""
+        return len(self.std) if self.targets is None else self.targets
 
     @property
     def cells(self) -> int:
@@ -88,12 +94,14 @@ class ValidationSet:
 
     def score(self, estimates: list[np.ndarray]) -> dict[str, Any]:
         """RMSE per variable (data units) and pooled over channels in normalised units, of the
-        estimates (L, C, H, W) of each segment on its hidden cells."""
-        err2 = [np.where(h, (e - t) ** 2, 0.0) for e, t, h in zip(estimates, self.truth, self.hidden)]
+        estimates (L, C, H, W) of each segment on its hidden cells; an estimate of the imputed
+        channels only (the classical fillers') is scored the same (no covariate cell is hidden)."""
+        n = estimates[0].shape[1] if estimates else len(self.std)
+        err2 = [np.where(h[:, :n], (e - t[:, :n]) ** 2, 0.0) for e, t, h in zip(estimates, self.truth, self.hidden)]
         per_c = np.sum([e.sum(axis=(0, 2, 3)) for e in err2], axis=0)  # (C,)
-        n_c = np.sum([h.sum(axis=(0, 2, 3)) for h in self.hidden], axis=0)
+        n_c = np.sum([h[:, :n].sum(axis=(0, 2, 3)) for h in self.hidden], axis=0)
         rmse = {v: float(math.sqrt(per_c[idx].sum() / max(n_c[idx].sum(), 1))) for v, idx in self.variables.items()}
-        pooled = float(math.sqrt((per_c / self.std.astype("float64") ** 2).sum() / max(n_c.sum(), 1)))
+        pooled = float(math.sqrt((per_c / self.std[:n].astype("float64") ** 2).sum() / max(n_c.sum(), 1)))
         return {"rmse": rmse, "normalised": pooled}
 
     def best_baseline(self) -> tuple[str, dict[str, Any]] | None:
@@ -133,7 +141,7 @@ def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> Validat
     chans = {v: [c for c, (w, _) in enumerate(cube.channel_sel) if w == v] for v in cube.variables}
     vs = ValidationSet(segments, hidden, [values[s].copy() for s in segments],
                        chans, {v: cube.units[idx[0]] for v, idx in chans.items()},
-                       np.asarray(stats.std, "float64"), pattern)
+                       np.asarray(stats.std, "float64"), pattern, targets=cube.n_targets)
     if vs.cells < MIN_CELLS:
         raise ImputeError(f"only {vs.cells} observed cells could be held out (at least {MIN_CELLS} are needed)")
     return vs
@@ -144,10 +152,12 @@ def score_baselines(vs: ValidationSet, valid: np.ndarray, log: Callable[[str], N
     """Each classical filler on each segment with its held-out cells hidden, scored on them.
     With a daily `cycle` (the cube holds anomalies, io.cycle) the fillers run on the values as
     the file has them, as a user would run them; the blend's fills are then left for
-    `fit_validation_blend` to compute on the anomalies, as imputation does."""
-    shift = [np.float32(0) if cycle is None else cycle.values(seg) for seg in vs.segments]
+    `fit_validation_blend` to compute on the anomalies, as imputation does. The imputed
+    channels only: a covariate is never filled."""
+    n = vs.n
+    shift = [np.float32(0) if cycle is None else cycle.values(seg)[:, :n] for seg in vs.segments]
     fits = vs.fits if cycle is None else None  # fitted to the anomalies: not for the values as the file has them
-    per_segment = [run_baselines(list(BASELINES), np.where(h, np.nan, t + c), valid, log, fits)[0]
+    per_segment = [run_baselines(list(BASELINES), np.where(h[:, :n], np.nan, t[:, :n] + c), valid, log, fits)[0]
                    for t, h, c in zip(vs.truth, vs.hidden, shift)]
     for name in BASELINES:
         if all(name in est for est in per_segment):  # a filler skipped on any segment is left out
@@ -182,7 +192,10 @@ def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: 
     (`inference.blend.fit_blend`), fitted on the held-out cells in normalised units, and the
     validation's figures of the blended estimate (cross-fitted: RMSE per variable and pooled).
     Kriging (either kind) is left out on a slice of fewer than KRIGING_MIN_STEPS time steps (`left_out` says so)."""
-    std = vs.std[None, :, None, None]
+    n = vs.n  # the imputed channels: no covariate cell is hidden, and the partners never fill one
+    estimates = [e[:, :n] for e in estimates]
+    truth, hidden = [t[:, :n] for t in vs.truth], [h[:, :n] for h in vs.hidden]
+    std = vs.std[None, :n, None, None]
     steps, left_out = sum(sg.stop - sg.start for sg in vs.segments), []
     if steps < KRIGING_MIN_STEPS:
         kriging = [n for n in partners if n in KRIGING]
@@ -192,10 +205,10 @@ def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: 
     missing = [n for n in partners if n not in vs.fills]
     segs = [{**{n: vs.fills[n][k] for n in partners if n in vs.fills},
              **(partner_fills(missing, np.where(h, np.nan, t), valid, fits=vs.fits) if missing else {})}
-            for k, (t, h) in enumerate(zip(vs.truth, vs.hidden))]
+            for k, (t, h) in enumerate(zip(truth, hidden))]
     names = [n for n in partners if all(n in f for f in segs)]
     net, part, dist, chan = [], {n: [] for n in names}, [], []
-    for k, (e, t, h) in enumerate(zip(estimates, vs.truth, vs.hidden)):
+    for k, (e, t, h) in enumerate(zip(estimates, truth, hidden)):
         observed = np.isfinite(np.where(h, np.nan, t)) & valid[None, None]
         dist.append(distance_to_observed(observed)[h])
         net.append(((e - t) / std)[h])
@@ -249,7 +262,7 @@ def validation_set(cube: Cube, stats: Stats, window: tuple[int, int, int], prese
         log(f"notice: no validation slice ({why}); every observed cell is trained on. "
             "Check the model with 'impute-cli evaluate'")
         return None
-    vs.fits = record_fits(list(FITTED), vs.hide_middle(cube.memory, FIT_STEPS), cube.valid)
+    vs.fits = record_fits(list(FITTED), vs.hide_middle(cube.memory, FIT_STEPS)[:, :vs.n], cube.valid)
     score_baselines(vs, cube.valid, log, cycle)
     best = vs.best_baseline()
     log(f"validation: {vs.cells} observed cells held out of training ({vs.pattern} gap shapes, "

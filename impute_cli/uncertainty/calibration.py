@@ -162,7 +162,7 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
     # The blend's fills that fit the data (space-time kriging's covariance) take the record's fit:
     # a segment of a few dozen steps fits it worse than the run on the whole record did.
     partners = Blend.from_dict(card.blend).partners if card.blend and settings.blend else []
-    fits = record_fits(partners, full, cube.valid) if fits is None else fits
+    fits = record_fits(partners, full[:, :cube.n_targets], cube.valid) if fits is None else fits
     # How deep the real gaps lie, per variable: the hidden cells are weighted to match (depth_weights).
     depth = gap_distance(obs, DEPTH_CAP)
     gaps = ~obs & cube.valid[None, None]
