@@ -51,11 +51,18 @@ def push_pull_fill(values: torch.Tensor, mask: torch.Tensor, sweeps: int = 0) ->
         est = torch.where(m_l > 0, m_l * own + (1 - m_l) * up, up)
         if sweeps:
             # what does not change from sweep to sweep, computed once; 0.25 * (1 - m) is exact, so
-            # keep + free * (sum of the 4 neighbours) equals m * own + (1 - m) * (their mean) bit for bit
+            # keep + free * (sum of the 4 neighbours) equals m * own + (1 - m) * (their mean) bit for bit.
+            # The sum is accumulated in place, in the same order as ((up + down) + left) + right:
+            # the same bits as the plain expression, with fewer temporaries
             keep, free = m_l * own, 0.25 * (1 - m_l)
+            acc = torch.empty_like(est)
             for _ in range(sweeps):
                 p = F.pad(est, (1, 1, 1, 1), mode="replicate")
-                est = keep + free * (p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:])
+                torch.add(p[..., :-2, 1:-1], p[..., 2:, 1:-1], out=acc)
+                acc += p[..., 1:-1, :-2]
+                acc += p[..., 1:-1, 2:]
+                acc *= free
+                est = acc + keep
     return est
 
 
@@ -67,11 +74,14 @@ def relax_in_time(guess: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     Laplace fill would, started from the frame's own fill."""
     g, x, m = (a.transpose(1, 2) for a in (guess, values, mask))  # (B, C, F, h, w)
     keep, free = m * x, 1 - m  # the same in every sweep
+    acc = torch.empty_like(g)  # the neighbours' sum, accumulated in place in the plain sum's order (same bits)
     for _ in range(sweeps):
         p = F.pad(g, (1, 1, 1, 1, 1, 1), mode="replicate")
-        nb = (p[:, :, :-2, 1:-1, 1:-1] + p[:, :, 2:, 1:-1, 1:-1] + p[:, :, 1:-1, :-2, 1:-1]
-              + p[:, :, 1:-1, 2:, 1:-1] + p[:, :, 1:-1, 1:-1, :-2] + p[:, :, 1:-1, 1:-1, 2:]) / 6
-        g = keep + free * nb
+        torch.add(p[:, :, :-2, 1:-1, 1:-1], p[:, :, 2:, 1:-1, 1:-1], out=acc)
+        for nb in (p[:, :, 1:-1, :-2, 1:-1], p[:, :, 1:-1, 2:, 1:-1], p[:, :, 1:-1, 1:-1, :-2], p[:, :, 1:-1, 1:-1, 2:]):
+            acc += nb
+        acc /= 6
+        g = keep + free * acc
     return g.transpose(1, 2)
 
 
