@@ -98,7 +98,7 @@ class ValidationSet:
         channels only (the classical fillers') is scored the same (no covariate cell is hidden)."""
         n = estimates[0].shape[1] if estimates else len(self.std)
         err2 = [np.where(h[:, :n], (e - t[:, :n]) ** 2, 0.0) for e, t, h in zip(estimates, self.truth, self.hidden)]
-        per_c = np.sum([e.sum(axis=(0, 2, 3)) for e in err2], axis=0)  # (C,)
+        per_c = np.sum([e.sum(axis=(0, 2, 3)) for e in err2], axis=0)  # per channel
         n_c = np.sum([h[:, :n].sum(axis=(0, 2, 3)) for h in self.hidden], axis=0)
         rmse = {v: float(math.sqrt(per_c[idx].sum() / max(n_c[idx].sum(), 1))) for v, idx in self.variables.items()}
         pooled = float(math.sqrt((per_c / self.std[:n].astype("float64") ** 2).sum() / max(n_c.sum(), 1)))
@@ -192,10 +192,10 @@ def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: 
     (`inference.blend.fit_blend`), fitted on the held-out cells in normalised units, and the
     validation's figures of the blended estimate (cross-fitted: RMSE per variable and pooled).
     Kriging (either kind) is left out on a slice of fewer than KRIGING_MIN_STEPS time steps (`left_out` says so)."""
-    n = vs.n  # the imputed channels: no covariate cell is hidden, and the partners never fill one
-    estimates = [e[:, :n] for e in estimates]
-    truth, hidden = [t[:, :n] for t in vs.truth], [h[:, :n] for h in vs.hidden]
-    std = vs.std[None, :n, None, None]
+    nt = vs.n  # the imputed channels: no covariate cell is hidden, and the partners never fill one
+    estimates = [e[:, :nt] for e in estimates]
+    truth, hidden = [t[:, :nt] for t in vs.truth], [h[:, :nt] for h in vs.hidden]
+    std = vs.std[None, :nt, None, None]
     steps, left_out = sum(sg.stop - sg.start for sg in vs.segments), []
     if steps < KRIGING_MIN_STEPS:
         kriging = [n for n in partners if n in KRIGING]
