@@ -27,7 +27,7 @@ from impute_cli.errors import ImputeError, OptionError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.evaluation.drift import NAME as DRIFT, run_drift
 from impute_cli.evaluation.report import MODEL_NAME, Evaluation, write_report
-from impute_cli.evaluation.scores import point_scores, sample_scores
+from impute_cli.evaluation.scores import point_scores, ratio_interval, sample_scores
 from impute_cli.inference.fill import fill_cube
 from impute_cli.io.cycle import cycle_for_model, remove_cycle, with_cycle
 from impute_cli.inference.impute import check_context_ratio
@@ -196,6 +196,10 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         if best_other:
             report["variables"][v]["rmse_vs_best_baseline"] = round(
                 methods[MODEL_NAME]["rmse"] / methods[best_other]["rmse"], 4)
+            report["variables"][v]["best_baseline"] = best_other
+            where = np.argwhere(sel)[:, [0, 2, 3]]  # (t, y, x) of each hidden cell, in truth's order
+            report["variables"][v]["ratio_interval"] = ratio_interval(
+                estimate[sel] - truth, estimates[best_other][sel] - truth, where, seed=opts.seed)
     spread = None
     if filled.samples is not None:
         spread = np.sqrt(np.mean((filled.samples - estimate[None]) ** 2, axis=0))  # NaN on land
@@ -256,6 +260,10 @@ def format_table(report: dict[str, Any]) -> str:
             s = {k: (np.nan if val is None else val) for k, val in r["methods"][m].items()}  # None: from JSON
             lines.append(f"  {i:>2} {m:<{w}} {s['rmse']:>10.4g} {s['mae']:>10.4g} {s['bias']:>10.3g} "
                          f"{s['corr']:>7.4f} {s['seconds']:>8.1f}")
+        if (iv := r.get("ratio_interval")) is not None:
+            lines.append(f"  {MODEL_NAME} / {r['best_baseline']}: RMSE ratio {r['rmse_vs_best_baseline']:.3f}, "
+                         f"{100 * iv['level']:g} % interval {iv['low']:.3f}-{iv['high']:.3f} ({iv['blocks']} blocks "
+                         f"of {iv['block_steps']} time step(s) x {iv['block_cells']} x {iv['block_cells']} cells resampled)")
         s = r["methods"][MODEL_NAME]
         if "crps" in s:
             lines.append(f"  {MODEL_NAME} samples: {s['samples']}, CRPS {s['crps']:.4g}, spread {s['mean_std']:.4g}")

@@ -165,6 +165,11 @@ def markdown(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
             bold = "**" if name == MODEL_NAME else ""
             out.append(f"| {i} | {bold}{name}{bold} | {s['rmse']:.4g} | {s['mae']:.4g} | {s['bias']:.3g} | "
                        f"{s['corr']:.4f} | {s['seconds']:.1f} |")
+        if (iv := r.get("ratio_interval")) is not None:
+            out += ["", f"{MODEL_NAME} against the best other method, {r['best_baseline']}: RMSE ratio "
+                    f"{r['rmse_vs_best_baseline']:.3f}, {100 * iv['level']:g} % interval {iv['low']:.3f}–{iv['high']:.3f} "
+                    f"(a bootstrap of {iv['blocks']} blocks of {iv['block_steps']} time step(s) × {iv['block_cells']} × "
+                    f"{iv['block_cells']} cells). An interval that contains 1 is a tie on these cells."]
         s = r["methods"][MODEL_NAME]
         if "crps" in s:
             out += ["", f"{MODEL_NAME} with {s['samples']} samples: CRPS {s['crps']:.4g}, spread (RMS deviation "

@@ -13,7 +13,7 @@ import pytest
 from conftest import DATA_DIR, assert_one_error_line, open_any, real_file, run_cli
 from impute_cli.errors import ImputeError
 from impute_cli.masks.holdout import HOLDOUTS, make_holdout
-from impute_cli.evaluation.scores import crps_ensemble, point_scores, sample_scores
+from impute_cli.evaluation.scores import BLOCK, crps_ensemble, point_scores, ratio_interval, sample_scores
 from impute_cli.synthetic import gap_mask
 from impute_cli.testing import land_mask, tiny_cube_dataset, write_cube
 
@@ -111,6 +111,30 @@ def test_point_scores():
     assert np.isnan(point_scores(np.array([1.0, np.nan]), np.array([1.0, 2.0]))["rmse"]), "a NaN must count as a miss"
 
 
+def test_the_ratio_interval_brackets_the_ratio_and_widens_when_errors_come_in_blocks():
+    rng = np.random.default_rng(0)
+    hidden = rng.random((20, 64, 64)) < 0.4
+    where = np.argwhere(hidden)
+    n = len(where)
+    other = rng.normal(size=n)
+    ratio = lambda e: float(np.sqrt(np.mean(e**2) / np.mean(other**2)))  # noqa: E731
+    iid = 0.8 * rng.normal(size=n)
+    a = ratio_interval(iid, other, where, seed=1)
+    assert a["low"] < ratio(iid) < a["high"] < 1, "a model 20 % better on every cell is not a tie"
+    assert a == ratio_interval(iid, other, where, seed=1), "the same seed gives the same interval"
+    assert a["blocks"] == 20 * (64 // BLOCK) ** 2 and a["block_steps"] == 1
+    # the same per-cell spread, but one error per block (a cloud, a front): far fewer independent
+    # errors, so a wider interval
+    _, block = np.unique((where[:, 0] * 4 + where[:, 1] // BLOCK) * 4 + where[:, 2] // BLOCK, return_inverse=True)
+    blocky = 0.8 * rng.normal(size=block.max() + 1)[block]
+    b = ratio_interval(blocky, other, where, seed=1)
+    assert b["high"] - b["low"] > 3 * (a["high"] - a["low"])
+    same = ratio_interval(other, other, where)
+    assert same["low"] == same["high"] == pytest.approx(1.0)
+    assert ratio_interval(np.where(np.arange(n) == 5, np.nan, iid), other, where) is None, "a missing estimate"
+    assert ratio_interval(iid[:0], other[:0], where[:0]) is None
+
+
 def test_sample_scores_of_a_calibrated_ensemble_cover_their_level():
     rng = np.random.default_rng(1)
     n, B = 4000, 64
@@ -158,6 +182,13 @@ def test_evaluate_end_to_end(land_cube, tiny_preset, tmp_path):
         assert f"({png})" in md
         assert (tmp_path / "rep" / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "| 1 |" in md
+    # the model against the best other method: the ratio inside its bootstrap interval
+    best = next(m for m in v["ranking"] if m != "impute-cli")
+    iv = v["ratio_interval"]
+    assert v["best_baseline"] == best
+    assert v["rmse_vs_best_baseline"] == pytest.approx(model["rmse"] / v["methods"][best]["rmse"], abs=1e-4)
+    assert iv["low"] <= v["rmse_vs_best_baseline"] <= iv["high"] and iv["level"] == 0.9 and iv["blocks"] > 1
+    assert f"against the best other method, {best}" in md
     # the kept files: the filled output keeps every observed cell of the held-out input
     gappy, truth, filled = (open_any(tmp_path / "keep" / f) for f in ("gappy.nc", "truth.nc", "filled.nc"))
     assert (tmp_path / "keep" / "model" / "model.yaml").is_file() and rep["model"]["kept_model"]
@@ -176,6 +207,8 @@ def test_evaluate_table_on_the_terminal(land_cube, tiny_preset):
     assert "pixel holdout" in lines[0]
     ranked = [ln.split()[1] for ln in lines if ln.strip()[:2].strip().isdigit()]
     assert sorted(ranked) == ["climatology", "impute-cli", "laplace"]
+    ratio = next(ln for ln in lines if "RMSE ratio" in ln)
+    assert ratio.split()[0] == "impute-cli" and "90 % interval" in ratio and "blocks" in ratio
 
 
 def test_evaluate_agrees_with_the_independent_holdout_tool(land_cube, tiny_preset, tmp_path):
