@@ -188,7 +188,7 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
             methods[name] = s
         if filled.samples is not None:
             methods[MODEL_NAME].update(sample_scores(filled.samples[:, sel], estimate[sel], truth, time_of[sel],
-                                                     opts.levels))
+                                                     opts.levels, np.argwhere(sel)[:, [0, 2, 3]], opts.seed))
         ranking = sorted(methods, key=lambda m: (np.nan_to_num(methods[m]["rmse"], nan=np.inf)))
         units = cube.units[idx[0]]
         report["variables"][v] = {"units": units, "cells": int(sel.sum()), "ranking": ranking, "methods": methods}
@@ -268,7 +268,9 @@ def format_table(report: dict[str, Any]) -> str:
         if "crps" in s:
             lines.append(f"  {MODEL_NAME} samples: {s['samples']}, CRPS {s['crps']:.4g}, spread {s['mean_std']:.4g}")
             for lv, c in s["levels"].items():
-                lines.append(f"    level {lv}: cells covered {100 * c['cell_coverage']:.1f} % (mean width "
+                ci = c.get("cell_coverage_interval")
+                ci = f" (90 % interval {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""
+                lines.append(f"    level {lv}: cells covered {100 * c['cell_coverage']:.1f} %{ci} (mean width "
                              f"{c['mean_width']:.4g}), time-step regions covered {100 * c['region_coverage']:.1f} % "
                              f"of {c['regions']}")
     for name, why in report["skipped"].items():

@@ -176,7 +176,9 @@ def markdown(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
                     f"of the samples from the estimate) {s['mean_std']:.4g}.", "",
                     "| level | cells covered | mean interval width | time-step regions covered |", "|---|---|---|---|"]
             for lv, c in s["levels"].items():
-                out.append(f"| {lv} | {100 * c['cell_coverage']:.1f} % | {c['mean_width']:.4g} | "
+                ci = c.get("cell_coverage_interval")
+                ci = f" (90 % interval {100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if ci else ""
+                out.append(f"| {lv} | {100 * c['cell_coverage']:.1f} %{ci} | {c['mean_width']:.4g} | "
                            f"{100 * c['region_coverage']:.1f} % of {c['regions']} |")
         out.append("")
     for name, why in report["skipped"].items():

@@ -148,6 +148,13 @@ def test_sample_scores_of_a_calibrated_ensemble_cover_their_level():
     assert abs(s["levels"]["0.9"]["region_coverage"] - 0.9) < 0.08
     too_narrow = sample_scores(0.3 * samples, centre, truth, region, (0.9,))
     assert too_narrow["levels"]["0.9"]["cell_coverage"] < 0.5
+    # with the cells' places, each coverage gets its block-bootstrap interval
+    where = np.stack([region, np.arange(n) % 20 // 4, np.arange(n) % 20 % 4], 1)  # 200 steps of 5 x 4 cells
+    s = sample_scores(samples, centre, truth, region, (0.5, 0.9), where)
+    for lv in ("0.5", "0.9"):
+        lo, hi = s["levels"][lv]["cell_coverage_interval"]
+        assert lo < s["levels"][lv]["cell_coverage"] < hi and hi - lo < 0.06
+    assert "cell_coverage_interval" not in too_narrow["levels"]["0.9"], "no places, no interval"
 
 
 # --- the command -----------------------------------------------------------------------------------
@@ -175,6 +182,9 @@ def test_evaluate_end_to_end(land_cube, tiny_preset, tmp_path):
     model = v["methods"]["impute-cli"]
     assert model["samples"] == 4 and model["crps"] > 0
     assert set(model["levels"]) == {"0.5", "0.9"}
+    for c in model["levels"].values():
+        lo, hi = c["cell_coverage_interval"]
+        assert 0 <= lo <= c["cell_coverage"] <= hi <= 1
     assert rep["holdout"]["fraction_hidden"] == pytest.approx(0.3, abs=0.01)
     # the report folder: Markdown naming its figures, and the figures as PNG
     md = (tmp_path / "rep" / "report.md").read_text()
