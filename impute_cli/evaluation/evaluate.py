@@ -5,7 +5,9 @@ hidden with a realistic pattern.
 2. Train a model on what is left (unless `--model` is given): the model never sees a hidden
    cell, so its score is honest. A `--model` trained on the whole file has seen them; the report
    says so.
-3. Impute the gappy cube (point estimate, and with `--samples N` the multi-step samples).
+3. Impute the gappy cube (point estimate, and with `--samples N` the multi-step samples and
+   the calibration of their 90 % intervals that `impute --samples N` makes by default, on the
+   gappy cube's own observed cells, so that the calibrated coverage is that of impute's output).
 4. Run every baseline (baselines.py) on the same gappy cube, channel by channel.
 5. Score each method on the hidden cells only (scores.py), per variable; rank by RMSE."""
 
@@ -28,18 +30,19 @@ from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.evaluation.drift import NAME as DRIFT, run_drift
 from impute_cli.evaluation.report import MODEL_NAME, Evaluation, write_report
 from impute_cli.evaluation.scores import point_scores, ratio_interval, sample_scores
-from impute_cli.inference.fill import fill_cube
+from impute_cli.inference.fill import fill_cube, make_job
 from impute_cli.io.cycle import cycle_for_model, remove_cycle, with_cycle
 from impute_cli.inference.impute import check_context_ratio
 from impute_cli.inference.loading import open_for_model
 from impute_cli.io.cube import Cube
 from impute_cli.io.dataset import open_dataset
-from impute_cli.io.stats import refuse_inf
+from impute_cli.io.stats import refuse_inf, summarise
 from impute_cli.io.writer import build_output, channel_to_variable, write_atomic
 from impute_cli.masks.holdout import HOLDOUTS, Holdout, check_fraction, make_holdout
 from impute_cli.masks.observation import observation_masks
-from impute_cli.options import EvaluateOptions
+from impute_cli.options import EvaluateOptions, ImputeOptions
 from impute_cli.training.train import train_for
+from impute_cli.uncertainty.calibration import calibrate_samples
 from impute_cli.uncertainty.regions import check_level
 
 
@@ -153,7 +156,9 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         card, den, model_info = _model(opts, given, data, cube, gappy, Path(tmp))
         t0 = time.perf_counter()
         cycle = cycle_for_model(card.normalisation, gcube)  # a model of anomalies: the cycle added back
-        filled = with_cycle(cycle, fill_cube(card, den, gcube if cycle is None else remove_cycle(gcube, cycle), opts))
+        work = gcube if cycle is None else remove_cycle(gcube, cycle)
+        filled = with_cycle(cycle, fill_cube(card, den, work, opts))
+        factors = calibration(card, den, work, opts) if filled.samples is not None else None
         model_info["impute_seconds"] = round(time.perf_counter() - t0, 1)
     # Observed cells of the input are carried exactly, as impute writes them.
     estimate = np.where(np.isnan(gappy), filled.estimate, gappy)
@@ -187,8 +192,10 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
                 else base_secs[name]
             methods[name] = s
         if filled.samples is not None:
+            f = (factors or {}).get(v)
             methods[MODEL_NAME].update(sample_scores(filled.samples[:, sel], estimate[sel], truth, time_of[sel],
-                                                     opts.levels, np.argwhere(sel)[:, [0, 2, 3]], opts.seed))
+                                                     opts.levels, np.argwhere(sel)[:, [0, 2, 3]], opts.seed,
+                                                     calibrated=(f["level"], f["cell_factor"]) if f else None))
         ranking = sorted(methods, key=lambda m: (np.nan_to_num(methods[m]["rmse"], nan=np.inf)))
         units = cube.units[idx[0]]
         report["variables"][v] = {"units": units, "cells": int(sel.sum()), "ranking": ranking, "methods": methods}
@@ -211,6 +218,16 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         write_report(report, ev, Path(opts.report))
         report["report"] = str(Path(opts.report) / "report.md")
     return report, ev
+
+
+def calibration(card: Any, den: Any, work: Cube, opts: EvaluateOptions) -> dict[str, dict[str, Any]] | None:
+    """`impute --samples N`'s calibration of the 90 % intervals (`calibrate_samples`, on by
+    default there) on the held-out cube `work`: it hides only cells that cube observes, never a
+    held-out one. Per variable its factor and level; None, with impute's notice, when it cannot."""
+    job = make_job(card, den, work, summarise(work), opts)
+    return calibrate_samples(job, summarise(work), (0.05, 0.95),
+                             ImputeOptions(seed=opts.seed, device=opts.device, progress=opts.progress,
+                                           log=lambda m: opts.log(m.replace(" (--no-calibrate: raw)", ""))))
 
 
 def keep_files(ev: Evaluation, filled: Any, opts: EvaluateOptions, folder: Path) -> None:
@@ -267,6 +284,11 @@ def format_table(report: dict[str, Any]) -> str:
         s = r["methods"][MODEL_NAME]
         if "crps" in s:
             lines.append(f"  {MODEL_NAME} samples: {s['samples']}, CRPS {s['crps']:.4g}, spread {s['mean_std']:.4g}")
+            if (c := s.get("calibrated")) is not None:
+                lines.append(f"    calibrated as impute writes them, level {c['level']:g} (factor {c['factor']:.3g}): "
+                             f"cells covered {100 * c['cell_coverage']:.1f} % (90 % interval "
+                             f"{100 * c['cell_coverage_interval'][0]:.1f}-{100 * c['cell_coverage_interval'][1]:.1f}), "
+                             f"mean width {c['mean_width']:.4g}")
             for lv, c in s["levels"].items():
                 ci = c.get("cell_coverage_interval")
                 ci = f" (90 % interval {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""

@@ -175,6 +175,11 @@ def markdown(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
             out += ["", f"{MODEL_NAME} with {s['samples']} samples: CRPS {s['crps']:.4g}, spread (RMS deviation "
                     f"of the samples from the estimate) {s['mean_std']:.4g}.", "",
                     "| level | cells covered | mean interval width | time-step regions covered |", "|---|---|---|---|"]
+            if (k := s.get("calibrated")) is not None:
+                ki = k.get("cell_coverage_interval")
+                ki = f" (90 % interval {100 * ki[0]:.1f}–{100 * ki[1]:.1f})" if ki else ""
+                out.append(f"| {k['level']:g}, calibrated as `impute` writes it (factor {k['factor']:.3g}) | "
+                           f"{100 * k['cell_coverage']:.1f} %{ki} | {k['mean_width']:.4g} | – |")
             for lv, c in s["levels"].items():
                 ci = c.get("cell_coverage_interval")
                 ci = f" (90 % interval {100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if ci else ""

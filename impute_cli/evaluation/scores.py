@@ -75,9 +75,12 @@ def region_coverage(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, 
 
 
 def sample_scores(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, region: np.ndarray,
-                  levels: tuple[float, ...], where: np.ndarray | None = None, seed: int = 0) -> dict[str, Any]:
+                  levels: tuple[float, ...], where: np.ndarray | None = None, seed: int = 0,
+                  calibrated: tuple[float, float] | None = None) -> dict[str, Any]:
     """Everything the samples of hidden cells say: CRPS, spread, intervals, regions, reliability.
-    `where` (n, 3): the cells' (t, y, x), for a 90 % interval of each level's cell coverage."""
+    `where` (n, 3): the cells' (t, y, x), for a 90 % interval of each level's cell coverage.
+    `calibrated` (level, factor): also the intervals as `impute` writes them, centre ± factor ×
+    the level's half-width (`calibrated`: coverage, its interval, mean width)."""
     out: dict[str, Any] = {"samples": int(samples.shape[0]), "crps": crps_ensemble(samples, truth),
                            "mean_std": float(np.sqrt(np.mean((samples - centre[None]) ** 2))),
                            "levels": {}}
@@ -88,6 +91,14 @@ def sample_scores(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, re
         if where is not None and len(truth):
             covered = np.abs(truth - centre) <= half_widths(samples, centre, lv)
             out["levels"][f"{lv:g}"]["cell_coverage_interval"] = coverage_interval(covered, where, seed=seed)
+    if calibrated is not None and len(truth):
+        lv, factor = calibrated
+        d = factor * half_widths(samples, centre, lv)
+        covered = np.abs(truth - centre) <= d
+        out["calibrated"] = {"level": lv, "factor": float(factor), "cell_coverage": float(np.mean(covered)),
+                             "mean_width": float(np.mean(2 * d)),
+                             "cell_coverage_interval": coverage_interval(covered, where, seed=seed)
+                             if where is not None else None}
     out["reliability"] = [[lv, cell_coverage(samples, centre, truth, lv)[0]] for lv in RELIABILITY_LEVELS]
     return out
 

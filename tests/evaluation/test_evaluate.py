@@ -155,6 +155,13 @@ def test_sample_scores_of_a_calibrated_ensemble_cover_their_level():
         lo, hi = s["levels"][lv]["cell_coverage_interval"]
         assert lo < s["levels"][lv]["cell_coverage"] < hi and hi - lo < 0.06
     assert "cell_coverage_interval" not in too_narrow["levels"]["0.9"], "no places, no interval"
+    # the intervals as impute writes them: the level's half-widths times the calibration factor
+    same = sample_scores(samples, centre, truth, region, (0.9,), where, calibrated=(0.9, 1.0))["calibrated"]
+    assert same["cell_coverage"] == s["levels"]["0.9"]["cell_coverage"]
+    assert same["cell_coverage_interval"] == s["levels"]["0.9"]["cell_coverage_interval"]
+    widened = sample_scores(0.3 * samples, centre, truth, region, (0.9,), where, calibrated=(0.9, 1 / 0.3))
+    assert widened["calibrated"]["cell_coverage"] == pytest.approx(s["levels"]["0.9"]["cell_coverage"], abs=1e-3)
+    assert widened["calibrated"]["mean_width"] == pytest.approx(s["levels"]["0.9"]["mean_width"], rel=1e-6)
 
 
 # --- the command -----------------------------------------------------------------------------------
@@ -185,6 +192,10 @@ def test_evaluate_end_to_end(land_cube, tiny_preset, tmp_path):
     for c in model["levels"].values():
         lo, hi = c["cell_coverage_interval"]
         assert 0 <= lo <= c["cell_coverage"] <= hi <= 1
+    # the 90 % intervals calibrated as impute --samples writes them by default
+    cal = model["calibrated"]
+    assert cal["level"] == 0.9 and cal["factor"] > 0 and cal["mean_width"] > 0
+    assert 0 <= cal["cell_coverage_interval"][0] <= cal["cell_coverage"] <= cal["cell_coverage_interval"][1] <= 1
     assert rep["holdout"]["fraction_hidden"] == pytest.approx(0.3, abs=0.01)
     # the report folder: Markdown naming its figures, and the figures as PNG
     md = (tmp_path / "rep" / "report.md").read_text()
@@ -199,6 +210,7 @@ def test_evaluate_end_to_end(land_cube, tiny_preset, tmp_path):
     assert v["rmse_vs_best_baseline"] == pytest.approx(model["rmse"] / v["methods"][best]["rmse"], abs=1e-4)
     assert iv["low"] <= v["rmse_vs_best_baseline"] <= iv["high"] and iv["level"] == 0.9 and iv["blocks"] > 1
     assert f"against the best other method, {best}" in md
+    assert "calibrated as `impute` writes it" in md
     # the kept files: the filled output keeps every observed cell of the held-out input
     gappy, truth, filled = (open_any(tmp_path / "keep" / f) for f in ("gappy.nc", "truth.nc", "filled.nc"))
     assert (tmp_path / "keep" / "model" / "model.yaml").is_file() and rep["model"]["kept_model"]
