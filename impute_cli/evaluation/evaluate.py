@@ -29,7 +29,7 @@ from impute_cli.errors import ImputeError, OptionError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.evaluation.drift import NAME as DRIFT, run_drift
 from impute_cli.evaluation.report import MODEL_NAME, Evaluation, write_report
-from impute_cli.evaluation.scores import point_scores, ratio_interval, sample_scores
+from impute_cli.evaluation.scores import block_index, point_scores, ratio_interval, sample_scores
 from impute_cli.inference.fill import fill_cube, make_job
 from impute_cli.io.cycle import cycle_for_model, remove_cycle, with_cycle
 from impute_cli.inference.impute import check_context_ratio
@@ -185,6 +185,7 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         sel = np.zeros(full.shape, bool)
         sel[:, idx] = hidden[:, idx]
         truth = full[sel]
+        blocks = block_index(np.argwhere(sel)[:, [0, 2, 3]]) if sel.any() else None  # (t, y, x), truth's order
         methods: dict[str, Any] = {}
         for name, est in estimates.items():
             s = point_scores(est[sel], truth)
@@ -194,7 +195,7 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         if filled.samples is not None:
             f = (factors or {}).get(v)
             methods[MODEL_NAME].update(sample_scores(filled.samples[:, sel], estimate[sel], truth, time_of[sel],
-                                                     opts.levels, np.argwhere(sel)[:, [0, 2, 3]], opts.seed,
+                                                     opts.levels, blocks, opts.seed,
                                                      calibrated=(f["level"], f["cell_factor"]) if f else None))
         ranking = sorted(methods, key=lambda m: (np.nan_to_num(methods[m]["rmse"], nan=np.inf)))
         units = cube.units[idx[0]]
@@ -204,9 +205,8 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
             report["variables"][v]["rmse_vs_best_baseline"] = round(
                 methods[MODEL_NAME]["rmse"] / methods[best_other]["rmse"], 4)
             report["variables"][v]["best_baseline"] = best_other
-            where = np.argwhere(sel)[:, [0, 2, 3]]  # (t, y, x) of each hidden cell, in truth's order
             report["variables"][v]["ratio_interval"] = ratio_interval(
-                estimate[sel] - truth, estimates[best_other][sel] - truth, where, seed=opts.seed)
+                estimate[sel] - truth, estimates[best_other][sel] - truth, blocks, seed=opts.seed) if blocks else None
     spread = None
     if filled.samples is not None:
         spread = np.sqrt(np.mean((filled.samples - estimate[None]) ** 2, axis=0))  # NaN on land
@@ -224,8 +224,9 @@ def calibration(card: Any, den: Any, work: Cube, opts: EvaluateOptions) -> dict[
     """`impute --samples N`'s calibration of the 90 % intervals (`calibrate_samples`, on by
     default there) on the held-out cube `work`: it hides only cells that cube observes, never a
     held-out one. Per variable its factor and level; None, with impute's notice, when it cannot."""
-    job = make_job(card, den, work, summarise(work), opts)
-    return calibrate_samples(job, summarise(work), (0.05, 0.95),
+    summary = summarise(work)
+    job = make_job(card, den, work, summary, opts)
+    return calibrate_samples(job, summary, (0.05, 0.95),
                              ImputeOptions(seed=opts.seed, device=opts.device, progress=opts.progress,
                                            log=lambda m: opts.log(m.replace(" (--no-calibrate: raw)", ""))))
 
@@ -285,10 +286,10 @@ def format_table(report: dict[str, Any]) -> str:
         if "crps" in s:
             lines.append(f"  {MODEL_NAME} samples: {s['samples']}, CRPS {s['crps']:.4g}, spread {s['mean_std']:.4g}")
             if (c := s.get("calibrated")) is not None:
+                ci = c.get("cell_coverage_interval")
+                ci = f" (90 % interval {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""
                 lines.append(f"    calibrated as impute writes them, level {c['level']:g} (factor {c['factor']:.3g}): "
-                             f"cells covered {100 * c['cell_coverage']:.1f} % (90 % interval "
-                             f"{100 * c['cell_coverage_interval'][0]:.1f}-{100 * c['cell_coverage_interval'][1]:.1f}), "
-                             f"mean width {c['mean_width']:.4g}")
+                             f"cells covered {100 * c['cell_coverage']:.1f} %{ci}, mean width {c['mean_width']:.4g}")
             for lv, c in s["levels"].items():
                 ci = c.get("cell_coverage_interval")
                 ci = f" (90 % interval {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""

@@ -75,10 +75,10 @@ def region_coverage(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, 
 
 
 def sample_scores(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, region: np.ndarray,
-                  levels: tuple[float, ...], where: np.ndarray | None = None, seed: int = 0,
+                  levels: tuple[float, ...], blocks: tuple[np.ndarray, int] | None = None, seed: int = 0,
                   calibrated: tuple[float, float] | None = None) -> dict[str, Any]:
     """Everything the samples of hidden cells say: CRPS, spread, intervals, regions, reliability.
-    `where` (n, 3): the cells' (t, y, x), for a 90 % interval of each level's cell coverage.
+    `blocks`: the cells' bootstrap blocks (`block_index`), for a 90 % interval of each cell coverage.
     `calibrated` (level, factor): also the intervals as `impute` writes them, centre ± factor ×
     the level's half-width (`calibrated`: coverage, its interval, mean width)."""
     out: dict[str, Any] = {"samples": int(samples.shape[0]), "crps": crps_ensemble(samples, truth),
@@ -88,17 +88,17 @@ def sample_scores(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, re
         cov, width = cell_coverage(samples, centre, truth, lv)
         reg, G = region_coverage(samples, centre, truth, region, lv)
         out["levels"][f"{lv:g}"] = {"cell_coverage": cov, "mean_width": width, "region_coverage": reg, "regions": G}
-        if where is not None and len(truth):
+        if blocks is not None and len(truth):
             covered = np.abs(truth - centre) <= half_widths(samples, centre, lv)
-            out["levels"][f"{lv:g}"]["cell_coverage_interval"] = coverage_interval(covered, where, seed=seed)
+            out["levels"][f"{lv:g}"]["cell_coverage_interval"] = coverage_interval(covered, blocks, seed=seed)
     if calibrated is not None and len(truth):
         lv, factor = calibrated
         d = factor * half_widths(samples, centre, lv)
         covered = np.abs(truth - centre) <= d
         out["calibrated"] = {"level": lv, "factor": float(factor), "cell_coverage": float(np.mean(covered)),
                              "mean_width": float(np.mean(2 * d)),
-                             "cell_coverage_interval": coverage_interval(covered, where, seed=seed)
-                             if where is not None else None}
+                             "cell_coverage_interval": coverage_interval(covered, blocks, seed=seed)
+                             if blocks is not None else None}
     out["reliability"] = [[lv, cell_coverage(samples, centre, truth, lv)[0]] for lv in RELIABILITY_LEVELS]
     return out
 
@@ -125,23 +125,24 @@ def block_draws(num: np.ndarray, den: np.ndarray, block: np.ndarray, key: int, s
     return draws
 
 
-def ratio_interval(err: np.ndarray, other: np.ndarray, where: np.ndarray, level: float = 0.9,
+def ratio_interval(err: np.ndarray, other: np.ndarray, blocks: tuple[np.ndarray, int], level: float = 0.9,
                    seed: int = 0) -> dict[str, Any] | None:
     """The interval at `level` of RMSE(err) / RMSE(other), both (n,) errors on the same hidden
-    cells, whose (t, y, x) grid positions are the columns of `where` (n, 3); None when it is not
-    defined (no cell, a missing estimate, an exact other). See the module doc."""
+    cells, in bootstrap `blocks` (`block_index`); None when it is not defined (no cell, a missing
+    estimate, an exact other). See the module doc."""
     if err.size == 0 or not (np.isfinite(err).all() and np.isfinite(other).all()) or not (other != 0).any():
         return None
-    block, steps = block_index(where)
+    block, steps = blocks
     draws = np.sqrt(block_draws(err.astype("float64") ** 2, other.astype("float64") ** 2, block, 8353, seed))
     lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
     return {"level": level, "low": float(lo), "high": float(hi), "blocks": int(block.max()) + 1,
             "block_steps": steps, "block_cells": BLOCK}
 
 
-def coverage_interval(covered: np.ndarray, where: np.ndarray, level: float = 0.9, seed: int = 0) -> list[float]:
+def coverage_interval(covered: np.ndarray, blocks: tuple[np.ndarray, int], level: float = 0.9,
+                      seed: int = 0) -> list[float]:
     """[low, high]: the interval at `level` of the share of cells `covered` (n,) bool, by the
     same block bootstrap (a coverage of 91 % from a few clouds is less sure than from many)."""
-    block, _ = block_index(where)
+    block, _ = blocks
     draws = block_draws(covered, np.ones(len(covered)), block, 8354, seed)
     return [float(q) for q in np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])]

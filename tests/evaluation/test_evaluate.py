@@ -13,7 +13,8 @@ import pytest
 from conftest import DATA_DIR, assert_one_error_line, open_any, real_file, run_cli
 from impute_cli.errors import ImputeError
 from impute_cli.masks.holdout import HOLDOUTS, make_holdout
-from impute_cli.evaluation.scores import BLOCK, crps_ensemble, point_scores, ratio_interval, sample_scores
+from impute_cli.evaluation.scores import (BLOCK, block_index, crps_ensemble, point_scores, ratio_interval,
+                                          sample_scores)
 from impute_cli.synthetic import gap_mask
 from impute_cli.testing import land_mask, tiny_cube_dataset, write_cube
 
@@ -115,24 +116,25 @@ def test_the_ratio_interval_brackets_the_ratio_and_widens_when_errors_come_in_bl
     rng = np.random.default_rng(0)
     hidden = rng.random((20, 64, 64)) < 0.4
     where = np.argwhere(hidden)
+    blocks = block_index(where)
     n = len(where)
     other = rng.normal(size=n)
     ratio = lambda e: float(np.sqrt(np.mean(e**2) / np.mean(other**2)))  # noqa: E731
     iid = 0.8 * rng.normal(size=n)
-    a = ratio_interval(iid, other, where, seed=1)
+    a = ratio_interval(iid, other, blocks, seed=1)
     assert a["low"] < ratio(iid) < a["high"] < 1, "a model 20 % better on every cell is not a tie"
-    assert a == ratio_interval(iid, other, where, seed=1), "the same seed gives the same interval"
+    assert a == ratio_interval(iid, other, blocks, seed=1), "the same seed gives the same interval"
     assert a["blocks"] == 20 * (64 // BLOCK) ** 2 and a["block_steps"] == 1
     # the same per-cell spread, but one error per block (a cloud, a front): far fewer independent
     # errors, so a wider interval
     _, block = np.unique((where[:, 0] * 4 + where[:, 1] // BLOCK) * 4 + where[:, 2] // BLOCK, return_inverse=True)
     blocky = 0.8 * rng.normal(size=block.max() + 1)[block]
-    b = ratio_interval(blocky, other, where, seed=1)
+    b = ratio_interval(blocky, other, blocks, seed=1)
     assert b["high"] - b["low"] > 3 * (a["high"] - a["low"])
-    same = ratio_interval(other, other, where)
+    same = ratio_interval(other, other, blocks)
     assert same["low"] == same["high"] == pytest.approx(1.0)
-    assert ratio_interval(np.where(np.arange(n) == 5, np.nan, iid), other, where) is None, "a missing estimate"
-    assert ratio_interval(iid[:0], other[:0], where[:0]) is None
+    assert ratio_interval(np.where(np.arange(n) == 5, np.nan, iid), other, blocks) is None, "a missing estimate"
+    assert ratio_interval(iid[:0], other[:0], blocks) is None
 
 
 def test_sample_scores_of_a_calibrated_ensemble_cover_their_level():
@@ -150,16 +152,18 @@ def test_sample_scores_of_a_calibrated_ensemble_cover_their_level():
     assert too_narrow["levels"]["0.9"]["cell_coverage"] < 0.5
     # with the cells' places, each coverage gets its block-bootstrap interval
     where = np.stack([region, np.arange(n) % 20 // 4, np.arange(n) % 20 % 4], 1)  # 200 steps of 5 x 4 cells
-    s = sample_scores(samples, centre, truth, region, (0.5, 0.9), where)
+    s = sample_scores(samples, centre, truth, region, (0.5, 0.9), block_index(where))
     for lv in ("0.5", "0.9"):
         lo, hi = s["levels"][lv]["cell_coverage_interval"]
         assert lo < s["levels"][lv]["cell_coverage"] < hi and hi - lo < 0.06
     assert "cell_coverage_interval" not in too_narrow["levels"]["0.9"], "no places, no interval"
     # the intervals as impute writes them: the level's half-widths times the calibration factor
-    same = sample_scores(samples, centre, truth, region, (0.9,), where, calibrated=(0.9, 1.0))["calibrated"]
+    same = sample_scores(samples, centre, truth, region, (0.9,), block_index(where),
+                         calibrated=(0.9, 1.0))["calibrated"]
     assert same["cell_coverage"] == s["levels"]["0.9"]["cell_coverage"]
     assert same["cell_coverage_interval"] == s["levels"]["0.9"]["cell_coverage_interval"]
-    widened = sample_scores(0.3 * samples, centre, truth, region, (0.9,), where, calibrated=(0.9, 1 / 0.3))
+    widened = sample_scores(0.3 * samples, centre, truth, region, (0.9,), block_index(where),
+                            calibrated=(0.9, 1 / 0.3))
     assert widened["calibrated"]["cell_coverage"] == pytest.approx(s["levels"]["0.9"]["cell_coverage"], abs=1e-3)
     assert widened["calibrated"]["mean_width"] == pytest.approx(s["levels"]["0.9"]["mean_width"], rel=1e-6)
 
