@@ -63,7 +63,10 @@ def calibration_cells(obs: np.ndarray, s0: int, L: int, valid: np.ndarray,
     context density of the frame closest to the data's: hiding the other run's gaps over the
     whole frame left the cloud example so bare that its calibrated 90 % regions covered 21 %.
     The size of the hidden regions itself barely moves the factor they need; the number of
-    segments does (see factor_range).
+    segments does (see factor_range). A record of one run (T = L, a few days of satellite
+    passes) has no other run: it borrows the gaps of the record rolled by half its length in
+    time, each frame another frame's gaps, in order (without, nothing was hidden and the
+    intervals stayed raw: 70 % of the cells in 90 % intervals on 10 days of cloudy SST).
     obs: (T, C, H, W); valid: (H, W)."""
     T, _, H, W = obs.shape
     if scattered > 0:
@@ -75,7 +78,8 @@ def calibration_cells(obs: np.ndarray, s0: int, L: int, valid: np.ndarray,
     bh, bw = max(1, -(-H // 2)), max(1, -(-W // 2))
     y0, x0 = int(rng.integers(H - bh + 1)), int(rng.integers(W - bw + 1))
     box[..., y0:y0 + bh, x0:x0 + bw] = True
-    return obs[s0:s0 + L] & ~obs[t1:t1 + L] & valid[None, None] & box
+    other = obs[t1:t1 + L] if T > L else np.roll(obs, T // 2, axis=0)[s0:s0 + L]
+    return obs[s0:s0 + L] & ~other & valid[None, None] & box
 
 
 def hiding(obs: np.ndarray, valid: np.ndarray) -> tuple[str, float]:

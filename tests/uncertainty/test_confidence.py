@@ -91,6 +91,12 @@ def test_calibration_hides_observed_cells_in_gaps_that_last_as_long_as_the_real_
     short[L] = ~short[L - 1]  # the only other run differs from the segment in its last step
     for seed in range(8):
         assert calibration_cells(short, 0, L, valid, np.random.default_rng(seed)).any()
+    # a record of one run borrows the gaps of the record rolled by half its length, in order
+    one = obs[:L]
+    for seed in range(4):
+        hid = calibration_cells(one, 0, L, valid, np.random.default_rng(seed))
+        assert hid.any() and not (hid & ~one).any()
+        assert not (hid & np.roll(one, L // 2, axis=0)).any(), "hidden only where the rolled record has a gap"
 
 
 def test_scattered_gaps_are_calibrated_with_scattered_cells_and_a_dense_context():
