@@ -227,8 +227,8 @@ def calibration(card: Any, den: Any, work: Cube, opts: EvaluateOptions) -> dict[
     summary = summarise(work)
     job = make_job(card, den, work, summary, opts)
     return calibrate_samples(job, summary, (0.05, 0.95),
-                             ImputeOptions(seed=opts.seed, device=opts.device, progress=opts.progress,
-                                           log=lambda m: opts.log(m.replace(" (--no-calibrate: raw)", ""))))
+                             ImputeOptions(seed=opts.seed, device=opts.device, progress=opts.progress, log=opts.log),
+                             hint="")
 
 
 def keep_files(ev: Evaluation, filled: Any, opts: EvaluateOptions, folder: Path) -> None:

@@ -84,16 +84,18 @@ def sample_scores(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, re
     out: dict[str, Any] = {"samples": int(samples.shape[0]), "crps": crps_ensemble(samples, truth),
                            "mean_std": float(np.sqrt(np.mean((samples - centre[None]) ** 2))),
                            "levels": {}}
+    half: dict[float, np.ndarray] = {}  # each level's half-widths, found once
     for lv in levels:
-        cov, width = cell_coverage(samples, centre, truth, lv)
+        half[lv] = d = half_widths(samples, centre, lv)
+        covered = np.abs(truth - centre) <= d
         reg, G = region_coverage(samples, centre, truth, region, lv)
-        out["levels"][f"{lv:g}"] = {"cell_coverage": cov, "mean_width": width, "region_coverage": reg, "regions": G}
+        out["levels"][f"{lv:g}"] = {"cell_coverage": float(np.mean(covered)), "mean_width": float(np.mean(2 * d)),
+                                    "region_coverage": reg, "regions": G}
         if blocks is not None and len(truth):
-            covered = np.abs(truth - centre) <= half_widths(samples, centre, lv)
             out["levels"][f"{lv:g}"]["cell_coverage_interval"] = coverage_interval(covered, blocks, seed=seed)
     if calibrated is not None and len(truth):
         lv, factor = calibrated
-        d = factor * half_widths(samples, centre, lv)
+        d = factor * (half[lv] if lv in half else half_widths(samples, centre, lv))
         covered = np.abs(truth - centre) <= d
         out["calibrated"] = {"level": lv, "factor": float(factor), "cell_coverage": float(np.mean(covered)),
                              "mean_width": float(np.mean(2 * d)),
@@ -108,8 +110,11 @@ def block_index(where: np.ndarray) -> tuple[np.ndarray, int]:
     time step (more, above MAX_BLOCKS blocks) by BLOCK x BLOCK cells; and the time steps a block spans."""
     t, y, x = (where[:, i].astype("int64") for i in range(3))
     ny, nx = int(y.max()) // BLOCK + 1, int(x.max()) // BLOCK + 1
-    steps = max(1, -(-len(np.unique((t * ny + y // BLOCK) * nx + x // BLOCK)) // MAX_BLOCKS))
-    return np.unique(((t // steps) * ny + y // BLOCK) * nx + x // BLOCK, return_inverse=True)[1], steps
+    block = np.unique((t * ny + y // BLOCK) * nx + x // BLOCK, return_inverse=True)[1]
+    steps = max(1, -(-(int(block.max()) + 1) // MAX_BLOCKS))
+    if steps > 1:  # too many blocks: each spans `steps` time steps
+        block = np.unique(((t // steps) * ny + y // BLOCK) * nx + x // BLOCK, return_inverse=True)[1]
+    return block, steps
 
 
 def block_draws(num: np.ndarray, den: np.ndarray, block: np.ndarray, key: int, seed: int) -> np.ndarray:

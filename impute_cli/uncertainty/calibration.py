@@ -316,7 +316,7 @@ def _shares(counts: np.ndarray) -> dict[str, float]:
 
 
 def calibrate_samples(job: FillJob, record: Summary, quantiles: tuple[float, float],
-                      opts: ImputeOptions) -> dict[str, dict[str, Any]] | None:
+                      opts: ImputeOptions, hint: str = " (--no-calibrate: raw)") -> dict[str, dict[str, Any]] | None:
     """`impute --samples N`'s calibration (on by default): the factor per variable that brings
     the intervals V_filled ± factor × (the level-quantile of the samples' distance to V_filled)
     to their stated level (HIGH − LOW of --quantiles) on this input's own observed cells, hidden
@@ -349,5 +349,5 @@ def calibrate_samples(job: FillJob, record: Summary, quantiles: tuple[float, flo
     for v, f in factors.items():
         f["level"] = level
         opts.log(f"calibrated the {level:.0%} intervals of {v}: factor {f['cell_factor']:.3g} from "
-                 f"{f['calibration_cells']} observed cells hidden and resampled (--no-calibrate: raw)")
+                 f"{f['calibration_cells']} observed cells hidden and resampled{hint}")
     return factors
