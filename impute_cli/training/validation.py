@@ -5,8 +5,13 @@ The slice: segments of the record (SEGMENT_WINDOWS windows long each, about SEGM
 the time steps in all, the whole of a short record), and inside them observed cells hidden with
 the data's own gap shapes (`masks.holdout`, `empirical`: each time step gets another step's
 gaps, as `evaluate --holdout empirical` does; `cloud` where the data have no partly observed
-step), about HIDDEN_SHARE of all observed cells. Those cells are NaN in the cube the model is
-trained on, and in the climatology it is given, so they are never a target nor a context.
+step), HIDDEN_SHARE of all observed cells, or more on a smaller record: enough for FIT_CELLS
+cells, up to MAX_HIDDEN_SHARE. The blend's weights per distance band and the best step are
+chosen on these cells, and a few borrowed clouds are too few to choose them by; the price is
+cells the network does not train on. A record whose HIDDEN_SHARE is under MIN_CELLS cells has
+no slice: it cannot spare them (docs/choices.md has the measurements).
+Those cells are NaN in the cube the model is trained on, and in the climatology it is given,
+so they are never a target nor a context.
 
 The score: each segment is filled as a piece of the record (`inference.fill.fill_cube` with the
 record's summary), by the single-step ensemble estimate, and the classical fillers
@@ -40,6 +45,8 @@ from impute_cli.training.distributed import Ranks
 SEGMENT_WINDOWS = 4  # a segment is this many windows long (or the whole record)
 SEGMENT_SHARE = 0.2  # of the time steps, in segments
 HIDDEN_SHARE = 0.03  # of all observed cells, hidden (at most MAX_SEGMENT_FRACTION of a segment's)
+FIT_CELLS = 10_000  # a smaller record hides more than HIDDEN_SHARE, to reach this many cells ...
+MAX_HIDDEN_SHARE = 0.10  # ... but never more than this share of its observed cells
 MAX_SEGMENT_FRACTION = 0.3
 MIN_CELLS = 200  # fewer hidden cells than this: no validation
 # Kriging conditions each time step on the whole frame, so its error follows the frame's gap
@@ -111,6 +118,12 @@ class ValidationSet:
         return name, self.baselines[name]
 
 
+def hidden_share(observed: int) -> float:
+    """The share of a record's `observed` cells the slice hides: HIDDEN_SHARE, raised towards
+    FIT_CELLS cells on a small record, at most MAX_HIDDEN_SHARE."""
+    return min(MAX_HIDDEN_SHARE, max(HIDDEN_SHARE, FIT_CELLS / max(observed, 1)))
+
+
 def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> ValidationSet:
     """Choose the held-out slice of an in-memory cube (see the module's docstring). Raises
     ImputeError when the data leave too few observed cells to hold out."""
@@ -125,10 +138,13 @@ def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> Validat
     obs = cube.observed(values)
     obs[:, cube.n_targets:] = False  # covariates are never held out
     n_obs_all = int(obs.sum())
+    if HIDDEN_SHARE * n_obs_all < MIN_CELLS:  # a record this small cannot spare its cells: all are trained on
+        raise ImputeError(f"only {HIDDEN_SHARE * n_obs_all:.0f} observed cells could be held out ({HIDDEN_SHARE:.0%} of "
+                          f"{n_obs_all}; at least {MIN_CELLS} are needed)")
     seg_obs = sum(int(obs[s].sum()) for s in segments)
     if seg_obs == 0:
         raise ImputeError("no observed cell in the validation segments")
-    fraction = min(MAX_SEGMENT_FRACTION, HIDDEN_SHARE * n_obs_all / seg_obs)
+    fraction = min(MAX_SEGMENT_FRACTION, hidden_share(n_obs_all) * n_obs_all / seg_obs)
     hidden, pattern = [], "empirical"
     for k, s in enumerate(segments):
         frame_obs = obs[s].any(1)  # (L, H, W): a cloud hides every variable

@@ -28,12 +28,23 @@ def preset(tmp_path):
     return tiny_preset_yaml(tmp_path / "v.yaml", train={"checkpoint_every": 3, "steps": 9, "batch_size": 2})
 
 
-def test_the_slice_hides_a_few_percent_of_observed_cells_with_the_gap_shapes(cube):
+def test_the_slice_hides_a_few_percent_of_a_large_record_and_more_of_a_small_one():
+    assert val_mod.hidden_share(10**7) == val_mod.HIDDEN_SHARE, "a large record: 3 %"
+    assert val_mod.hidden_share(200_000) == pytest.approx(val_mod.FIT_CELLS / 200_000), "enough cells to fit on"
+    assert val_mod.hidden_share(20_000) == val_mod.MAX_HIDDEN_SHARE == 0.10, "never more than 10 %"
+    assert val_mod.hidden_share(0) == val_mod.MAX_HIDDEN_SHARE
+
+
+def test_the_slice_hides_observed_cells_with_the_gap_shapes(cube, monkeypatch):
     c = open_cube(cube).load()
     stats = summarise(c).stats(c.channels)
-    vs = val_mod.make_validation(c, stats, frames=4, seed=0)
     obs = c.observed(c.memory)
-    assert 0.01 < vs.cells / obs.sum() < 0.06, "a few percent of the observed cells"
+    assert val_mod.hidden_share(int(obs.sum())) == val_mod.MAX_HIDDEN_SHARE, "a small record"
+    small = val_mod.make_validation(c, stats, frames=4, seed=0)
+    assert 0.07 < small.cells / obs.sum() < 0.13, "a small record: about 10 % of its observed cells"
+    monkeypatch.setattr(val_mod, "FIT_CELLS", 0)
+    vs = val_mod.make_validation(c, stats, frames=4, seed=0)
+    assert 0.01 < vs.cells / obs.sum() < 0.06, "otherwise a few percent"
     for seg, h in zip(vs.segments, vs.hidden):
         assert h.shape == c.memory[seg].shape and not (h & ~obs[seg]).any(), "only observed cells are held out"
     hidden = vs.hide(c.memory)
