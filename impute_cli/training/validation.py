@@ -139,8 +139,8 @@ def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> Validat
     obs[:, cube.n_targets:] = False  # covariates are never held out
     n_obs_all = int(obs.sum())
     if HIDDEN_SHARE * n_obs_all < MIN_CELLS:  # a record this small cannot spare its cells: all are trained on
-        raise ImputeError(f"only {HIDDEN_SHARE * n_obs_all:.0f} observed cells could be held out ({HIDDEN_SHARE:.0%} of "
-                          f"{n_obs_all}; at least {MIN_CELLS} are needed)")
+        raise ImputeError(f"only {HIDDEN_SHARE * n_obs_all:.0f} observed cells could be held out, {HIDDEN_SHARE:.0%} of "
+                          f"{n_obs_all}, and at least {MIN_CELLS} are needed")
     seg_obs = sum(int(obs[s].sum()) for s in segments)
     if seg_obs == 0:
         raise ImputeError("no observed cell in the validation segments")

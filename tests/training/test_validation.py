@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from conftest import run_cli
+from impute_cli.errors import ImputeError
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import summarise
 from impute_cli.testing import tiny_cube_dataset, tiny_preset_yaml, write_cube
@@ -133,4 +134,13 @@ def test_no_validation_trains_on_every_cell(cube, preset, tmp_path):
 def test_too_little_data_trains_without_a_slice_and_says_so(tmp_path, preset):
     small = write_cube(tiny_cube_dataset(6, 8, 8, "pixel", 0.5, seed=1), tmp_path / "small.nc")
     res = run_cli("train", small, "--preset", preset, "--out", tmp_path / "m", "--device", "cpu")
-    assert "no validation slice" in res.stderr
+    assert "no validation slice" in res.stderr and "could be held out" in res.stderr
+
+
+def test_a_record_too_small_for_a_three_percent_slice_keeps_every_cell(tmp_path):
+    # 10 % of its observed cells would be enough for a slice, 3 % would not: it cannot spare them
+    c = open_cube(write_cube(tiny_cube_dataset(40, 16, 16, "cloud", 0.5, seed=2), tmp_path / "c.nc")).load()
+    n = int(c.observed(c.memory).sum())
+    assert val_mod.HIDDEN_SHARE * n < val_mod.MIN_CELLS <= val_mod.hidden_share(n) * n
+    with pytest.raises(ImputeError, match="could be held out"):
+        val_mod.make_validation(c, summarise(c).stats(c.channels), frames=4, seed=0)
