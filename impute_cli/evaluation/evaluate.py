@@ -28,7 +28,7 @@ from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError, OptionError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.evaluation.drift import NAME as DRIFT, run_drift
-from impute_cli.evaluation.report import MODEL_NAME, Evaluation, write_report
+from impute_cli.evaluation.report import MODEL_NAME, Evaluation, coverage_note, write_report
 from impute_cli.evaluation.scores import block_index, point_scores, ratio_interval, sample_scores
 from impute_cli.inference.fill import fill_cube, make_job
 from impute_cli.io.cycle import cycle_for_model, remove_cycle, with_cycle
@@ -286,14 +286,10 @@ def format_table(report: dict[str, Any]) -> str:
         if "crps" in s:
             lines.append(f"  {MODEL_NAME} samples: {s['samples']}, CRPS {s['crps']:.4g}, spread {s['mean_std']:.4g}")
             if (c := s.get("calibrated")) is not None:
-                ci = c.get("cell_coverage_interval")
-                ci = f" (90 % interval {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""
                 lines.append(f"    calibrated as impute writes them, level {c['level']:g} (factor {c['factor']:.3g}): "
-                             f"cells covered {100 * c['cell_coverage']:.1f} %{ci}, mean width {c['mean_width']:.4g}")
+                             f"cells covered {100 * c['cell_coverage']:.1f} %{coverage_note(c, '-')}, mean width {c['mean_width']:.4g}")
             for lv, c in s["levels"].items():
-                ci = c.get("cell_coverage_interval")
-                ci = f" (90 % interval {100 * ci[0]:.1f}-{100 * ci[1]:.1f})" if ci else ""
-                lines.append(f"    level {lv}: cells covered {100 * c['cell_coverage']:.1f} %{ci} (mean width "
+                lines.append(f"    level {lv}: cells covered {100 * c['cell_coverage']:.1f} %{coverage_note(c, '-')} (mean width "
                              f"{c['mean_width']:.4g}), time-step regions covered {100 * c['region_coverage']:.1f} % "
                              f"of {c['regions']}")
     for name, why in report["skipped"].items():

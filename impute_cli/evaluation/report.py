@@ -145,6 +145,12 @@ def reliability_figure(report: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def coverage_note(entry: dict[str, Any], dash: str = "–") -> str:
+    """' (90 % interval 91.9–92.9)' for a coverage entry with its `cell_coverage_interval`, else ''."""
+    ci = entry.get("cell_coverage_interval")
+    return f" (90 % interval {100 * ci[0]:.1f}{dash}{100 * ci[1]:.1f})" if ci else ""
+
+
 def markdown(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
     h, m = report["holdout"], report["model"]
     out = [f"# impute-cli evaluation: {Path(report['data']).name}", "",
@@ -176,14 +182,10 @@ def markdown(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
                     f"of the samples from the estimate) {s['mean_std']:.4g}.", "",
                     "| level | cells covered | mean interval width | time-step regions covered |", "|---|---|---|---|"]
             if (k := s.get("calibrated")) is not None:
-                ki = k.get("cell_coverage_interval")
-                ki = f" (90 % interval {100 * ki[0]:.1f}–{100 * ki[1]:.1f})" if ki else ""
                 out.append(f"| {k['level']:g}, calibrated as `impute` writes it (factor {k['factor']:.3g}) | "
-                           f"{100 * k['cell_coverage']:.1f} %{ki} | {k['mean_width']:.4g} | – |")
+                           f"{100 * k['cell_coverage']:.1f} %{coverage_note(k)} | {k['mean_width']:.4g} | – |")
             for lv, c in s["levels"].items():
-                ci = c.get("cell_coverage_interval")
-                ci = f" (90 % interval {100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if ci else ""
-                out.append(f"| {lv} | {100 * c['cell_coverage']:.1f} %{ci} | {c['mean_width']:.4g} | "
+                out.append(f"| {lv} | {100 * c['cell_coverage']:.1f} %{coverage_note(c)} | {c['mean_width']:.4g} | "
                            f"{100 * c['region_coverage']:.1f} % of {c['regions']} |")
         out.append("")
     for name, why in report["skipped"].items():
