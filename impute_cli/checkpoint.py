@@ -81,6 +81,10 @@ class ModelCard:
     fingerprint: str | None = None
     # the distilled sampler in student.pt (training.distill: how it was made, how good); None: none
     student: dict[str, Any] | None = None
+    # further models of the same data and preset, of training seeds seed + 1, seed + 2, ...
+    # (training.members): per model its weights file, blend, validation and training summary;
+    # imputation averages their estimates with this one's. None: this model alone
+    members: list[dict[str, Any]] | None = None
     package_version: str = __version__
     format: str = FORMAT
 
@@ -89,6 +93,8 @@ class ModelCard:
         d["preset"] = self.preset.to_dict()
         if not self.covariates:  # a card without covariates reads as before they existed
             del d["covariates"]
+        if self.members is None:  # nor one of a single model
+            del d["members"]
         return d
 
     @classmethod
@@ -104,6 +110,13 @@ class ModelCard:
         d["preset"] = from_dict(Preset, d["preset"], f"{where} preset")
         if not (isinstance(d.get("covariates", []), list) and all(isinstance(v, str) for v in d.get("covariates", []))):
             raise ImputeError(f"{where} has a damaged 'covariates' entry (a list of variable names); train the model again")
+        members = d.get("members")
+        if members is not None and not (isinstance(members, list) and all(
+                isinstance(m, dict) and isinstance(m.get("weights"), str) and isinstance(m.get("seed"), int)
+                and isinstance(m.get("normalisation"), dict) and isinstance(m.get("mask_strategy"), dict)
+                for m in members)):
+            raise ImputeError(f"{where} has a damaged 'members' entry (a list of models with their weights files); "
+                              "train the model again")
         try:
             return cls(**d)
         except TypeError as e:
@@ -164,21 +177,37 @@ def card_summary(model_dir: str | Path) -> dict[str, Any]:
     size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
     return {"model": str(d), "variables": card.variables, "covariates": card.covariates, "grid": card.grid,
             "window": card.window,
-            "preset": card.preset.name, "steps": t.get("steps"), "seconds": t.get("seconds"),
+            "preset": card.preset.name, "steps": t.get("steps"),
+            "seconds": t.get("seconds") if not card.members or t.get("seconds") is None else  # all the models'
+            round(t["seconds"] + sum(m.get("training", {}).get("seconds", 0) for m in card.members), 1),
             "final_loss": t.get("final_loss"), "finished": t.get("finished"), "data": t.get("data"),
-            "bytes": size, "validation": {k: v for k, v in (card.validation or {}).items() if k != "curve"} or None}
+            "bytes": size, "members": 1 + len(card.members or []), "validation": {k: v for k, v in (card.validation or {}).items() if k != "curve"} or None}
+
+
+def member_card(card: ModelCard, member: dict[str, Any]) -> ModelCard:
+    """The card of one of a folder's further models (`members`): the folder's, with the model's
+    own seed, normalisation, context density, blend, validation and training summary."""
+    preset = replace(card.preset, train=replace(card.preset.train, seed=member["seed"]))
+    return replace(card, preset=preset, normalisation=member["normalisation"], mask_strategy=member["mask_strategy"],
+                   blend=member.get("blend"), validation=member.get("validation"),
+                   training=member.get("training") or {}, members=None, student=None)
+
+
+def _network(card: ModelCard, weights: Path, d: Path) -> Denoiser:
+    den = build_denoiser(card)
+    try:
+        den.net.load_state_dict(load_state(weights))
+    except RuntimeError:
+        raise ImputeError(f"weights in {d} do not match its card; train the model again") from None
+    return den.eval()
 
 
 def load_model(model_dir: str | Path) -> tuple[ModelCard, Denoiser]:
     d = resolve_model_dir(str(model_dir))
     card = load_card(d)
-    den = build_denoiser(card)
-    state = load_state(d / WEIGHTS)
-    try:
-        den.net.load_state_dict(state)
-    except RuntimeError:
-        raise ImputeError(f"weights in {d} do not match its card; train the model again") from None
-    den.eval()
+    den = _network(card, d / WEIGHTS, d)
     if card.student is not None:  # kept beside the network for `impute --samples` (inference.student)
         den.student_weights = load_state(d / STUDENT)
+    # the further models, beside the network (inference.fill averages their estimates)
+    den.members = [(c, _network(c, d / m["weights"], d)) for m in card.members or [] if (c := member_card(card, m))]
     return card, den

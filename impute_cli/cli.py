@@ -181,10 +181,9 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     validation: Annotated[bool, typer.Option("--validation/--no-validation", help="Hold a few percent of the observed cells out of training (the data's own gap shapes), score the model on them beside the classical fillers, keep the best weights and stop when they stop improving. --no-validation trains on every cell.")] = True,
     patience: Annotated[int | None, typer.Option(min=0, help="Stop after this many validation checks (one per checkpoint) without improvement; 0: run every step (default: 4, or a quarter of the run's checks when that is more).")] = None,
+    members: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Train N models of seeds S, S+1, ... and average their estimates at imputation (default: 3 on a record of at most two windows in time, where a model depends most on its seed; else 1).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the model's summary as JSON on stdout (folder, steps, time, validation); logs stay on stderr.")] = False,
-    device: Device = "auto",
-    threads: Threads = None,
-    quiet: Quiet = False,
+    device: Device = "auto", threads: Threads = None, quiet: Quiet = False,
 ) -> None:
     """Train a model on the observed cells of DATA (no complete data needed) and write a model folder."""
     from impute_cli.checkpoint import card_summary
@@ -194,7 +193,7 @@ def train(
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, steps=steps, out=out,
         resume=resume, overwrite=overwrite, variables=var, static_mask=static_mask, covariates=covariate, device=device, threads=threads, seed=seed,
         context_ratio=context_ratio, query=query.value if query else None, query_ratio=query_ratio,
-        block_sizes=block_size, validation=validation, patience=patience, progress=not quiet, log=_log))
+        block_sizes=block_size, validation=validation, patience=patience, members=members, progress=not quiet, log=_log))
     if json_out:
         typer.echo(strict_json(card_summary(model)))
 

@@ -206,6 +206,9 @@ class TrainConfig:
     # step), rounded up to checkpoint_every, from `steps` up to `max_steps` (training.train.steps_for_record)
     passes: float = 0
     max_steps: int = 0
+    # A short record (at most two windows in time) trains this many models of consecutive seeds,
+    # whose estimates imputation averages (training.members); 1: one model
+    short_record_members: int = 1
 
     def __post_init__(self) -> None:
         _check(self.steps >= 1, "train.steps must be at least 1")
@@ -213,6 +216,8 @@ class TrainConfig:
         _check(self.passes == 0 or self.max_steps >= self.steps,
                "train.max_steps must be at least train.steps when train.passes is set")
         _check(self.batch_size >= 1, "train.batch_size must be at least 1")
+        _check(isinstance(self.short_record_members, int) and self.short_record_members >= 1,
+               "train.short_record_members must be a whole number, at least 1")
         _check(self.lr > 0, "train.lr must be positive")
         _check(self.warmup >= 0, "train.warmup must be >= 0")
         _check(0 <= self.ema < 1, "train.ema must be in [0, 1)")

@@ -50,6 +50,7 @@ class TrainOptions(RunOptions):
     block_sizes: list[int] | None = None
     fingerprint: str | None = None  # recorded in the card when training for the model store
     covariates: list[str] | None = None  # variables seen as context only (never filled)
+    members: int | None = None  # models of consecutive seeds, averaged (None: the preset's rule, training.members)
 
 
 @dataclass(kw_only=True)

@@ -123,7 +123,9 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
     card, den = load_model(model)
     info.update(model=f"'{opts.preset}' preset trained on the held-out cube ({card.training['steps']} steps, "
                 f"context strategy {card.mask_strategy['pattern']}"
-                + (f", covariates {', '.join(card.covariates)}" if card.covariates else "") + ")", train_seconds=round(time.perf_counter() - t0, 1))
+                + (f", covariates {', '.join(card.covariates)}" if card.covariates else "")
+                + (f", {1 + len(card.members)} models of training seeds {card.preset.train.seed}-"
+                   f"{card.members[-1]['seed']} averaged" if card.members else "") + ")", train_seconds=round(time.perf_counter() - t0, 1))
     if opts.keep:
         info["kept_model"] = str(out)
     return card, den, info

@@ -13,12 +13,12 @@ Samples ([CQ] App. E, `solver`) are not blended (averaging two independent draws
 their spread): tiles are sampled in order, and the cells an earlier tile already sampled are held
 fixed, as if observed, by the next one, so each sample is one coherent field within a region
 (across a region's edge the draws are independent). Every tile draws from its own
-seeded generator (`tile_generator`, `window_generator`), so the output does not depend on batch
+seeded generator (`tile_generator`, `sampling.window_generator`), so the output does not depend on batch
 sizes or on which worker runs a region."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dask
 import numpy as np
@@ -30,31 +30,18 @@ from impute_cli.device import pick_device
 from impute_cli.errors import ImputeError, OptionError
 from impute_cli.inference.blend import Blend, apply_blend
 from impute_cli.inference.ensemble import ensemble_single_step
-from impute_cli.inference.solver import sample_windows
-from impute_cli.inference.student import student_windows
+from impute_cli.inference.sampling import draw_samples, members_per_call
 from impute_cli.io.cube import Cube, wrap_columns
 from impute_cli.io.cycle import DailyCycle, remove_cycle, with_cycle
 from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, refuse_inf, summarise
-from impute_cli.io.tiling import Region, blend_weights, colour_classes, plan_tiles, tile_window, wrap_margin
+from impute_cli.io.tiling import Region, blend_weights, plan_tiles, tile_window, wrap_margin
 from impute_cli.io.writer import output_arrays
 from impute_cli.masks.context_query import ContextSampler
 from impute_cli.masks.observation import pool_from_cube
-from impute_cli.model.batches import denormalise, read_tiles
+from impute_cli.model.batches import denormalise, normalise, read_tiles
 from impute_cli.options import FillOptions
 from impute_cli.progress import progress_bar
-
-# Cells through the network at once (64 windows of 8 x 32 x 32): the point estimate and the
-# sampler send as many member windows per call as make up this many cells (at least the
-# preset's impute.batch_size), so small windows (station series) fill the call too.
-CELLS_PER_CALL = 64 * 8 * 32 * 32
-SAMPLE_CHUNK_BYTES = 64 * 1024**2  # at most about this much of samples per solver call (windows x members)
-
-
-def members_per_call(window: tuple[int, int, int], batch_size: int) -> int:
-    """Member windows per network call: CELLS_PER_CALL cells' worth, at least `batch_size`."""
-    return max(batch_size, CELLS_PER_CALL // int(np.prod(window)))
-
 
 @dataclass
 class Filled:
@@ -63,12 +50,6 @@ class Filled:
     estimate: np.ndarray
     samples: np.ndarray | None = None
     sampling: dict | None = None  # how the samples were drawn, for the output's attributes
-
-
-def window_generator(seed: int, tile: int, region: int = 0) -> torch.Generator:
-    """The samples of tile `tile` of region `region`: its own stream, whatever the batching."""
-    state = np.random.SeedSequence([seed, region, tile]).generate_state(1)[0]
-    return torch.Generator().manual_seed(int(state))
 
 
 def tile_generator(seed: int, region: int, tile: int) -> torch.Generator:
@@ -110,6 +91,9 @@ class FillJob:
     fits: dict[str, list] | None = None  # the whole record's fits for the blend's fills, in every region (record_fits)
     student_weights: dict[str, torch.Tensor] | None = None  # the distilled sampler's, when samples come from it
     cycle: DailyCycle | None = None  # the cube's daily cycle when the model fills anomalies (io.cycle)
+    # the folder's further models (training.members), each with its own normalisation and blend:
+    # their estimates are averaged with this one's; they draw no samples
+    members: list["FillJob"] = field(default_factory=list)
     _cube: Cube | None = field(default=None, repr=False)
     _den: torch.nn.Module | None = field(default=None, repr=False)
     _student: torch.nn.Module | None = field(default=None, repr=False)
@@ -160,13 +144,13 @@ class FillJob:
             return None
         if self.card is None:
             return {"samples": self.samples, "steps": 0, "note": "no gap: samples equal the input", "seed": self.seed}
+        extra = {**({"blend": ",".join(self.blend.partners)} if self.blend else {}),
+                 **({"models": 1 + len(self.members)} if self.members else {})}
         if self.student_weights is not None:
-            return {"samples": self.samples, "sampler": "student", "steps": 1, "seed": self.seed,
-                    **({"blend": ",".join(self.blend.partners)} if self.blend else {})}
+            return {"samples": self.samples, "sampler": "student", "steps": 1, "seed": self.seed, **extra}
         return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
                 "omega": self.omega, "ensemble": self.ensemble, "seed": self.seed,
-                **({"context_ratio": self.ratio} if self.ratio_given else {}),
-                "solver": self.solver, **({"blend": ",".join(self.blend.partners)} if self.blend else {})}
+                **({"context_ratio": self.ratio} if self.ratio_given else {}), "solver": self.solver, **extra}
 
 
 def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, summary: Summary,
@@ -213,6 +197,8 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
                    solver=opts.solver or cfg.solver, seed=opts.seed,
                    device=opts.device, progress=opts.progress, valid=cube.valid, ratio_given=chosen is not None,
                    blend=Blend.from_dict(card.blend) if card.blend and opts.blend else None, student_weights=student,
+                   members=[make_job(c, d, cube, summary, replace(opts, samples=None), source, pool)
+                            for c, d in getattr(den, "members", [])],
                    _cube=cube, _den=den.eval().to(pick_device(opts.device)))
 
 
@@ -245,36 +231,55 @@ def fill_region(job: FillJob, region: Region) -> Filled:
         v = values[rel[0], :, rel[1], rel[2]]
         return Filled(v, np.broadcast_to(v, (job.samples, *v.shape)) if job.samples else None)
     sub = job.cube.in_memory(values, box.y, box.x)
-    sums = tuple(s[:, box.y, box.x] for s in job.sums)
-    est, samples = _fill_box(job, sub, sums, region.index)
+    est, samples = _fill_box(job, sub, (box.y, box.x), region.index)
     est = est[rel[0], :, rel[1], rel[2]]
     if samples is not None:
         samples = samples[:, rel[0], :, rel[1], rel[2]]
     return Filled(est, samples)
 
 
-def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
+def _fill_box(job: FillJob, cube: Cube, box: tuple[slice, slice],
               region: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """[CQ] §3.3 on an in-memory cube: the blended ensemble estimate of every tile with a gap,
-    and with job.samples the samples of [CQ] Alg. 4 (see draw_samples). Data units. On a whole
-    circle of longitude the network fills a cube widened by half a window from the other side
-    (`Cube.wrapped`), so that cells at the east-west edge get context from across it as any
-    other cell does; the margin is cut off again."""
+    """[CQ] §3.3 on an in-memory cube, the rows and columns `box` of the job's grid: the blended
+    ensemble estimate of every tile with a gap, and with job.samples the samples of [CQ] Alg. 4
+    (`sampling.draw_samples`). Data units. On a whole circle of longitude the network fills a
+    cube widened by half a window from the other side (`Cube.wrapped`), so that cells at the
+    east-west edge get context from across it as any other cell does; the margin is cut off
+    again. A folder of several models (training.members): each model's blended estimate,
+    averaged; the samples, drawn by the first model around the models' mean network estimate,
+    move with the averaged estimate as they move with a blend."""
     stats = job.stats
     assert stats is not None
     p = wrap_margin(cube.grid, job.window)
-    if p:
-        est, samples = _network_fill(job, cube.wrapped(p), tuple(wrap_columns(s, p) for s in sums), region)
-        est = est[..., p:-p]
-        samples = None if samples is None else samples[..., p:-p]
-    else:
-        est, samples = _network_fill(job, cube, sums, region)
-    est = denormalise(est, stats)
-    shift = None
-    if job.blend is not None:  # the fitted blend with classical fills; samples move with the estimate
-        blended = apply_blend(job.blend, est, cube.memory, cube.valid, workers=job.threads, wrap=p,
-                              progress=job.progress, fits=job.fits, targets=cube.n_targets)
-        shift, est = blended - est, blended
+    work = cube.wrapped(p) if p else cube
+
+    def cut(a: np.ndarray) -> np.ndarray:
+        return a[..., p:-p] if p else a
+
+    def sums(j: FillJob) -> tuple[np.ndarray, np.ndarray]:  # a model's climatology input over the box
+        assert j.sums is not None
+        return tuple(wrap_columns(s[:, box[0], box[1]], p) if p else s[:, box[0], box[1]] for s in j.sums)
+
+    jobs = [job, *job.members]
+    net = mean = blended = None  # normalised by the first model; data units, widened; data units
+    for j in jobs:
+        assert j.stats is not None
+        e = _network_fill(j, j.denoiser, work, sums(j), region)
+        b = denormalise(e, j.stats)
+        mean = b if mean is None else mean + b
+        b = cut(b)
+        if j.blend is not None:  # the fitted blend with classical fills
+            b = apply_blend(j.blend, b, cube.memory, cube.valid, workers=job.threads, wrap=p,
+                            progress=job.progress, fits=job.fits, targets=cube.n_targets)
+        net, blended = (e, b) if net is None else (net, blended + b)
+    assert net is not None and mean is not None and blended is not None
+    if job.members:
+        mean, blended = mean / len(jobs), blended / len(jobs)
+        net = normalise(mean, stats)
+    samples = cut(draw_samples(job, work, net, sums(job), region)) if job.samples else None
+    est = denormalise(cut(net), stats) if not job.members else cut(mean)
+    shift = blended - est if job.blend is not None or job.members else None  # samples move with the estimate
+    est = blended
     if samples is not None:
         for n in range(job.samples):  # in place, one member at a time
             samples[n] = denormalise(samples[n], stats)
@@ -284,10 +289,10 @@ def _fill_box(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     return est, samples
 
 
-def _network_fill(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
-                  region: int) -> tuple[np.ndarray, np.ndarray | None]:
-    """The network's ensemble estimate of every tile with a gap and the samples, normalised."""
-    card, den, stats = job.card, job.denoiser, job.stats
+def _network_fill(job: FillJob, den: torch.nn.Module, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
+                  region: int) -> np.ndarray:
+    """The network `den`'s ensemble estimate of every tile with a gap, normalised."""
+    card, stats = job.card, job.stats
     assert card is not None and stats is not None
     T, H, W = cube.grid.shape
     window = tile_window(job.window, (T, H, W))
@@ -320,7 +325,7 @@ def _network_fill(job: FillJob, cube: Cube, sums: tuple[np.ndarray, np.ndarray],
     bar.close()
     est = np.divide(num, den_w, out=np.full_like(num, np.nan), where=den_w > 0)
     del num
-    return est, draw_samples(job, cube, est, sums, region) if job.samples else None
+    return est
 
 
 def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptions, record: Summary | None = None,
@@ -339,62 +344,5 @@ def fill_cube(card: ModelCard, den: torch.nn.Module, cube: Cube, opts: FillOptio
         raise ImputeError("the input has no gap to fill (every fillable cell is observed); nothing to do")
     job = make_job(card, den, cube, record or summary, opts, pool=pool)
     job.fits = fits  # None: the blend's fills fit this cube
-    est, samples = _fill_box(job, cube, job.sums, 0)
+    est, samples = _fill_box(job, cube, (slice(None), slice(None)), 0)
     return Filled(est, samples, job.info())
-
-
-def draw_samples(job: FillJob, cube: Cube, est: np.ndarray, sums: tuple[np.ndarray, np.ndarray],
-                 region: int) -> np.ndarray:
-    """(N, T, C, H, W) samples of an in-memory cube in normalised units ([CQ] Alg. 4 per tile,
-    see `solver.sample_windows`).
-
-    Tiles are sampled class by class (`tiling.colour_classes`): the tiles of one class do not
-    overlap and go through the network together; a tile's cells sampled by a tile of an earlier
-    class are held fixed with each member's values. E_imp of a tile is the blended point
-    estimate `est` there."""
-    card, den, stats = job.card, job.denoiser, job.stats
-    assert card is not None and stats is not None
-    cfg = card.preset.impute
-    N = job.samples
-    T, H, W = cube.grid.shape
-    device = next(den.parameters()).device
-    window = tile_window(job.window, (T, H, W))
-    gap = ~cube.observed(cube.memory) & cube.valid[None, None]
-    tiles = [(i, tl) for i, tl in enumerate(plan_tiles((T, H, W), window, cfg.sample_overlap))
-             if gap[tl.t, :, tl.y, tl.x].any()]
-    samples = np.zeros((N, *cube.memory.shape), "float32")
-    done = np.zeros((T, 1, H, W), bool)  # cells some tile has already sampled
-    batch = members_per_call(window, cfg.batch_size)  # members through the network at once, across the tiles of a class
-    per_window = N * len(cube.channels) * int(np.prod(window)) * 4  # bytes of one window's N samples
-    per_call = max(1, SAMPLE_CHUNK_BYTES // per_window)  # windows per solver call
-    sampler = job.context_sampler
-    pool = job.pool if job.pool is not None else np.ones((1, H, W), bool)
-    bar = progress_bar(len(tiles), f"{N} samples", "tile", enabled=job.progress, leave=False)
-    for cls in colour_classes([tl for _, tl in tiles]):
-        for k in range(0, len(cls), per_call):
-            chunk = [tiles[c] for c in cls[k:k + per_call]]
-            b = read_tiles(cube, [tl for _, tl in chunk], stats, sums)
-            x_imp, fixed = [], []
-            for j, (_, tl) in enumerate(chunk):
-                e = est[tl.t, :, tl.y, tl.x]
-                x_imp.append(torch.from_numpy(np.where(np.isfinite(e), e, b.x_obs[j].numpy())))
-                fixed.append(torch.from_numpy(np.broadcast_to(done[tl.t, :, tl.y, tl.x], b.M[j].shape).copy()) & ~b.M[j])
-            common = {"generators": [window_generator(job.seed, i, region) for i, _ in chunk], "samples": N,
-                      "batch_size": batch, "sums": (b.S.to(device), b.N.to(device)),
-                      "fixed": torch.stack(fixed).to(device),
-                      "fixed_values": torch.from_numpy(np.stack([samples[:, tl.t, :, tl.y, tl.x] for _, tl in chunk]))}
-            if job.student_weights is not None:  # the distilled sampler: one call per sample
-                new = student_windows(job.student, b.x_obs.to(device), b.M.to(device), b.valid.to(device),
-                                      delta=cfg.delta, **common)
-            else:
-                new = sample_windows(
-                    den, b.x_obs.to(device), b.M.to(device), b.valid.to(device), torch.stack(x_imp).to(device),
-                    sampler=sampler, pool=pool, train_ratio=card.preset.mask.context_ratio, steps=job.steps,
-                    delta=cfg.delta, eta=cfg.eta, omega_kind=job.omega, solver=job.solver, **common)
-            for j, (_, tl) in enumerate(chunk):  # the tiles of a class are disjoint: any order
-                keep = done[tl.t, :, tl.y, tl.x]
-                samples[:, tl.t, :, tl.y, tl.x] = np.where(keep[None], samples[:, tl.t, :, tl.y, tl.x], new[j].numpy())
-                done[tl.t, :, tl.y, tl.x] = True
-            bar.update(len(chunk))
-    bar.close()
-    return samples

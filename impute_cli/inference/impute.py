@@ -37,7 +37,7 @@ from impute_cli.io.tiling import cell_bytes, plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
 from impute_cli.options import ImputeOptions
 from impute_cli.training.train import train_for
-from impute_cli.training.validation import summary_line
+from impute_cli.training.members import model_line
 from impute_cli.uncertainty.calibration import calibrate_samples
 
 
@@ -95,8 +95,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
                                  opts.covariates)
     card, den = given if given is not None else (None, None)
     model_used = str(resolve_model_dir(opts.model)) if opts.model else None
-    if card is not None and card.validation:
-        opts.log(f"model {opts.model}: {summary_line(card.validation)}")
+    if card is not None and (card.validation or card.members):
+        opts.log(f"model {opts.model}: {model_line(card)}")
     cube.load()  # small cubes are read once; large ones stay lazy and are read region by region
     summary = summarise(cube)  # one streaming pass: sums, counts, Inf
     refuse_inf(summary.n_inf)
@@ -129,7 +129,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     job = make_job(card, den, work, work_summary, dataclasses.replace(opts, progress=opts.progress and local),
                    source=str(Path(inp).resolve()))
     job.cycle = cycle
-    job.fits = cube_fits(job.blend, work)  # space-time kriging's covariance: the whole file's, in every region
+    job.fits = cube_fits([job.blend, *(m.blend for m in job.members)], work)  # space-time kriging's covariance: the whole file's, in every region
     quantiles = opts.quantiles or (0.05, 0.95)
     sampling = job.info()
     if sampling is not None:
@@ -164,6 +164,12 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
             ds[f"{v}_filled"].attrs["comment"] += (f"; blended with {fills} of the same gaps by weights per distance to "
                                                    "the nearest observation, fitted on the model's validation slice"
                                                    + (" (the samples moved with it)" if sampling else ""))
+    if job.members:  # a folder of several models (training.members)
+        seeds = [job.card.preset.train.seed, *(m.get("seed") for m in job.card.members or [])]
+        for v in cube.variables:
+            ds[f"{v}_filled"].attrs["comment"] += (f"; the mean of the estimates of {len(seeds)} models of training seeds "
+                                                   f"{', '.join(map(str, seeds))}"
+                                                   + (" (the samples drawn by the first, moved with it)" if sampling else ""))
     with compute_engine(opts.scheduler, opts.workers, len(regions), name, opts.progress, opts.log,
                         job.threads) as run:
         write_atomic(ds, out, opts.overwrite, compute=run, zarr_format=opts.zarr_format,
@@ -191,8 +197,8 @@ def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOpt
         opts.log(f"using the stored model {found}, trained on this data with these settings "
                  "(--retrain trains a new one)")
         card = load_card(found)
-        if card.validation:
-            opts.log(f"model {found}: {summary_line(card.validation)}")
+        if card.validation or card.members:
+            opts.log(f"model {found}: {model_line(card)}")
         return found, "store"
     target = found if found is not None else store.place(inp, opts.preset, fp)
     opts.log(f"no --model given: training a '{opts.preset}' model{f' ({why})' if why else ''} on {inp} itself first "

@@ -6,6 +6,8 @@ the static 'fillable' mask and the noise level; never the query mask."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -108,6 +110,7 @@ class Denoiser(nn.Module):
         self.time_sweeps = time_sweeps
         # a distilled sampler's weights for this network, when the model folder has one (checkpoint.load_model)
         self.student_weights: dict[str, torch.Tensor] | None = None
+        self.members: list[tuple[Any, "Denoiser"]] = []  # a folder's further models: (card, network) (training.members)
 
     def forward(self, x_t: torch.Tensor, M_ctx: torch.Tensor, valid: torch.Tensor, t: torch.Tensor,
                 clim: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:

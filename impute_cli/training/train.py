@@ -35,6 +35,7 @@ from impute_cli.progress import progress_bar
 from impute_cli.errors import ImputeError
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
+from impute_cli.training.members import add_members
 from impute_cli.training.validation import (Watch, default_patience, fit_validation_blend, model_estimates, score_model,
                                             summary_line, validation_set, with_blend)
 from impute_cli.io.tiling import frames_for_gaps, random_tile, window_shape, wrap_margin
@@ -117,7 +118,8 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
             opts = dataclasses.replace(opts, preset=name)
         preset = resolve_preset(opts)
         use_threads(opts.threads)
-        return _train(data, opts, preset, ranks, why)
+        out = _train(data, opts, preset, ranks, why)
+        return add_members(out, opts, ranks, lambda o: _train(data, o, resolve_preset(o), ranks))
     finally:
         ranks.close()
 

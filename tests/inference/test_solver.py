@@ -9,7 +9,7 @@ import torch
 
 from impute_cli.checkpoint import load_model
 from impute_cli.masks.context_query import ContextSampler
-from impute_cli.inference.fill import window_generator
+from impute_cli.inference.sampling import window_generator
 from impute_cli.inference.solver import omega, sample_window, sample_windows, time_grid
 
 
