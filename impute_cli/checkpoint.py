@@ -82,8 +82,9 @@ class ModelCard:
     # the distilled sampler in student.pt (training.distill: how it was made, how good); None: none
     student: dict[str, Any] | None = None
     # further models of the same data and preset, of training seeds seed + 1, seed + 2, ...
-    # (training.members): per model its weights file, blend, validation and training summary;
-    # imputation averages their estimates with this one's. None: this model alone
+    # (training.members): per model its weights file, seed, normalisation, context density
+    # (mask_strategy), blend, validation and training summary; imputation averages their
+    # estimates with this one's. None: this model alone
     members: list[dict[str, Any]] | None = None
     package_version: str = __version__
     format: str = FORMAT
@@ -208,6 +209,7 @@ def load_model(model_dir: str | Path) -> tuple[ModelCard, Denoiser]:
     den = _network(card, d / WEIGHTS, d)
     if card.student is not None:  # kept beside the network for `impute --samples` (inference.student)
         den.student_weights = load_state(d / STUDENT)
-    # the further models, beside the network (inference.fill averages their estimates)
-    den.members = [(c, _network(c, d / m["weights"], d)) for m in card.members or [] if (c := member_card(card, m))]
+    for m in card.members or []:  # the further models, beside the network (inference.fill averages their estimates)
+        mc = member_card(card, m)
+        den.members.append((mc, _network(mc, d / m["weights"], d)))
     return card, den
