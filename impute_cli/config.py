@@ -189,6 +189,8 @@ class TrainConfig:
     batch_size: int = 8
     lr: float = 2e-3
     warmup: int = 100
+    # the EMA's decay ramps up as (1 + step) / (10 + step) and is capped here: 0.995 is reached
+    # after about 1800 steps, so a shorter run averages over its last ~150 steps whatever this is
     ema: float = 0.995
     checkpoint_every: int = 250
     seed: int = 0
