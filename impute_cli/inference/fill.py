@@ -189,9 +189,10 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     chosen = opts.context_ratio if opts.context_ratio is not None else cfg.context_ratio
     if chosen is not None:  # the user's or the preset's choice, e.g. 1: every member sees every observed cell
         ratio = float(chosen)
+    pool = pool_from_cube(cube, window[0]) if pool is None else pool  # once: the further models share it
     return FillJob(card=card, weights={k: v.detach().cpu() for k, v in den.net.state_dict().items()},
                    source=source, variables=cube.variables, static_mask=cube.static_mask_var, stats=stats,
-                   sums=summary.climatology_sums(stats), pool=pool_from_cube(cube, window[0]) if pool is None else pool,
+                   sums=summary.climatology_sums(stats), pool=pool,
                    ratio=ratio, window=window, samples=opts.samples or 0, steps=opts.steps or cfg.steps,
                    ensemble=opts.ensemble or cfg.ensemble, omega=opts.omega or cfg.omega,
                    solver=opts.solver or cfg.solver, seed=opts.seed,
