@@ -19,7 +19,7 @@ HOLDOUTS = ("pixel", "block", "cloud", "station", "empirical")  # evaluate --hol
 QUERY_MODES = ("observed", "rest")
 AUGMENTATIONS = ("flip", "reverse_time")
 ARCHS = ("unet", "stunet", "series", "dit")
-BLEND_PARTNERS = ("laplace", "gp_kriging", "st_kriging")  # train.blend: the classical fills inference.blend may use
+BLEND_PARTNERS = ("laplace", "spline", "anchored", "gp_kriging", "st_kriging")  # train.blend: the fills inference.blend may use
 SOLVERS = ("ddim", "dpm2m")  # impute --solver
 SAMPLERS = ("auto", "full", "student")  # where samples come from: see FillOptions.sampler
 

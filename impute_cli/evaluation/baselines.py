@@ -11,7 +11,7 @@ import numpy as np
 from impute_cli.evaluation.cdo import cdo_fillmiss
 from impute_cli.evaluation.dineof import eof_dineof
 from impute_cli.evaluation.fill_steps import (climatology, climatology_map, fill_rest, harmonic_fill, laplace_fill,
-                                             outside_valid, prepare)
+                                             outside_valid, prepare, spline_fill)
 from impute_cli.evaluation.kriging import BaselineSkipped, gp_kriging, st_kriging
 
 
@@ -46,8 +46,21 @@ def laplace(values: np.ndarray, valid: np.ndarray | None = None, workers: int | 
     """Laplace fill of each frame solved to its limit (`harmonic_fill`: land neither a source
     nor a conduit; frames solved on `workers` threads); frames with no observation get the
     filled climatology, so that every gap is filled."""
+    return _solved(harmonic_fill, values, valid, workers)
+
+
+def spline(values: np.ndarray, valid: np.ndarray | None = None, workers: int | None = None) -> np.ndarray:
+    """Minimum-curvature spline with tension 0.5 of each frame (`spline_fill`, the fill of GMT's
+    `surface`): between the Laplace fill, which meets the observations with a kink, and the
+    biharmonic fill, which overshoots inside large gaps; frames with no observation get the
+    filled climatology."""
+    return _solved(spline_fill, values, valid, workers)
+
+
+def _solved(fill: Callable[..., np.ndarray], values: np.ndarray, valid: np.ndarray | None,
+            workers: int | None) -> np.ndarray:
     v, mask, obs = prepare(values, valid)
-    out = harmonic_fill(np.where(mask[None], v, np.nan), mask, workers=workers)
+    out = fill(np.where(mask[None], v, np.nan), mask, workers=workers)
     if np.isnan(out[:, mask]).any():
         out = np.where(np.isnan(out) & mask[None], climatology_map(v, mask, obs)[None], out)
     return outside_valid(out, mask)
@@ -133,6 +146,7 @@ BASELINES: dict[str, Callable[..., np.ndarray]] = {
     "climatology": climatology,
     "temporal_linear": temporal_linear,
     "laplace": laplace,
+    "spline": spline,
     "telea": telea,
     "ns_inpaint": ns_inpaint,
     "eof_dineof": eof_dineof,

@@ -14,7 +14,11 @@ regression, Breiman 1996, with non-negative weights summing to one, so that a co
 left unchanged and the blend never extrapolates beyond its members). A band with too few
 held-out cells takes the weights fitted on all of them. A partner (among the preset's
 `train.blend`) is kept only if it lowers the cross-fitted held-out error by MIN_GAIN, so
-imputation does not pay for a fill that does not help. The card records the weights; `impute`
+imputation does not pay for a fill that does not help. One partner is the network's own estimate
+anchored to the Laplace fill (`anchored`): in each gap it is moved by the harmonic correction
+that makes it meet the Laplace fill on the gap's edge cells, so that a network whose estimate is
+offset from the observations around a gap (seen on SST under clouds) keeps its structure inside
+the gap without the step at its edge. The card records the weights; `impute`
 applies them to the point estimate and shifts every sample by the same correction (the spread
 is the network's; the calibration of the intervals sees the shifted samples)."""
 
@@ -29,13 +33,15 @@ from scipy import ndimage
 
 from impute_cli.config import BLEND_PARTNERS
 from impute_cli.errors import ImputeError
-from impute_cli.evaluation.baselines import laplace
+from impute_cli.evaluation.baselines import laplace, spline
+from impute_cli.evaluation.fill_steps import harmonic_fill
 from impute_cli.evaluation.kriging import (FIT_STEPS, GP_MAX_CELLS, BaselineSkipped, gp_kriging, st_covariance,
                                           st_kriging)
 from impute_cli.io.cube import Cube, wrap_columns
 from impute_cli.progress import progress_bar
 
-PARTNERS = BLEND_PARTNERS  # the classical fills the blend may use, in this order (a preset's train.blend picks)
+PARTNERS = BLEND_PARTNERS  # the fills the blend may use, in this order (a preset's train.blend picks)
+ANCHORED = "anchored"  # the partner made of the network's estimate and the Laplace fill (`anchored`)
 EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
 MIN_BAND_CELLS = 50  # fewer held-out cells in a band: it takes the weights fitted on all cells
 FIT_BYTES = 256 * 1024**2  # cube_fits reads at most this much of a file (float32) to fit the blend's fills on
@@ -169,6 +175,7 @@ def distance_to_observed(observed: np.ndarray) -> np.ndarray:
 
 FILLS: dict[str, Callable[..., np.ndarray]] = {  # the same fills as evaluate's baselines
     "laplace": lambda values, valid, workers=None, step=None, cov=None: laplace(values, valid, workers=workers),
+    "spline": lambda values, valid, workers=None, step=None, cov=None: spline(values, valid, workers=workers),
     "gp_kriging": lambda values, valid, workers=None, step=None, cov=None: gp_kriging(values, valid, step=step),
     "st_kriging": lambda values, valid, workers=None, step=None, cov=None: st_kriging(values, valid, step=step,
                                                                                       cov=cov)}
@@ -203,16 +210,41 @@ def cube_fits(blends: list[Blend | None], cube: Cube) -> dict[str, list] | None:
     return record_fits(names, values, cube.valid)
 
 
+def anchored(estimate: np.ndarray, lap: np.ndarray, observed: np.ndarray, valid: np.ndarray,
+             workers: int | None = None) -> np.ndarray:
+    """The (T, C, H, W) network `estimate` anchored to the Laplace fill `lap` of the same gaps:
+    estimate + h, where h is the offset lap - estimate on each gap's edge cells (within EDGES[0]
+    cells of an observed cell of its frame: the blend's first band) and, inside the gap, the
+    solution of the 5-point Laplace equation between those edge values (`harmonic_fill`: land
+    neither a source nor a conduit). The estimate keeps its structure inside the gap and meets
+    the Laplace fill, which next to the observations is hard to beat on a smooth field, at its
+    edge; the offset fades smoothly in between. A frame with no observation stays NaN (the
+    blend then keeps the network's estimate there)."""
+    dist = distance_to_observed(observed)
+    edge = ~observed & valid[None, None] & (dist <= EDGES[0])
+    # the offset known on the edge cells; observed cells take 0, which no cell inside a gap
+    # touches (a gap cell next to an observed cell is an edge cell)
+    offset = np.where(observed, 0.0, np.where(edge, lap - estimate, np.nan))
+    h = np.stack([harmonic_fill(offset[:, c], valid, workers=workers) for c in range(offset.shape[1])], axis=1)
+    return np.where(observed, estimate, estimate + h)
+
+
 def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
                   log: Callable[[str], None] | None = None, workers: int | None = None,
-                  progress: bool = False, fits: dict[str, list] | None = None) -> dict[str, np.ndarray]:
+                  progress: bool = False, fits: dict[str, list] | None = None,
+                  estimate: np.ndarray | None = None, laplace_fill: np.ndarray | None = None
+                  ) -> dict[str, np.ndarray]:
     """Each partner's fill of the (T, C, H, W) values (NaN in gaps), channel by channel. A
     partner that cannot run here (a grid too large for kriging) is left out, with a notice.
     `progress`: a bar by time steps for the slow fills (kriging). `fits`: a whole record's fits
-    per partner and channel (`record_fits`) when `values` are a piece of it; default: the piece's own."""
+    per partner and channel (`record_fits`) when `values` are a piece of it; default: the piece's own.
+    `estimate`: the network's (T, C, H, W) estimate of the same gaps, which `anchored` is made
+    of (left out without it); `laplace_fill`: the Laplace fill of `values` when the caller has it."""
     out = {}
     T, C = values.shape[:2]
     for name in names:
+        if name == ANCHORED:
+            continue
         bar = progress_bar(T * C, f"blend: {name}", "step", enabled=progress and name in SLOW, leave=False)
         try:
             out[name] = np.stack([FILLS[name](values[:, c], valid, workers=workers, step=bar.update,
@@ -222,6 +254,11 @@ def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
                 log(f"notice: blend partner {name} skipped ({e}); its weight goes to the network")
         finally:
             bar.close()
+    if ANCHORED in names and estimate is not None:
+        lap = out.get("laplace", laplace_fill)
+        if lap is None:
+            lap = partner_fills(["laplace"], values, valid, workers=workers)["laplace"]
+        out[ANCHORED] = anchored(estimate, lap, np.isfinite(values) & valid[None, None], valid, workers)
     return out
 
 
@@ -246,10 +283,10 @@ def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: n
         core = slice(wrap, -wrap)
         fills = {k: f[..., core] for k, f in partner_fills(blend.partners, wrap_columns(values, wrap),
                                                            wrap_columns(valid, wrap), log, workers,
-                                                           progress, fits).items()}
+                                                           progress, fits, wrap_columns(estimate, wrap)).items()}
         dist = distance_to_observed(wrap_columns(observed, wrap))[..., core]
     else:
-        fills = partner_fills(blend.partners, values, valid, log, workers, progress, fits)
+        fills = partner_fills(blend.partners, values, valid, log, workers, progress, fits, estimate)
         dist = distance_to_observed(observed)
     w = blend.cell_weights(dist)  # (1 + P, T, C, H, W)
     out = w[0] * estimate

@@ -17,7 +17,7 @@ from impute_cli.evaluation.kriging import BaselineSkipped, _fit_time_scale, gp_k
 
 T, H, W = 12, 20, 24
 EMPTY_FRAME = 5
-NEW = ["climatology", "telea", "ns_inpaint", "eof_dineof", "gp_kriging", "st_kriging"] + (["cdo_fillmiss"] if shutil.which("cdo") else [])
+NEW = ["climatology", "spline", "telea", "ns_inpaint", "eof_dineof", "gp_kriging", "st_kriging"] + (["cdo_fillmiss"] if shutil.which("cdo") else [])
 # cdo_fillmiss runs the cdo program, which a machine may lack
 RUNNABLE = [n for n in BASELINES if n != "cdo_fillmiss" or shutil.which("cdo")]
 
@@ -67,7 +67,7 @@ def rmse(a: np.ndarray, b: np.ndarray, where: np.ndarray) -> float:
 
 
 def test_registry_names_and_order():
-    assert list(BASELINES) == ["climatology", "temporal_linear", "laplace", "telea", "ns_inpaint",
+    assert list(BASELINES) == ["climatology", "temporal_linear", "laplace", "spline", "telea", "ns_inpaint",
                                "eof_dineof", "gp_kriging", "st_kriging", "cdo_fillmiss"]
 
 
@@ -284,6 +284,33 @@ def test_the_laplace_fill_does_not_reach_across_land():
     v[0, :, 0] = 1.0  # the west basin is observed at 1, the east at 5
     v[0, :, 8] = 5.0
     out = harmonic_fill(v, valid)[0]
+    np.testing.assert_allclose(out[:, :4], 1.0, atol=1e-4)
+    np.testing.assert_allclose(out[:, 5:], 5.0, atol=1e-4)
+    assert np.isnan(out[:, 4]).all()
+
+
+def test_the_spline_with_tension_runs_from_the_biharmonic_to_the_laplace_fill():
+    from impute_cli.evaluation.fill_steps import harmonic_fill, spline_fill
+    yy, xx = np.mgrid[:30, :40].astype(float)
+    cubic = 0.01 * xx ** 3 - 0.02 * yy ** 2 * xx + yy  # a field whose Laplacian is linear
+    v = np.broadcast_to(cubic, (2, 30, 40)).copy()
+    v[:, 8:20, 10:25] = np.nan
+    gap = np.isnan(v)
+    span = cubic.max() - cubic.min()
+    err = {t: np.abs(spline_fill(v, tension=t) - cubic)[gap].max() for t in (0.0, 0.5)}
+    assert err[0.0] < 1e-4 * span, "without tension (biharmonic) the cubic is reproduced inside the gap"
+    laplace = np.abs(harmonic_fill(v) - cubic)[gap].max()
+    assert 1e-3 * span < laplace and err[0.5] < laplace, "which a Laplace fill does not; tension 0.5 lies between"
+    np.testing.assert_allclose(spline_fill(v, tension=1.0), harmonic_fill(v), atol=1e-6 * span)
+    np.testing.assert_array_equal(spline_fill(v, workers=1), spline_fill(v, workers=2))
+    with pytest.raises(ValueError, match="tension"):
+        spline_fill(v, tension=1.5)
+    # land closes the basins, as for the Laplace fill
+    w = np.full((1, 8, 9), np.nan)
+    valid = np.ones((8, 9), bool)
+    valid[:, 4] = False
+    w[0, :, 0], w[0, :, 8] = 1.0, 5.0
+    out = spline_fill(w, valid)[0]
     np.testing.assert_allclose(out[:, :4], 1.0, atol=1e-4)
     np.testing.assert_allclose(out[:, 5:], 5.0, atol=1e-4)
     assert np.isnan(out[:, 4]).all()

@@ -185,7 +185,7 @@ def test_evaluate_end_to_end(land_cube, tiny_preset, tmp_path):
     rep = json.loads(res.stdout, parse_constant=lambda c: pytest.fail(f"non-strict JSON constant {c}"))
     v = rep["variables"]["sst"]
     assert v["ranking"][0] in v["methods"] and "impute-cli" in v["ranking"]
-    assert set(v["methods"]) >= {"impute-cli", "climatology", "temporal_linear", "laplace", "telea", "ns_inpaint",
+    assert set(v["methods"]) >= {"impute-cli", "climatology", "temporal_linear", "laplace", "spline", "telea", "ns_inpaint",
                                  "eof_dineof", "gp_kriging"}
     for m, s in v["methods"].items():
         assert s["nan_left"] == 0, m

@@ -13,8 +13,8 @@ import yaml
 from conftest import run_cli
 from impute_cli.evaluation.gp import gap_mask, sample_cube
 from impute_cli.evaluation.kriging import gp_kriging, st_covariance, st_kriging
-from impute_cli.inference.blend import (EDGES, Blend, apply_blend, distance_to_observed, fit_blend, fit_weights,
-                                        partner_fills, record_fits, simplex_weights)
+from impute_cli.inference.blend import (EDGES, Blend, anchored, apply_blend, distance_to_observed, fit_blend,
+                                        fit_weights, partner_fills, record_fits, simplex_weights)
 from impute_cli.testing import tiny_cube_dataset, tiny_preset_yaml, write_cube
 
 CPU = ("--device", "cpu", "--quiet")
@@ -69,6 +69,54 @@ def test_apply_keeps_observed_cells_and_fills_every_gap():
     assert np.abs(out - truth)[~obs].mean() < np.abs(est - truth)[~obs].mean(), "the Laplace fill, not zeros"
     d = distance_to_observed(obs)
     assert (d[obs] == 0).all() and d[:, :, 8, 10].min() >= 3
+
+
+def _bump_in_a_gap():
+    """A smooth field with a bump inside a gap that no fill from the gap's edge can see, and a
+    network estimate that has the bump but is offset by 5 in the gap."""
+    y, x = np.mgrid[0:30, 0:40] / 10.0
+    truth = np.sin(y) + np.cos(0.7 * x) + 3 * np.exp(-((y - 1.5) ** 2 + (x - 2.0) ** 2) / 0.05)
+    truth = np.broadcast_to(truth, (3, 1, 30, 40)).astype("float64").copy()
+    values = truth.copy()
+    values[:, :, 8:23, 10:31] = np.nan
+    values[2] = np.nan  # a frame with no observation
+    est = np.where(np.isnan(values), truth + 5.0, truth)
+    return truth, values, est, np.ones((30, 40), bool)
+
+
+def test_anchored_keeps_the_estimates_structure_and_meets_the_laplace_fill_at_the_gaps_edge():
+    truth, values, est, valid = _bump_in_a_gap()
+    obs = np.isfinite(values)
+    lap = partner_fills(["laplace"], values, valid)["laplace"]
+    out = anchored(est, lap, obs, valid)
+    edge = ~obs & (distance_to_observed(obs) <= EDGES[0])
+    assert np.allclose(out[edge], lap[edge]) and np.array_equal(out[obs], est[obs])
+    gap = ~obs[:2]
+    err = {k: np.abs(f[:2] - truth[:2])[gap].mean() for k, f in (("anchored", out), ("est", est), ("lap", lap))}
+    assert err["anchored"] < 0.1 * err["est"] and err["anchored"] < 0.5 * err["lap"], err
+    assert np.isnan(out[2]).all(), "a frame with nothing to anchor to stays NaN: the blend keeps the network there"
+    # an estimate that already meets the Laplace fill at the edge is left as it is
+    same = anchored(np.where(obs, est, lap), lap, obs, valid)
+    np.testing.assert_allclose(same[:2], lap[:2], atol=1e-6)
+
+
+def test_anchored_is_a_partner_only_where_the_estimate_is_given():
+    truth, values, est, valid = _bump_in_a_gap()
+    assert "anchored" not in partner_fills(["laplace", "anchored"], values, valid)
+    fills = partner_fills(["anchored"], values, valid, estimate=est)
+    np.testing.assert_allclose(fills["anchored"], anchored(est, partner_fills(["laplace"], values, valid)["laplace"],
+                                                           np.isfinite(values), valid), equal_nan=True)
+    blend = Blend(["anchored"], list(EDGES), [[0.0, 1.0]] * (len(EDGES) + 1))
+    out = apply_blend(blend, est.astype("float32"), values, valid)
+    obs = np.isfinite(values)
+    assert np.array_equal(out[obs], est[obs].astype("float32")) and np.isfinite(out).all(), \
+        "observed cells kept; the frame with no observation keeps the network's estimate"
+    np.testing.assert_allclose(out[:2], fills["anchored"][:2], atol=1e-4)
+    # on a whole circle of longitude the correction runs across the east-west edge too
+    wrapped = values.copy()
+    wrapped[:2, :, 8:23, :3], wrapped[:2, :, 8:23, -3:] = np.nan, np.nan
+    out = apply_blend(blend, est.astype("float32"), wrapped, valid, wrap=4)
+    assert np.isfinite(out).all() and np.array_equal(out[np.isfinite(wrapped)], est[np.isfinite(wrapped)].astype("float32"))
 
 
 @pytest.fixture
@@ -208,3 +256,22 @@ def test_kriging_on_a_grid_too_large_gives_its_weight_to_the_network():
                       np.ones((H, W), bool), log=notes.append)
     assert len(notes) == 1 and "blend partner gp_kriging skipped" in notes[0] and "\n" not in notes[0]
     np.testing.assert_allclose(out, est, rtol=1e-6)  # the weights are float32 and sum to one
+
+
+def test_training_weighs_the_anchored_estimate_on_its_validation_slice(tmp_path, monkeypatch):
+    import impute_cli.training.validation as validation
+    offered = []
+    real = validation.fit_blend
+    monkeypatch.setattr(validation, "fit_blend", lambda net, partners, *a, **k: offered.append(partners)
+                        or real(net, partners, *a, **k))
+    cube = write_cube(tiny_cube_dataset(48, 24, 24, "cloud", 0.6, seed=3), tmp_path / "cube.nc")
+    preset = tiny_preset_yaml(tmp_path / "a.yaml", train={"checkpoint_every": 3, "steps": 6, "batch_size": 2,
+                                                          "blend": ["laplace", "anchored"]})
+    run_cli("train", cube, "--preset", preset, "--out", tmp_path / "m", *CPU)
+    assert offered and all(set(p) == {"laplace", "anchored"} for p in offered)
+    assert all(np.isfinite(p["anchored"]).all() and not np.array_equal(p["anchored"], p["laplace"]) for p in offered)
+    card = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
+    assert card["blend"] is None or set(card["blend"]["partners"]) <= {"laplace", "anchored"}
+    out = run_cli("impute", cube, tmp_path / "o.nc", "--model", tmp_path / "m", *CPU)
+    assert out.exit_code == 0 and np.isfinite(xr.open_dataset(tmp_path / "o.nc")["sst_filled"].values[
+        np.isnan(xr.open_dataset(cube)["sst"].values)]).all()

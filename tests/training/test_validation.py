@@ -67,7 +67,8 @@ def test_train_reports_validation_beside_the_baselines(cube, preset, tmp_path):
     res = run_cli("train", cube, "--preset", preset, "--out", model, "--device", "cpu")
     v = yaml.safe_load((model / "model.yaml").read_text())["validation"]
     assert v["cells"] > 0 and v["rmse"]["sst"] > 0 and v["best_baseline"] in ("climatology", "temporal_linear",
-                                                                               "laplace", "telea", "ns_inpaint",
+                                                                               "laplace", "spline", "telea",
+                                                                               "ns_inpaint",
                                                                                "eof_dineof", "gp_kriging",
                                                                                    "st_kriging")
     assert v["ratio"] == pytest.approx(v["rmse"]["sst"] / v["baseline_rmse"]["sst"], rel=1e-3)
