@@ -158,10 +158,12 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     for v in cube.variables if cube.covariates else ():
         ds[f"{v}_filled"].attrs["comment"] += f"; the network saw {', '.join(cube.covariates)} as context (covariates)"
     if job.blend is not None:  # the network's estimate blended with classical fills (inference.blend)
-        fills = " and ".join({"laplace": "a Laplace fill", "gp_kriging": "kriging",
-                              "st_kriging": "space-time kriging"}.get(p, p) for p in job.blend.partners)
+        fills = " and ".join({"laplace": "a Laplace fill", "spline": "a spline with tension",
+                              "anchored": "its own estimate anchored to the Laplace fill at each gap's edge",
+                              "gp_kriging": "kriging", "st_kriging": "space-time kriging"}.get(p, p)
+                             for p in job.blend.partners)
         for v in cube.variables:
-            ds[f"{v}_filled"].attrs["comment"] += (f"; blended with {fills} of the same gaps by weights per distance to "
+            ds[f"{v}_filled"].attrs["comment"] += (f"; blended with {fills} (fills of the same gaps) by weights per distance to "
                                                    "the nearest observation, fitted on the model's validation slice"
                                                    + (" (the samples moved with it)" if sampling else ""))
     if job.members:  # a folder of several models (training.members)

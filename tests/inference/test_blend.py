@@ -272,6 +272,12 @@ def test_training_weighs_the_anchored_estimate_on_its_validation_slice(tmp_path,
     assert all(np.isfinite(p["anchored"]).all() and not np.array_equal(p["anchored"], p["laplace"]) for p in offered)
     card = yaml.safe_load((tmp_path / "m" / "model.yaml").read_text())
     assert card["blend"] is None or set(card["blend"]["partners"]) <= {"laplace", "anchored"}
-    out = run_cli("impute", cube, tmp_path / "o.nc", "--model", tmp_path / "m", *CPU)
-    assert out.exit_code == 0 and np.isfinite(xr.open_dataset(tmp_path / "o.nc")["sst_filled"].values[
-        np.isnan(xr.open_dataset(cube)["sst"].values)]).all()
+    # a card that keeps both: impute applies them and the output says so
+    card["blend"] = Blend(["spline", "anchored"], list(EDGES), [[0.2, 0.4, 0.4]] * (len(EDGES) + 1)).to_dict()
+    (tmp_path / "m" / "model.yaml").write_text(yaml.safe_dump(card, sort_keys=False))
+    run_cli("impute", cube, tmp_path / "o.nc", "--model", tmp_path / "m", *CPU)
+    src, out = xr.open_dataset(cube)["sst"].values, xr.open_dataset(tmp_path / "o.nc")["sst_filled"]
+    obs = np.isfinite(src)
+    assert np.array_equal(out.values[obs], src[obs]) and np.isfinite(out.values[~obs]).all()
+    assert ("blended with a spline with tension and its own estimate anchored to the Laplace fill at each gap's "
+            "edge (fills of the same gaps)") in out.attrs["comment"]
