@@ -45,7 +45,7 @@ ANCHORED = "anchored"  # the partner made of the network's estimate and the Lapl
 EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
 MIN_BAND_CELLS = 50  # fewer held-out cells in a band: it takes the weights fitted on all cells
 FIT_BYTES = 256 * 1024**2  # cube_fits reads at most this much of a file (float32) to fit the blend's fills on
-MIN_GAIN = 0.005  # a partner is kept only when it lowers the held-out RMSE by at least this fraction
+MIN_GAIN = 0.01  # a partner is kept only when it lowers the held-out RMSE by at least this fraction (docs/choices.md)
 
 
 @dataclass
