@@ -221,7 +221,8 @@ def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: 
     missing = [n for n in partners if n not in vs.fills]
     segs = [{**{n: vs.fills[n][k] for n in partners if n in vs.fills},
              **(partner_fills(missing, np.where(h, np.nan, t), valid, fits=vs.fits, estimate=estimates[k],
-                              laplace_fill=(vs.fills.get("laplace") or [None] * (k + 1))[k]) if missing else {})}
+                              laplace_fill=vs.fills["laplace"][k] if "laplace" in vs.fills else None)
+                if missing else {})}
             for k, (t, h) in enumerate(zip(truth, hidden))]
     names = [n for n in partners if all(n in f for f in segs)]
     net, part, dist, chan = [], {n: [] for n in names}, [], []
