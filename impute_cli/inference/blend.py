@@ -211,7 +211,7 @@ def cube_fits(blends: list[Blend | None], cube: Cube) -> dict[str, list] | None:
 
 
 def anchored(estimate: np.ndarray, lap: np.ndarray, observed: np.ndarray, valid: np.ndarray,
-             workers: int | None = None) -> np.ndarray:
+             workers: int | None = None, dist: np.ndarray | None = None) -> np.ndarray:
     """The (T, C, H, W) network `estimate` anchored to the Laplace fill `lap` of the same gaps:
     estimate + h, where h is the offset lap - estimate on each gap's edge cells (within EDGES[0]
     cells of an observed cell of its frame: the blend's first band) and, inside the gap, the
@@ -219,8 +219,9 @@ def anchored(estimate: np.ndarray, lap: np.ndarray, observed: np.ndarray, valid:
     neither a source nor a conduit). The estimate keeps its structure inside the gap and meets
     the Laplace fill, which next to the observations is hard to beat on a smooth field, at its
     edge; the offset fades smoothly in between. A frame with no observation stays NaN (the
-    blend then keeps the network's estimate there)."""
-    dist = distance_to_observed(observed)
+    blend then keeps the network's estimate there). `dist`: `distance_to_observed(observed)`
+    when the caller has it."""
+    dist = distance_to_observed(observed) if dist is None else dist
     edge = ~observed & valid[None, None] & (dist <= EDGES[0])
     # the offset known on the edge cells; observed cells take 0, which no cell inside a gap
     # touches (a gap cell next to an observed cell is an edge cell)
@@ -232,14 +233,15 @@ def anchored(estimate: np.ndarray, lap: np.ndarray, observed: np.ndarray, valid:
 def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
                   log: Callable[[str], None] | None = None, workers: int | None = None,
                   progress: bool = False, fits: dict[str, list] | None = None,
-                  estimate: np.ndarray | None = None, laplace_fill: np.ndarray | None = None
-                  ) -> dict[str, np.ndarray]:
+                  estimate: np.ndarray | None = None, laplace_fill: np.ndarray | None = None,
+                  dist: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Each partner's fill of the (T, C, H, W) values (NaN in gaps), channel by channel. A
     partner that cannot run here (a grid too large for kriging) is left out, with a notice.
     `progress`: a bar by time steps for the slow fills (kriging). `fits`: a whole record's fits
     per partner and channel (`record_fits`) when `values` are a piece of it; default: the piece's own.
     `estimate`: the network's (T, C, H, W) estimate of the same gaps, which `anchored` is made
-    of (left out without it); `laplace_fill`: the Laplace fill of `values` when the caller has it."""
+    of (left out without it); `laplace_fill`, `dist`: the Laplace fill of `values` and each cell's
+    distance to its nearest observation (`distance_to_observed`) when the caller has them."""
     out = {}
     T, C = values.shape[:2]
     for name in names:
@@ -258,7 +260,7 @@ def partner_fills(names: list[str], values: np.ndarray, valid: np.ndarray,
         lap = out.get("laplace", laplace_fill)
         if lap is None:
             lap = partner_fills(["laplace"], values, valid, workers=workers)["laplace"]
-        out[ANCHORED] = anchored(estimate, lap, np.isfinite(values) & valid[None, None], valid, workers)
+        out[ANCHORED] = anchored(estimate, lap, np.isfinite(values) & valid[None, None], valid, workers, dist)
     return out
 
 
@@ -281,13 +283,14 @@ def apply_blend(blend: Blend, estimate: np.ndarray, values: np.ndarray, valid: n
     full, estimate, values, observed = estimate, estimate[:, :n], values[:, :n], observed[:, :n]
     if wrap:
         core = slice(wrap, -wrap)
+        dist = distance_to_observed(wrap_columns(observed, wrap))
         fills = {k: f[..., core] for k, f in partner_fills(blend.partners, wrap_columns(values, wrap),
-                                                           wrap_columns(valid, wrap), log, workers,
-                                                           progress, fits, wrap_columns(estimate, wrap)).items()}
-        dist = distance_to_observed(wrap_columns(observed, wrap))[..., core]
+                                                           wrap_columns(valid, wrap), log, workers, progress, fits,
+                                                           wrap_columns(estimate, wrap), dist=dist).items()}
+        dist = dist[..., core]
     else:
-        fills = partner_fills(blend.partners, values, valid, log, workers, progress, fits, estimate)
         dist = distance_to_observed(observed)
+        fills = partner_fills(blend.partners, values, valid, log, workers, progress, fits, estimate, dist=dist)
     w = blend.cell_weights(dist)  # (1 + P, T, C, H, W)
     out = w[0] * estimate
     for k, name in enumerate(blend.partners, start=1):

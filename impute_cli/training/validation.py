@@ -219,16 +219,17 @@ def fit_validation_blend(vs: ValidationSet, estimates: list[np.ndarray], valid: 
                     ] if kriging else []
         partners = [n for n in partners if n not in KRIGING]
     missing = [n for n in partners if n not in vs.fills]
+    dists = [distance_to_observed(np.isfinite(np.where(h, np.nan, t)) & valid[None, None])
+             for t, h in zip(truth, hidden)]
     segs = [{**{n: vs.fills[n][k] for n in partners if n in vs.fills},
              **(partner_fills(missing, np.where(h, np.nan, t), valid, fits=vs.fits, estimate=estimates[k],
-                              laplace_fill=vs.fills["laplace"][k] if "laplace" in vs.fills else None)
+                              laplace_fill=vs.fills["laplace"][k] if "laplace" in vs.fills else None, dist=dists[k])
                 if missing else {})}
             for k, (t, h) in enumerate(zip(truth, hidden))]
     names = [n for n in partners if all(n in f for f in segs)]
     net, part, dist, chan = [], {n: [] for n in names}, [], []
     for k, (e, t, h) in enumerate(zip(estimates, truth, hidden)):
-        observed = np.isfinite(np.where(h, np.nan, t)) & valid[None, None]
-        dist.append(distance_to_observed(observed)[h])
+        dist.append(dists[k][h])
         net.append(((e - t) / std)[h])
         for n in names:
             f = segs[k][n]
