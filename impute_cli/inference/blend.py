@@ -12,7 +12,9 @@ convex combination per band of distance to the nearest observed cell of the same
 the weights that minimise the squared error on the held-out cells of that band (stacked
 regression, Breiman 1996, with non-negative weights summing to one, so that a constant field is
 left unchanged and the blend never extrapolates beyond its members). A band with too few
-held-out cells takes the weights fitted on all of them. A partner (among the preset's
+held-out cells is fitted together with its neighbours (`band_groups`): weights fitted on all
+cells would be those of the many cells next to the observations, where a classical fill is best,
+and a thin band lies deep inside large gaps. A partner (among the preset's
 `train.blend`) is kept only if it lowers the cross-fitted held-out error by MIN_GAIN, so
 imputation does not pay for a fill that does not help. One partner is the network's own estimate
 anchored to the Laplace fill (`anchored`): in each gap it is moved by the harmonic correction
@@ -43,7 +45,7 @@ from impute_cli.progress import progress_bar
 PARTNERS = BLEND_PARTNERS  # the fills the blend may use, in this order (a preset's train.blend picks)
 ANCHORED = "anchored"  # the partner made of the network's estimate and the Laplace fill (`anchored`)
 EDGES = (1.5, 2.5, 4.0, 6.0, 10.0, 20.0)  # band edges, in grid cells from the nearest observation
-MIN_BAND_CELLS = 50  # fewer held-out cells in a band: it takes the weights fitted on all cells
+MIN_BAND_CELLS = 200  # fewer held-out cells in a band: it is fitted together with its neighbours
 FIT_BYTES = 256 * 1024**2  # cube_fits reads at most this much of a file (float32) to fit the blend's fills on
 MIN_GAIN = 0.01  # a partner is kept only when it lowers the held-out RMSE by at least this fraction (docs/choices.md)
 
@@ -110,16 +112,34 @@ def simplex_weights(gram: np.ndarray) -> np.ndarray:
     return best_w
 
 
+def band_groups(counts: list[int], least: int = MIN_BAND_CELLS) -> list[int]:
+    """Each band's group, given its held-out cells `counts` (shallowest first): from the deepest
+    band inwards, bands join until their group holds `least` cells; a shallowest remainder
+    that holds fewer joins the group below it, and when all bands together hold fewer they
+    form one group. Every band of a group takes the weights fitted on the group's cells."""
+    group, n, g = [0] * len(counts), 0, 0
+    for b in reversed(range(len(counts))):
+        group[b], n = g, n + counts[b]
+        if n >= least and b > 0:
+            g, n = g + 1, 0
+    if 0 < n < least and g > 0:  # the shallowest bands hold too few: they join the group below
+        group = [x if x < g else g - 1 for x in group]
+    return group
+
+
 def fit_weights(errors: np.ndarray, dist: np.ndarray, edges: tuple[float, ...] = EDGES) -> list[list[float]]:
     """Per band, the simplex weights of the members' errors (n, members) on the cells at
-    distance `dist` (n,); a band with fewer than MIN_BAND_CELLS cells gets the pooled weights."""
-    pooled = simplex_weights(errors.T @ errors)
+    distance `dist` (n,). A band with fewer than MIN_BAND_CELLS cells is fitted together with
+    its neighbours (`band_groups`): deep inside the gaps of a slice of small clouds, whose cells
+    mostly lie next to an observation, the few deep cells keep weights of their own kind
+    instead of those of all cells."""
     band = np.searchsorted(np.asarray(edges), dist, side="right")
-    out = []
-    for b in range(len(edges) + 1):
-        e = errors[band == b]
-        out.append((simplex_weights(e.T @ e) if len(e) >= MIN_BAND_CELLS else pooled).tolist())
-    return out
+    group = np.asarray(band_groups(np.bincount(band, minlength=len(edges) + 1).tolist()))
+    fits = {}
+    for g in np.unique(group):
+        e = errors[group[band] == g]
+        fits[g] = simplex_weights(e.T @ e).tolist()
+    return [fits[g] for g in group]
 
 
 def _rmse(e: np.ndarray) -> float:

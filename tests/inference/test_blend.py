@@ -13,8 +13,9 @@ import yaml
 from conftest import run_cli
 from impute_cli.evaluation.gp import gap_mask, sample_cube
 from impute_cli.evaluation.kriging import gp_kriging, st_covariance, st_kriging
-from impute_cli.inference.blend import (EDGES, Blend, anchored, apply_blend, distance_to_observed, fit_blend,
-                                        fit_weights, partner_fills, record_fits, simplex_weights)
+from impute_cli.inference.blend import (EDGES, MIN_BAND_CELLS, Blend, anchored, apply_blend, band_groups,
+                                        distance_to_observed, fit_blend, fit_weights, partner_fills, record_fits,
+                                        simplex_weights)
 from impute_cli.testing import tiny_cube_dataset, tiny_preset_yaml, write_cube
 
 CPU = ("--device", "cpu", "--quiet")
@@ -34,7 +35,7 @@ def test_simplex_weights_are_the_constrained_least_squares():
 
 def test_weights_follow_the_distance_bands():
     rng = np.random.default_rng(1)
-    n = 4000
+    n = 8000  # every band holds at least MIN_BAND_CELLS cells
     dist = rng.uniform(0, 30, n)
     near = dist < EDGES[0]
     # the network is poor next to observations and good far from them; the partner the other way round
@@ -43,6 +44,26 @@ def test_weights_follow_the_distance_bands():
     w = np.asarray(fit_weights(np.stack([net, lap], 1), dist))
     assert w[0, 1] > 0.8 and w[-1, 0] > 0.8, "the partner next to observations, the network far from them"
     assert np.allclose(w.sum(1), 1) and (w >= 0).all()
+
+
+def test_thin_bands_are_fitted_with_their_neighbours():
+    assert band_groups([5374, 2220, 644, 629, 406, 377, 48]) == [5, 4, 3, 2, 1, 0, 0], "the deepest joins the next"
+    assert band_groups([50, 300, 20, 10, 300]) == [1, 1, 1, 1, 0], "a thin shallowest remainder joins the group below"
+    assert band_groups([100, 50, 20]) == [0, 0, 0], "too few cells in all: one group"
+    rng = np.random.default_rng(4)
+    # many cells next to the observations, where the partner is best; few deep inside the gaps,
+    # where the network is best, as in a validation slice of small clouds
+    dist = np.concatenate([rng.uniform(0, EDGES[0], 4000), rng.uniform(EDGES[-2], EDGES[-1], MIN_BAND_CELLS // 2),
+                           rng.uniform(EDGES[-1] + 1, 40, MIN_BAND_CELLS // 2)])
+    near = dist < EDGES[0]
+    net = rng.normal(size=len(dist)) * np.where(near, 3.0, 0.5)
+    lap = rng.normal(size=len(dist)) * np.where(near, 0.5, 3.0)
+    w = np.asarray(fit_weights(np.stack([net, lap], 1), dist))
+    assert w[-1] == pytest.approx(w[-2]) and w[-1, 0] > 0.8, \
+        "the two thin deep bands fitted together: the network, not the weights of the cells near observations"
+    assert w[0, 1] > 0.8, "next to the observations the partner"
+    w = np.asarray(fit_weights(np.stack([net, lap], 1)[:MIN_BAND_CELLS // 2], dist[:MIN_BAND_CELLS // 2]))
+    assert np.allclose(w, w[0]), "too few cells in all: every band takes the weights of all cells"
 
 
 def test_a_partner_that_does_not_pay_is_dropped():
