@@ -132,3 +132,22 @@ def gap_distance(observed: np.ndarray, cap: int = 8) -> np.ndarray:
             break
         dist[new] = r
     return dist
+
+
+def missing_neighbours(observed: np.ndarray, classes: int = 8) -> np.ndarray:
+    """(T, C, H, W) observation mask -> how sparse the context around each cell is: the share of
+    its 26 neighbours in time and space (the 3 x 3 x 3 box, edges replicated) that are not
+    observed in its channel, in `classes` + 1 classes, 0 (all observed) .. `classes` (none) (uint8).
+
+    `gap_distance` tells scattered gap cells apart no more (every one lies at depth 1); this does:
+    a scattered gap cell with fewer observed neighbours is harder to fill."""
+    T, _, H, W = observed.shape
+    p = np.pad(observed, ((1, 1), (0, 0), (1, 1), (1, 1)), mode="edge")
+    seen = np.zeros(observed.shape, np.uint16)  # a byte or two a cell: the calibration's cube can be large
+    for dt in (-1, 0, 1):
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                if (dt, dy, dx) != (0, 0, 0):
+                    seen += p[1 + dt:1 + dt + T, :, 1 + dy:1 + dy + H, 1 + dx:1 + dx + W]
+    # rounded to the nearest class (26 is even, 8 x missing never lies half-way)
+    return (((26 - seen) * classes + 13) // 26).astype(np.uint8)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,8 @@ from impute_cli.io.dataset import open_cube
 from impute_cli.io.cube import Cube
 from impute_cli.io.cycle import cycle_for_model, remove_cycle
 from impute_cli.io.stats import Summary, summarise
-from impute_cli.masks.observation import choose_pattern, gap_distance, gap_statistics, observation_pool, pool_from_cube
+from impute_cli.masks.observation import (choose_pattern, gap_distance, gap_statistics, missing_neighbours,
+                                          observation_pool, pool_from_cube)
 from impute_cli.options import ConfidenceOptions, ImputeOptions
 from impute_cli.uncertainty.regions import (Uncertain, cell_scores, conformal_quantile, distances, group_index,
                                             intervals, radii)
@@ -168,7 +170,12 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
     partners = Blend.from_dict(card.blend).partners if card.blend and settings.blend else []
     fits = record_fits(partners, full[:, :cube.n_targets], cube.valid) if fits is None else fits
     # How deep the real gaps lie, per variable: the hidden cells are weighted to match (depth_weights).
-    depth = gap_distance(obs, DEPTH_CAP)
+    # Scattered gaps all lie at depth 1; there the class is how many of a cell's neighbours are
+    # missing: hidden among the observed cells, the calibration cells have sparser neighbours than
+    # the real gaps (GP pixel cube: 45 % observed around them against 50 %) and are harder to fill.
+    classify = missing_neighbours if how == "scattered" else partial(gap_distance, cap=DEPTH_CAP)
+    depth = classify(obs)
+    first = 1 if how == "runs" else 0  # a gap cell lies at depth 1 or more; its neighbours may all be observed
     gaps = ~obs & cube.valid[None, None]
     target = {v: np.bincount(depth[:, idx][gaps[:, idx]], minlength=DEPTH_CAP + 1) for v, idx in chans.items()}
     cell_d: dict[str, list[np.ndarray]] = {v: [] for v in variables}
@@ -187,7 +194,7 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
         truth = np.where(hidden, full[a:b, :, ys, xs], np.nan)
         values = np.where(hidden, np.nan, full[a:b, :, ys, xs]).astype("float32")
         seg = cube.in_memory(values, ys, xs)
-        seg_depth = gap_distance(seg.observed(values), DEPTH_CAP)[s0 - a:s0 - a + L]
+        seg_depth = classify(seg.observed(values))[s0 - a:s0 - a + L]
         ctx = f" (with {a}-{b - 1} as context)" if (a, b) != (s0, s0 + L) else ""
         settings.log(f"calibration {k + 1}/{len(seg_starts)}: time steps {s0}-{s0 + L - 1}{ctx}, "
                      f"{int(core.sum())} observed cells hidden and resampled")
@@ -216,8 +223,10 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
                   "calibration_cells": int(len(cs)), "calibration_segments": len(cell_s[v]),
                   "calibration_hiding": how,
                   "cell_factor_range": factor_range(cell_s[v], level, rng, cell_d[v], target[v]),
-                  "gap_depth": {"gaps": _shares(target[v]),
-                                "hidden": _shares(np.bincount(cd, minlength=DEPTH_CAP + 1))}}
+                  # the weights' basis: each class's share among the real gaps and the hidden cells
+                  ("gap_depth" if how == "runs" else "missing_neighbours"): {
+                      "gaps": _shares(target[v], first), "hidden": _shares(np.bincount(cd, minlength=DEPTH_CAP + 1),
+                                                                           first)}}
         if group is not None:
             rs = np.concatenate(reg_s[v]) if reg_s[v] else np.array([])
             out[v].update(region_factor=conformal_quantile(rs, level), calibration_regions=int(len(rs)),
@@ -276,7 +285,9 @@ def depth_weights(depth: np.ndarray, target: np.ndarray, min_cells: int = MIN_DE
     these are blocks (GP block cube: 60 % at depth 1, against 47 % of the gap cells) and are
     easier to fill; unweighted, their factor was too small. Depths from the first one, counted
     from the deepest, that holds `min_cells` hidden cells are pooled, in both counts; a depth the
-    hidden cells lack weighs nothing. All weights 1 when the depths are alike (scattered gaps)."""
+    hidden cells lack weighs nothing. All weights 1 when the depths are alike. Scattered gaps all
+    lie at depth 1; for them the classes are `missing_neighbours`' (how sparse the context around
+    a cell is), weighted the same way."""
     if len(depth) == 0 or target.sum() == 0:
         return np.ones(len(depth))
     hidden = np.bincount(depth, minlength=len(target)).astype("float64")
@@ -309,10 +320,11 @@ def weighted_quantile(scores: np.ndarray, weight: np.ndarray, level: float) -> f
     return float(s[k])
 
 
-def _shares(counts: np.ndarray) -> dict[str, float]:
-    """Counts per gap depth -> shares, depths 1 to DEPTH_CAP (the last: that deep or deeper)."""
-    c = np.asarray(counts[1:], "float64")
-    return {str(k + 1): round(float(x), 4) for k, x in enumerate(c / max(c.sum(), 1.0))}
+def _shares(counts: np.ndarray, first: int = 1) -> dict[str, float]:
+    """Counts per class -> shares, classes `first` to DEPTH_CAP: gap depths 1 to DEPTH_CAP (the
+    last: that deep or deeper), or missing neighbours 0 to 8 (eighths of the 26)."""
+    c = np.asarray(counts[first:], "float64")
+    return {str(k + first): round(float(x), 4) for k, x in enumerate(c / max(c.sum(), 1.0))}
 
 
 def calibrate_samples(job: FillJob, record: Summary, quantiles: tuple[float, float],

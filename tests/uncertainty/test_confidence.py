@@ -432,7 +432,13 @@ def test_calibration_on_scattered_gaps_gives_each_segment_context_steps(sst_mode
 
     monkeypatch.setattr(impute, "fill_cube", spy)
     res = run_cli("confidence", samples, tmp_path / "cal.nc", "--calibrate", "--level", 0.6, "--json", *CPU)
-    assert json.loads(res.stdout)["variables"]["sst"]["calibration"]["calibration_hiding"] == "scattered"
+    cal = json.loads(res.stdout)["variables"]["sst"]["calibration"]
+    assert cal["calibration_hiding"] == "scattered" and "gap_depth" not in cal
+    # weighted by how many neighbours are missing (every scattered gap lies at depth 1): the hidden
+    # cells, taken from the observed ones, have sparser neighbours than the real gaps
+    shares = cal["missing_neighbours"]
+    mean = {k: sum(int(c) * p for c, p in shares[k].items()) for k in ("gaps", "hidden")}
+    assert sum(shares["hidden"].values()) == pytest.approx(1, abs=1e-3) and mean["hidden"] > mean["gaps"]
     [seg] = seen  # one 8-step segment (T = 12) and, with 3-frame windows, 1 step of context after it
     hidden = np.isnan(seg) & np.isfinite(x[:seg.shape[0]])
     assert seg.shape[0] == 9 and hidden[:8].any() and not hidden[8].any()

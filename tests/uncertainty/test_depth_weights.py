@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from impute_cli.masks.observation import gap_distance
+from impute_cli.masks.observation import gap_distance, missing_neighbours
 from impute_cli.uncertainty.calibration import DEPTH_CAP, depth_weights, weighted_quantile
 from impute_cli.uncertainty.regions import conformal_quantile
 
@@ -19,6 +19,21 @@ def test_gap_depth_counts_steps_and_cells_to_the_nearest_observation():
     assert d[2, 0, 3, 3] == 1, "the outage's first step has an observed step before it"
     none = np.zeros((3, 1, 4, 4), bool)
     assert (gap_distance(none, cap=5) == 5).all(), "no observation: the cap"
+
+
+def test_missing_neighbours_counts_the_26_around_a_cell_in_eighths():
+    obs = np.ones((5, 2, 6, 6), bool)
+    assert (missing_neighbours(obs) == 0).all()
+    obs[2, 0, 3, 3] = False  # one lone gap: its neighbours all observed, it is one of theirs
+    c = missing_neighbours(obs)
+    assert c.dtype == np.uint8 and c[2, 0, 3, 3] == 0 and c[2, 0, 3, 4] == 0  # 1 of 26: rint(8/26) = 0
+    obs[:, 0] = False
+    obs[:, 0, :, ::2] = True  # every other column observed
+    c = missing_neighbours(obs)
+    assert c[2, 0, 3, 3] == 2, "columns 2 and 4 observed: 18 of the 26 seen, 8 missing -> rint(8 * 8 / 26)"
+    assert c[2, 0, 3, 2] == 6, "its own column only: 8 seen, 18 missing -> rint(18 * 8 / 26)"
+    assert (c[:, 1] == 0).all(), "channels apart"
+    assert (missing_neighbours(np.zeros((3, 1, 4, 4), bool)) == 8).all()
 
 
 def test_equal_depths_give_the_plain_conformal_quantile():
