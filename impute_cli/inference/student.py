@@ -19,13 +19,15 @@ from impute_cli.model.denoiser import Denoiser
 
 
 def student_call(student: Denoiser, xk: torch.Tensor, known: torch.Tensor, valid: torch.Tensor,
-                 clim: torch.Tensor, z: torch.Tensor, delta: float) -> torch.Tensor:
+                 clim: torch.Tensor, z: torch.Tensor, delta: float, group: int = 1) -> torch.Tensor:
     """One sample per row: (b, F, C, h, w) known values `xk` where `known`, noise `z` elsewhere ->
-    the sample, the known cells exactly as given. No autocast or no_grad here: the caller's."""
+    the sample, the known cells exactly as given. `group`: the rows come in groups of that many
+    members of one window (their first guess is then filled once where they share it). No
+    autocast or no_grad here: the caller's."""
     t = torch.full((len(xk),), delta, device=xk.device)
     a = student.schedule.alpha(t)[:, None, None, None, None]
     # the known cells as the single-step estimate sees them at t = δ (eq. 9 without its noise)
-    x = student(a * xk, known, valid, t, clim, noise=z).float()
+    x = student(a * xk, known, valid, t, clim, noise=z, group=group).float()
     return torch.where(known, xk, x)
 
 
@@ -53,5 +55,5 @@ def student_windows(student: Denoiser, x_obs: torch.Tensor, M: torch.Tensor, val
             xk = torch.where(fx, fixed_values[j:j + len(gens)].reshape(len(own), Fr, C, h, w).to(dev), xk)
         clim = context_climatology(sums[0][own], sums[1][own], xk, Mb, Mb)
         with autocast(dev, inference=True):
-            out.append(student_call(student, xk, known, valid[own], clim, z, delta).cpu())
+            out.append(student_call(student, xk, known, valid[own], clim, z, delta, group=N).cpu())
     return torch.cat(out).reshape(B, N, Fr, C, h, w)

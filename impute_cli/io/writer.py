@@ -209,24 +209,24 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
                                                    np.where(valid, FLAG_IMPUTED, FLAG_NOT_FILLED)).astype("int8")
         if samples is None:
             continue
-        dt = _spread_dtype(cube.ds[v])
-        per = np.stack([channel_to_variable(cube, x, v) for x in samples]).astype(dt)  # (N, *src.dims)
-        per = np.where(observed[None], out[None], per)  # observed cells: the input's values in every sample
-        # the standard error of V_filled as the samples see it: their RMS deviation from the point
-        # estimate (the samples' own mean can sit away from it, and that is uncertainty too)
-        std = np.sqrt(((per - out[None]) ** 2).mean(axis=0))
+        # the spread, on the cells not observed only (an observed cell has none): samples (N, cells)
+        dt, gap = _spread_dtype(cube.ds[v]), ~observed
+        per, est = np.stack([channel_to_variable(cube, x, v)[gap] for x in samples]).astype(dt), out[gap]
+        # V_filled's standard error as the samples see it: their RMS deviation from it (their mean may sit away)
+        std = np.sqrt(((per - est[None]) ** 2).mean(axis=0))
         f = (factors or {}).get(v)
         if f is None:  # the samples' own quantiles
             lo, hi = np.quantile(per, quantiles, axis=0).astype(dt)
         else:  # calibrated: V_filled ± f × the level-quantile of the samples' distance to it
-            d = f * np.quantile(np.abs(per - out[None]), round(quantiles[1] - quantiles[0], 10), axis=0)
-            lo, hi = (out - d).astype(dt), (out + d).astype(dt)
+            d = f * np.quantile(np.abs(per - est[None]), round(quantiles[1] - quantiles[0], 10), axis=0)
+            lo, hi = (est - d).astype(dt), (est + d).astype(dt)
             std = f * std
-        out_arrays[f"{v}_std"] = np.where(observed, 0, std).astype(dt)
-        out_arrays[f"{v}_lower"] = np.where(observed, out, lo).astype(dt)
-        out_arrays[f"{v}_upper"] = np.where(observed, out, hi).astype(dt)
-        if save_samples:
-            out_arrays[f"{v}_sample"] = per
+        for name, zero, values in (("std", 0, std), ("lower", out, lo), ("upper", out, hi)):
+            out_arrays[f"{v}_{name}"] = full = np.array(np.broadcast_to(zero, out.shape), dtype=dt)  # observed
+            full[gap] = values
+        if save_samples:  # observed cells: the input's values in every sample
+            out_arrays[f"{v}_sample"] = np.where(observed[None], out[None],
+                                                 np.stack([channel_to_variable(cube, x, v) for x in samples]).astype(dt))
     return out_arrays
 
 

@@ -6,7 +6,7 @@ the static 'fillable' mask and the noise level; never the query mask."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +87,29 @@ def relax_in_time(guess: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     return g.transpose(1, 2)
 
 
+def fill_shared(fill: Callable[..., torch.Tensor], group: int, *arrays: torch.Tensor) -> torch.Tensor:
+    """`fill` of the items of `arrays` (each (B, K, ...): B rows in groups of `group`
+    consecutive ones, K items a row) -> (B, K, ...), an item that is the same, in every array,
+    as that item of its group's first row copied from it instead of computed again: item for
+    item the result of `fill` on all B * K items when `fill` treats each item on its own. A
+    distilled sampler's members of one window share their context, so its first guess is the
+    same for all of them wherever no earlier window's samples (each member's own) reach in."""
+    B, K = arrays[0].shape[:2]
+    if group <= 1:
+        out = fill(*(a.reshape(B * K, *a.shape[2:]) for a in arrays))
+        return out.reshape(B, K, *out.shape[1:])
+    G = B // group
+    flat = torch.cat([a.reshape(G, group, K, -1).to(arrays[0].dtype) for a in arrays], dim=-1)
+    same = (flat == flat[:, :1]).all(-1)  # (G, group, K): as the group's first row
+    same[:, 0] = False  # the first row's own items are computed
+    need = ~same.reshape(-1)
+    done = fill(*(a.reshape(B * K, *a.shape[2:])[need] for a in arrays))
+    at = torch.cumsum(need, 0) - 1  # where each computed item lies in `done`
+    own = torch.arange(B * K, device=need.device).reshape(G, group, K)
+    source = torch.where(same, own[:, :1].expand(G, group, K), own).reshape(-1)
+    return done[at[source]].reshape(B, K, *done.shape[1:])
+
+
 class Denoiser(nn.Module):
     """Wraps the network: builds its input [M_ctx ⊙ x_t, M_ctx, valid, climatology, prefill]
     and conditions it on c_noise = log(sigma_t / alpha_t) / 4. Output: the x0 estimate,
@@ -113,7 +136,7 @@ class Denoiser(nn.Module):
         self.members: list[tuple[Any, "Denoiser"]] = []  # a folder's further models: (card, network) (training.members)
 
     def forward(self, x_t: torch.Tensor, M_ctx: torch.Tensor, valid: torch.Tensor, t: torch.Tensor,
-                clim: torch.Tensor | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+                clim: torch.Tensor | None = None, noise: torch.Tensor | None = None, group: int = 1) -> torch.Tensor:
         B, Fr, C, h, w = x_t.shape
         m = M_ctx.to(x_t.dtype)
         # `noise` (a distilled sampler, inference.student): white noise in the non-context cells of
@@ -131,11 +154,13 @@ class Denoiser(nn.Module):
             guess = guess.reshape(B, C, Fr, w).permute(0, 2, 1, 3).reshape(B, Fr * C, h, w)
             parts.append(guess)
         elif self.prefill:
-            guess = push_pull_fill(x_t.reshape(B * Fr * C, 1, h, w), m.reshape(B * Fr * C, 1, h, w),
-                                   self.sweeps).reshape(B, Fr * C, h, w)
+            # a distilled sampler's `group` rows of a window share its context: a frame (and,
+            # over time, a window) that is the same for all of them is filled once
+            guess = fill_shared(lambda v, k: push_pull_fill(v, k, self.sweeps), group,
+                                x_t.reshape(B, Fr * C, 1, h, w), m.reshape(B, Fr * C, 1, h, w)).reshape(B, Fr * C, h, w)
             if self.time_sweeps:
-                guess = relax_in_time(guess.reshape(B, Fr, C, h, w), x_t, m,
-                                      self.time_sweeps).reshape(B, Fr * C, h, w)
+                guess = fill_shared(lambda g, v, k: relax_in_time(g, v, k, self.time_sweeps), group,
+                                    guess.reshape(B, 1, Fr, C, h, w), x_t[:, None], m[:, None]).reshape(B, Fr * C, h, w)
             parts.append(guess)
         inp = torch.cat(parts, dim=1)
         alpha = self.schedule.alpha(t)

@@ -166,3 +166,31 @@ def test_sweeps_are_the_jacobi_formula_bit_for_bit():
         ref = mt * xt + (1 - mt) * nb
     assert torch.equal(relax_in_time(g, x, m, 16), ref.transpose(1, 2))
 
+
+
+def test_a_first_guess_shared_by_a_windows_members_is_filled_once_with_the_same_bits():
+    """A distilled sampler's members of one window share their context except where an earlier
+    window's samples reach in (each member's own values): `fill_shared` fills each frame they
+    share once and copies it, bit for bit what filling every member's frames gives."""
+    from impute_cli.model.denoiser import fill_shared, relax_in_time
+    gen = torch.Generator().manual_seed(5)
+    G, N, Fr, h, w = 3, 4, 6, 13, 17  # 3 windows x 4 members, 6 frames
+    x = torch.randn(G, 1, Fr, 1, h, w, generator=gen).expand(G, N, Fr, 1, h, w).clone()
+    m = (torch.rand(G, 1, Fr, 1, h, w, generator=gen) < 0.5).float().expand(G, N, Fr, 1, h, w).clone()
+    x[1, 1:, 0] += torch.randn(N - 1, 1, h, w, generator=gen)  # window 1: its members' own first frame
+    m[1, :, 0, :, :, :4] = 1.0
+    x, m = x.reshape(G * N, Fr, 1, h, w), m.reshape(G * N, Fr, 1, h, w)
+    calls = []
+
+    def fill(v: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+        calls.append(len(v))
+        return push_pull_fill(v, k, 8)
+
+    shared = fill_shared(fill, N, x.reshape(G * N, Fr, 1, h, w), m.reshape(G * N, Fr, 1, h, w))
+    every = push_pull_fill(x.reshape(-1, 1, h, w), m.reshape(-1, 1, h, w), 8).reshape(shared.shape)
+    assert torch.equal(shared, every)
+    assert calls == [G * Fr + (N - 1)], "each window's frames once, and window 1's own first frames"
+    g = every.reshape(G * N, Fr, 1, h, w)
+    over_time = fill_shared(lambda a, b, c: relax_in_time(a, b, c, 4), N, g[:, None], x[:, None], m[:, None])
+    assert torch.equal(over_time[:, 0], relax_in_time(g, x, m, 4))
+    assert torch.equal(fill_shared(lambda v, k: push_pull_fill(v, k, 8), 1, x, m).reshape(every.shape), every)
