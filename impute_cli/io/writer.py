@@ -209,9 +209,10 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
                                                    np.where(valid, FLAG_IMPUTED, FLAG_NOT_FILLED)).astype("int8")
         if samples is None:
             continue
-        # the spread, on the cells not observed only (an observed cell has none): samples (N, cells)
-        dt, gap = _spread_dtype(cube.ds[v]), ~observed
-        per, est = np.stack([channel_to_variable(cube, x, v)[gap] for x in samples]).astype(dt), out[gap]
+        dt, gap = _spread_dtype(cube.ds[v]), ~observed  # the spread, on the cells not observed only
+        every = [channel_to_variable(cube, x, v) for x in samples] if save_samples else None  # kept to be saved
+        per = np.stack([x[gap] for x in every] if every else [channel_to_variable(cube, x, v)[gap] for x in samples])
+        per, est = per.astype(dt), out[gap]
         # V_filled's standard error as the samples see it: their RMS deviation from it (their mean may sit away)
         std = np.sqrt(((per - est[None]) ** 2).mean(axis=0))
         f = (factors or {}).get(v)
@@ -224,9 +225,8 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
         for name, zero, values in (("std", 0, std), ("lower", out, lo), ("upper", out, hi)):
             out_arrays[f"{v}_{name}"] = full = np.array(np.broadcast_to(zero, out.shape), dtype=dt)  # observed
             full[gap] = values
-        if save_samples:  # observed cells: the input's values in every sample
-            out_arrays[f"{v}_sample"] = np.where(observed[None], out[None],
-                                                 np.stack([channel_to_variable(cube, x, v) for x in samples]).astype(dt))
+        if every:  # observed cells: the input's values in every sample
+            out_arrays[f"{v}_sample"] = np.where(observed[None], out[None], np.stack(every).astype(dt))
     return out_arrays
 
 
