@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from impute_cli.config import NetworkConfig
-from impute_cli.model.layers import NoiseEmbedding, group_count
+from impute_cli.model.layers import GroupNorm, NoiseEmbedding, group_count
 
 
 class TimeMix(nn.Module):
@@ -24,7 +24,7 @@ class TimeMix(nn.Module):
     def __init__(self, ch: int, frames: int) -> None:
         super().__init__()
         self.frames = frames
-        self.norm = nn.GroupNorm(group_count(ch), ch)
+        self.norm = GroupNorm(group_count(ch), ch)
         self.conv = nn.Conv1d(ch, ch, 3, padding=1)
         nn.init.zeros_(self.conv.weight)
         nn.init.zeros_(self.conv.bias)
@@ -43,8 +43,8 @@ class ResBlock(nn.Module):
 
     def __init__(self, cin: int, cout: int, emb: int, frames: int | None = None) -> None:
         super().__init__()
-        self.n1, self.c1 = nn.GroupNorm(group_count(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
-        self.n2, self.c2 = nn.GroupNorm(group_count(cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
+        self.n1, self.c1 = GroupNorm(group_count(cin), cin), nn.Conv2d(cin, cout, 3, padding=1)
+        self.n2, self.c2 = GroupNorm(group_count(cout), cout), nn.Conv2d(cout, cout, 3, padding=1)
         self.film = nn.Linear(emb, 2 * cout)
         self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
         self.time = TimeMix(cout, frames) if frames else None
@@ -87,7 +87,7 @@ class UNet(nn.Module):
                 c = ch
             if i > 0:
                 self.up.append(nn.Upsample(scale_factor=2, mode="nearest"))
-        self.out = nn.Sequential(nn.GroupNorm(group_count(c), c), nn.SiLU(), nn.Conv2d(c, out_channels, 3, padding=1))
+        self.out = nn.Sequential(GroupNorm(group_count(c), c), nn.SiLU(), nn.Conv2d(c, out_channels, 3, padding=1))
         # channels-last convolutions run 2-3x faster on CPU (oneDNN) and no slower on GPU
         self.to(memory_format=torch.channels_last)
 
