@@ -38,8 +38,8 @@ def test_small_maps_without_gradients_normalise_as_torch_and_stay_channels_last(
     torch.testing.assert_close(y.float(), ref.float(), atol=tol, rtol=tol)
 
 
-@pytest.mark.parametrize("shape", [(2, 16, 32, 32), (2, 16, 36, 52)])
-def test_large_maps_take_torchs_own_path(shape):
+@pytest.mark.parametrize("shape", [(2, 16, 32, 32), (2, 16, 36, 52), (2, 128, 9, 13), (2, 256, 8, 8)])
+def test_large_maps_and_groups_of_16_channels_take_torchs_own_path(shape):
     gn, x = _norm(shape[1]), _channels_last(shape)
     with torch.no_grad():
         assert torch.equal(gn(x), F.group_norm(x, 8, gn.weight, gn.bias, gn.eps))
