@@ -145,7 +145,9 @@ def _load(path: Path) -> xr.Dataset:
 
 def score(args: argparse.Namespace) -> dict:
     """An impute-cli output against the exact posterior on the hidden cells (METHOD §6): MSE and
-    its ratio to the limit, per-cell interval coverage and width of both, oracle joint coverage."""
+    its ratio to the limit, per-cell interval coverage and width of both, oracle joint coverage;
+    for calibrated intervals, their factor and the one that would have put `level` of the hidden
+    cells inside them."""
     d = Path(args.outdir)
     truth_ds, post_ds, res_ds = _load(d / "truth.nc"), _load(d / "posterior.nc"), _load(Path(args.result))
     v = args.var
@@ -189,6 +191,13 @@ def score(args: argparse.Namespace) -> dict:
         w = (hi - lo)[hid]
         res["intervals"][label] = {"coverage": interval_coverage(truth, lo, hi, hid),
                                    "width": float(np.nanmean(w)) if np.isfinite(w).any() else float("nan")}
+    f = res_ds[names["upper"]].attrs.get("calibration_factor") if names["upper"] in res_ds else None
+    if f is not None and names["lower"] in res_ds:  # the factor the hidden cells needed for the level
+        lo, hi = res_ds[names["lower"]].values[hid], res_ds[names["upper"]].values[hid]
+        y, c = truth[hid], filled[hid]
+        with np.errstate(divide="ignore", invalid="ignore"):  # each side's half-width before the factor
+            r = np.where(y >= c, (y - c) / ((hi - c) / f), (c - y) / ((c - lo) / f))
+        res["factor"], res["factor_needed"] = float(f), float(np.quantile(np.nan_to_num(r, nan=np.inf), level))
     if f"{v}_sample" in res_ds:  # --save-samples: the samples' own CRPS and raw (uncalibrated) interval
         res["samples"] = sample_scores(res_ds[f"{v}_sample"].values, truth, mean, sd, hid, level)
     return res
@@ -246,6 +255,9 @@ def print_score(r: dict) -> None:
         print(f"| per-cell coverage, {r['level']:.0%} interval ({label}) | {cov} | {oracle[0]} |")
         print(f"| mean interval width, K ({label}) | {wid} | {oracle[1]} |")
     print(f"| joint per-time-step L2-ball coverage ({r['joint_level']:.0%}) | — | {r['joint_coverage_oracle']:.4f} |")
+    if "factor" in r:
+        print(f"| calibration factor of the intervals (the factor the hidden cells needed) | {r['factor']:.4g} "
+              f"({r['factor_needed']:.4g}) | — |")
     if "samples" in r:
         sm = r["samples"]
         print(f"| CRPS of the {sm['n']} samples, K | {sm['crps']:.4f} | {sm['crps_oracle']:.4f} |")

@@ -3,11 +3,10 @@
 - `V_filled`: the point estimate in the gaps, the input's own values (bit for bit) elsewhere;
 - `V_imputed_flag`: 0 observed, 1 imputed, 2 missing but not to be filled (outside the static mask);
 - with samples: `V_std` (per-cell standard error of V_filled: the samples' RMS deviation from
-  it, CF modifier `standard_error`), `V_lower` / `V_upper` (the samples' quantiles, default 5 % and 95 %), all
-  zero-spread on observed cells, and with --save-samples `V_sample` (sample, time, ...);
-
-written to a temporary name beside OUT and renamed when complete (NetCDF or Zarr by OUT's
-extension); a `history` line records the command."""
+  it, CF modifier `standard_error`), `V_lower` / `V_upper` (the calibrated interval's bounds, with
+  --no-calibrate the samples' quantiles), all zero-spread on observed cells, and with --save-samples
+  `V_sample` (sample, time, ...); written to a temporary name beside OUT and renamed when complete
+  (NetCDF or Zarr by OUT's extension); a `history` line records the command."""
 
 from __future__ import annotations
 
@@ -143,7 +142,9 @@ def _specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, float], sa
             scaled = (f"; calibrated: scaled by the split-conformal factor {cal['cell_factor']:.4g} found on "
                       f"{cal['calibration_cells']} observed cells hidden with the data's own gap shapes and resampled, "
                       f"so that {quantiles[1] - quantiles[0]:.0%} of such cells fall inside {v}_lower..{v}_upper")
-            cal_attrs = {"calibration_factor": float(cal["cell_factor"])}
+            r = np.asarray(cal.get("cell_factor_range", [np.nan]), "float64")  # 5-95 % over resampled segments
+            cal_attrs = {"calibration_factor": float(cal["cell_factor"]),
+                         **({"calibration_factor_range": r} if np.isfinite(r).all() else {})}
         specs.append(VarSpec(f"{v}_std", v, src.dims, dt, {
             **({"standard_name": f"{sn} standard_error"} if sn else {}), **units,
             "long_name": f"standard error of {v}_filled (0 where observed)",
@@ -162,8 +163,7 @@ def _specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, float], sa
                 "comment": f"{v}_filled {sign} the {level:.0%} quantile of the distance to {v}_filled of {how}{scaled}",
                 **cal_attrs}))
         if save_samples:
-            # CF 1.8 §2.4: dims other than T, Z, Y, X go to their left (CDO then skips this
-            # variable with a warning; V_std, V_lower and V_upper are what CDO users read)
+            # CF 1.8 §2.4: dims other than T, Z, Y, X go to their left (CDO skips it, warning; it reads V_std...)
             specs.append(VarSpec(f"{v}_sample", v, (SAMPLE_DIM, *src.dims), dt, {
                 **units, "long_name": f"samples of the imputed {long} (observed value where observed)",
                 "comment": how}))

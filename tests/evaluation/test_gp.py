@@ -123,3 +123,28 @@ def test_benchmark_cli_make_and_score(tmp_path, capsys):
     assert iv["coverage"] == pytest.approx(scored["cell_coverage_oracle"])
     bench.main(["score", str(out), str(tmp_path / "result.nc")])
     assert "| MSE ratio output / posterior mean (1 = the limit) | 1.000 | 1 |" in capsys.readouterr().out
+
+
+def test_benchmark_score_gives_the_factor_calibrated_intervals_needed(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("gp_exact", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "gp"
+    bench.main(["make", str(out), "--T", "16", "--H", "8", "--W", "8", "--pattern", "block", "--samples", "200"])
+    capsys.readouterr()
+    gappy, truth = xr.open_dataset(out / "gappy.nc"), xr.open_dataset(out / "truth.nc")
+    post = xr.open_dataset(out / "posterior.nc")
+    f, half = 1.5, 1.645 * post["tas_sd"]  # intervals calibrated with a factor 1.5 around the posterior mean
+    cal = {"calibration_factor": f, "confidence_level": 0.9}
+    result = gappy.assign(tas_filled=post["tas_mean"], tas_lower=(post["tas_mean"] - f * half).assign_attrs(cal),
+                          tas_upper=(post["tas_mean"] + f * half).assign_attrs(cal))
+    result.to_netcdf(tmp_path / "result.nc")
+    bench.main(["score", str(out), str(tmp_path / "result.nc"), "--json"])
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["factor"] == f
+    hid = ~truth["observed"].values
+    y, m, h = truth["tas"].values[hid], post["tas_mean"].values[hid], half.values[hid]
+    need = scored["factor_needed"]
+    assert np.mean(np.abs(y - m) <= need * h) == pytest.approx(0.9, abs=2 / hid.sum() + 1e-9), \
+        "the needed factor puts 90 % of the hidden cells inside"
+    assert 0.7 < need < 1.4, "around 1 for the exact posterior's own intervals"

@@ -1,0 +1,58 @@
+"""How steady `impute --samples`' calibration factor is: the range the factor could take with
+another draw of the calibration's segments is printed with it and kept beside it in the
+output, and the run says when more --calibration-frames would narrow a wide one."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from conftest import open_any, run_cli
+from impute_cli.testing import tiny_cube_dataset, write_cube
+from impute_cli.uncertainty.calibration import range_words
+
+CPU = ("--device", "cpu")
+
+
+def factor(f: float, lo: float, hi: float, whole: bool = False, segments: int = 8) -> dict:
+    return {"cell_factor": f, "cell_factor_range": [lo, hi], "calibration_whole_record": whole,
+            "calibration_segments": segments}
+
+
+def test_the_range_is_printed_and_a_wide_one_earns_a_hint():
+    assert range_words(factor(1.0, 0.95, 1.05)) == " (0.95-1.05 with another draw of the 8 segments)"
+    wide = range_words(factor(1.12, 0.97, 1.26))  # the GP block cube at 128 frames: 13 % on the low side
+    assert wide.startswith(" (0.97-1.26 with another draw of the 8 segments") and "--calibration-frames" in wide
+    assert "--calibration-frames" in range_words(factor(1.0, 0.99, 1.11)), "wide on one side is wide"
+    assert "--calibration-frames" not in range_words(factor(1.0, 0.8, 1.2, whole=True)), \
+        "the whole record is hidden already: more frames give nothing"
+    assert range_words(factor(1.0, math.nan, math.nan)) == "", "fewer than 5 segments: no range"
+    assert range_words({"cell_factor": 1.0}) == "", "no range recorded"
+
+
+def test_impute_prints_the_factor_range_and_writes_it_beside_the_factor(sst_model, tmp_path):
+    # 48 time steps: six calibration segments of 8 (the tiny preset's 3-step windows), enough to resample
+    cube = write_cube(tiny_cube_dataset(48, 16, 16, "cloud", 0.6, seed=1, var="sst"), tmp_path / "long.nc")
+    out = tmp_path / "o.nc"
+    res = run_cli("impute", cube, out, "--model", sst_model.model, "--samples", 4, "--sampler-steps", 2,
+                  "--calibration-frames", 48, "--seed", 0, *CPU)
+    m = re.search(r"factor (\S+) \((\S+)-(\S+) with another draw of the 6 segments", res.stderr)
+    assert m, res.stderr
+    ds = open_any(out)
+    f = ds["sst_std"].attrs["calibration_factor"]
+    lo, hi = ds["sst_std"].attrs["calibration_factor_range"]
+    assert lo <= f <= hi and lo > 0
+    assert np.isclose(float(m.group(1)), f, rtol=2e-3) and np.isclose(float(m.group(2)), lo, rtol=2e-3)
+    assert np.isclose(float(m.group(3)), hi, rtol=2e-3)
+    for k in ("lower", "upper"):
+        assert np.array_equal(ds[f"sst_{k}"].attrs["calibration_factor_range"], [lo, hi])
+
+
+def test_no_range_is_written_where_too_few_segments_give_none(sst_model, tmp_path):
+    out = tmp_path / "o.nc"  # 12 time steps: one segment
+    res = run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 4, "--sampler-steps", 2, *CPU)
+    ds = open_any(out)
+    assert "calibration_factor" in ds["sst_std"].attrs and "calibration_factor_range" not in ds["sst_std"].attrs
+    assert "another draw" not in res.stderr
