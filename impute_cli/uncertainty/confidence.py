@@ -147,9 +147,9 @@ def format_report(report: dict[str, Any]) -> str:
                          f"(mean width now {r['mean_width_calibrated']:.4g})")
             cr, rr = c.get("cell_factor_range", [math.nan] * 2), c.get("region_factor_range", [math.nan] * 2)
             if all(map(math.isfinite, cr + rr)):
+                more = "" if c.get("calibration_whole_record") else "; more --calibration-frames narrow this"
                 lines.append(f"  another draw of the {c['calibration_segments']} calibration segments could give intervals "
-                             f"x{cr[0]:.3f}-{cr[1]:.3f}, radii x{rr[0]:.3f}-{rr[1]:.3f} (5-95 %); "
-                             "more --calibration-frames narrow this")
+                             f"x{cr[0]:.3f}-{cr[1]:.3f}, radii x{rr[0]:.3f}-{rr[1]:.3f} (5-95 %){more}")
         for key in ("raw", "calibrated"):
             if key in r:
                 k = r[key]

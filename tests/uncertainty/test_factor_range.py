@@ -56,3 +56,17 @@ def test_no_range_is_written_where_too_few_segments_give_none(sst_model, tmp_pat
     ds = open_any(out)
     assert "calibration_factor" in ds["sst_std"].attrs and "calibration_factor_range" not in ds["sst_std"].attrs
     assert "another draw" not in res.stderr
+
+
+def test_the_confidence_report_hints_at_more_frames_only_while_the_record_has_some_left():
+    from impute_cli.uncertainty.confidence import format_report
+    cal = {"calibration_cells": 900, "calibration_regions": 40, "calibration_segments": 8, "cell_factor": 1.1,
+           "region_factor": 1.2, "cell_factor_range": [0.9, 1.3], "region_factor_range": [1.0, 1.4],
+           "calibration_hiding": "runs", "calibration_whole_record": False}
+    var = {"imputed_cells": 1000, "samples": 8, "regions": 40, "mean_width": 1.0, "mean_radius": 2.0,
+           "calibration": cal, "mean_width_calibrated": 1.1}
+    report = {"level": 0.9, "group": "time", "variables": {"sst": var}}
+    assert "x0.900-1.300, radii x1.000-1.400 (5-95 %); more --calibration-frames narrow this" in format_report(report)
+    cal["calibration_whole_record"] = True
+    text = format_report(report)
+    assert "x0.900-1.300, radii x1.000-1.400 (5-95 %)" in text and "--calibration-frames" not in text
