@@ -158,7 +158,7 @@ FallbackSteps = Annotated[Optional[int], typer.Option("--train-steps", min=1, he
 Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How many estimates, each from another random part of the observed cells, are averaged per gap cell (more: smoother and slower; default: the model's).")]
 Solver = Annotated[Optional[SolverKind], typer.Option("--solver", help="Step of the samples' solver: ddim (first order) or dpm2m (second order, as good in fewer steps; default: the model's, dpm2m).")]
 Sampler = Annotated[SamplerKind, typer.Option("--sampler", help="Where samples come from: auto (the model's distilled sampler, one network call a sample, when 'impute-cli distill' made one; else the multi-step solver), full (the multi-step solver) or student.")]
-BlendOpt = Annotated[bool, typer.Option("--blend/--no-blend", help="Use the model's blend of its estimate with classical fills (in quick: the Laplace fill and kriging), fitted on its validation slice (default); --no-blend: the network's estimate alone.")]
+BlendOpt = Annotated[bool, typer.Option("--blend/--no-blend", help="Use the model's blend of its estimate with classical fills (in quick: the Laplace fill, a spline with tension, the anchored fill and kriging), fitted on its validation slice (default); --no-blend: the network's estimate alone.")]
 ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="Share of the observed cells the model sees per estimate, in (0, 1]; 1: all of them (default: the model preset's choice, else as dense as in training; see docs/cli.md).")]
 
 
@@ -181,7 +181,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed.")] = None,
     validation: Annotated[bool, typer.Option("--validation/--no-validation", help="Hold a few percent of the observed cells out of training (the data's own gap shapes), score the model on them beside the classical fillers, keep the best weights and stop when they stop improving. --no-validation trains on every cell.")] = True,
     patience: Annotated[int | None, typer.Option(min=0, help="Stop after this many validation checks (one per checkpoint) without improvement; 0: run every step (default: 4, or a quarter of the run's checks when that is more).")] = None,
-    members: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Train N models of seeds S, S+1, ... and average their estimates at imputation (default: 3 on a record of at most two windows in time, where a model depends most on its seed; else 1).")] = None,
+    members: Annotated[Optional[int], typer.Option(min=1, metavar="N", help="Train N models of seeds S, S+1, ... and average their estimates at imputation (default: the preset's train.short_record_members -- 3 in quick -- on a record of at most two windows in time, where a model depends most on its seed; else 1).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the model's summary as JSON on stdout (folder, steps, time, validation); logs stay on stderr.")] = False,
     device: Device = "auto", threads: Threads = None, quiet: Quiet = False,
 ) -> None:
@@ -203,7 +203,7 @@ def impute(
     ctx: typer.Context,
     inp: Annotated[Path, typer.Argument(metavar="IN", help="Gappy NetCDF file or Zarr store.")],
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output: .nc (NetCDF) or .zarr (Zarr).")],
-    model: Annotated[Optional[str], typer.Option(help="Model folder (or name under models/); without it a model of the auto preset (quick for grids, series for station series) is trained on IN first.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="Model folder (or name under models/); without it the model store's model for this data is used, or a model of the auto preset (quick for grids, series for station series) is trained on IN first and kept there.")] = None,
     ensemble: Ensemble = None,
     var: Vars = None,
     static_mask: StaticMask = None,
@@ -231,7 +231,7 @@ def impute(
     compress: Annotated[int, typer.Option(help="zlib level of the new variables in a NetCDF output, 0 (none) to 9; copied variables keep the input's storage.")] = 1,
     retrain: Annotated[bool, typer.Option("--retrain", help="Without --model: train a new model even when the model store holds one for this data and these settings.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout (output, model, cells imputed per variable, timings); logs stay on stderr.")] = False,
-    zarr_format: Annotated[Optional[int], typer.Option(min=2, max=3, help="Zarr format of a .zarr output, 2 or 3 (default: 3).")] = None,
+    zarr_format: Annotated[Optional[int], typer.Option(min=2, max=3, help="Zarr format of a .zarr output, 2 or 3 (default: the installed zarr's, 3 with zarr 3).")] = None,
     copy: Annotated[bool, typer.Option("--copy/--no-copy", help="Copy the input's variables into OUT (default), or write only the new ones and the coordinates, to merge with 'cdo merge' or 'ncks -A'.")] = True,
     device: Device = "auto",
     threads: Threads = None,

@@ -91,7 +91,7 @@ class ImputeOptions(FillOptions):
     retrain: bool = False  # without a model: train again even when the store holds one for this data
     compress: int = 1  # zlib level of the new variables (0: none); see io.encoding
     copy: bool = True  # False (--no-copy): write only the new variables and the coordinates
-    zarr_format: int | None = None  # 2 or 3 for a Zarr output; None: zarr's default (3)
+    zarr_format: int | None = None  # 2 or 3 for a Zarr output; None: the installed zarr's default (3 with zarr 3)
 
 
 @dataclass(kw_only=True)

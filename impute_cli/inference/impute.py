@@ -57,8 +57,9 @@ def check_sampling_options(opts: ImputeOptions) -> None:
     if opts.samples is not None and opts.samples < 1:
         raise OptionError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
     if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None
-                                 or opts.quantiles is not None or opts.solver is not None):
-        raise OptionError("--save-samples, --sampler-steps, --omega, --solver and --quantiles are for sampling; add --samples N")
+                                 or opts.quantiles is not None or opts.solver is not None or opts.sampler != "auto"):
+        raise OptionError("--save-samples, --sampler, --sampler-steps, --omega, --solver and --quantiles are for sampling; "
+                          "add --samples N")
     if opts.samples is None and opts.calibrate is not None:
         raise OptionError("--calibrate/--no-calibrate are for the intervals of samples; add --samples N")
     if opts.calibration_frames < 1:

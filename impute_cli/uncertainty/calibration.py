@@ -374,7 +374,7 @@ def range_words(f: dict[str, Any]) -> str:
     calibration segments (`factor_range`), and where that is wider than WIDE_RANGE of the factor
     on a side and the record has time steps left to hide, that more --calibration-frames narrow
     it. The factor is an estimate from the outages hidden in a few segments: on the GP block cube
-    (16 x 16 cells, 4 x 4-cell outages) it moved from 0.91 to 1.28 over eight seeds at 128
+    (16 x 16 cells, 4 x 4-cell outages) it moved from 0.92 to 1.28 over seven seeds at 128
     frames, 1.02 to 1.27 at 512 (the whole record), where the real gaps needed 1.12-1.14.
     '' where fewer than 5 segments leave no range."""
     lo, hi = f.get("cell_factor_range", [math.nan] * 2)
