@@ -27,7 +27,7 @@ except ImportError:  # pragma: no cover
 
 from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES, SAMPLERS, SOLVERS
 from impute_cli.console import plain_metavars, strict_json
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, Interrupted
 
 INTERRUPTED = {"train": "interrupted; continue from the last checkpoint with the same command and --resume"}
 
@@ -72,8 +72,9 @@ class OneLineErrors(typer.core.TyperGroup):
         except ImputeError as e:
             _err(str(e))
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            _err(INTERRUPTED.get(ctx.invoked_subcommand or "", "interrupted; no output was written"))
+        except KeyboardInterrupt as e:
+            _err(str(e) if isinstance(e, Interrupted) else
+                 INTERRUPTED.get(ctx.invoked_subcommand or "", "interrupted; no output was written"))
             raise typer.Exit(130) from None
         except MemoryError:
             _err("out of memory; use a smaller --region-mb (impute), preset or window")
@@ -323,7 +324,7 @@ def evaluate(
         model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask, covariates=covariate,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
         ensemble=ensemble, context_ratio=context_ratio, blend=blend, samples=samples, steps=steps,
-        solver=solver.value if solver else None, sampler=sampler.value, levels=tuple(level) if level else (0.5, 0.9),
+        solver=solver.value if solver else None, sampler=sampler.value, levels=tuple(level) if level else None,
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
         overwrite=overwrite, device=device, threads=threads, command=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))

@@ -19,6 +19,10 @@ class OptionError(ImputeError):
     exit_code = 2
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM, with what it left behind and what to do next, for the CLI's line."""
+
+
 def first_line(e: BaseException) -> str:
     """The first line of an exception's message (its type's name when it has none), to quote
     a library's error inside a one-line ImputeError."""

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from impute_cli.errors import OptionError
+
 REGION_BYTES = 2048 * 1024**2  # default working memory of one imputation region
+
+
+def check_context_ratio(ratio: float | None) -> None:
+    """--context-ratio (of `train`, `impute` and `evaluate`) must be a share of the observed cells, in (0, 1]."""
+    if ratio is not None and not 0 < ratio <= 1:
+        raise OptionError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {ratio}")
 
 
 def to_stderr(msg: str) -> None:
@@ -98,7 +106,7 @@ class ImputeOptions(FillOptions):
 class EvaluateOptions(FillOptions):
     holdout: str = "cloud"
     fraction: float = 0.2
-    levels: tuple[float, ...] = (0.5, 0.9)
+    levels: tuple[float, ...] | None = None  # levels scored with samples; None: 0.5 and 0.9
     baselines: list[str] | None = None  # None: all
     report: str | None = None  # folder for the Markdown report and figures
     keep: str | None = None  # folder for gappy.nc, truth.nc, filled.nc and the model trained here

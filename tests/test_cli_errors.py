@@ -88,6 +88,7 @@ def test_cube_without_gaps_is_copied_through(sst_model, tmp_path, outdir, extra)
     out = open_any(outdir / "o.nc")
     assert np.array_equal(out["sst_filled"].values, ds["sst"].values)
     assert (out["sst_imputed_flag"].values == 0).all()
+    assert "no gap to fill" in out["sst_filled"].attrs["comment"], "the comment does not say how gaps were filled"
     if args:
         assert (out["sst_std"].values == 0).all() and out.sizes["sample"] == 3
 
@@ -182,7 +183,8 @@ def test_bad_preset_file_is_one_line(sst_model, tmp_path):
 def test_out_of_range_option(sst_model, tmp_path):
     res = run_cli("train", sst_model.cube, "--preset", sst_model.preset, "--out", tmp_path / "m",
                   "--context-ratio", "1.5", *CPU, expect_ok=False)
-    assert_one_error_line(res, "context_ratio")
+    assert_one_error_line(res, "--context-ratio must be in (0, 1]")  # the option's name, not the preset key's
+    assert res.exit_code == 2
     assert not (tmp_path / "m").exists()
 
 

@@ -32,7 +32,6 @@ from impute_cli.evaluation.report import MODEL_NAME, Evaluation, coverage_note, 
 from impute_cli.evaluation.scores import block_index, point_scores, ratio_interval, sample_scores
 from impute_cli.inference.fill import fill_cube, make_job
 from impute_cli.io.cycle import cycle_for_model, remove_cycle, with_cycle
-from impute_cli.inference.impute import check_context_ratio
 from impute_cli.inference.loading import open_for_model
 from impute_cli.io.cube import Cube
 from impute_cli.io.dataset import open_dataset
@@ -40,7 +39,7 @@ from impute_cli.io.stats import refuse_inf, summarise
 from impute_cli.io.writer import build_output, channel_to_variable, write_atomic
 from impute_cli.masks.holdout import HOLDOUTS, Holdout, check_fraction, make_holdout
 from impute_cli.masks.observation import observation_masks
-from impute_cli.options import EvaluateOptions, ImputeOptions
+from impute_cli.options import EvaluateOptions, ImputeOptions, check_context_ratio
 from impute_cli.training.train import train_for
 from impute_cli.uncertainty.calibration import calibrate_samples
 from impute_cli.uncertainty.regions import check_level
@@ -52,14 +51,15 @@ def check_options(opts: EvaluateOptions) -> None:
     pick_device(opts.device)  # before the holdout and any training
     use_threads(opts.threads)
     if opts.holdout not in HOLDOUTS:
-        raise ImputeError(f"unknown --holdout '{opts.holdout}'; use one of {', '.join(HOLDOUTS)}")
-    for lv in opts.levels:
+        raise OptionError(f"unknown --holdout '{opts.holdout}'; use one of {', '.join(HOLDOUTS)}")
+    for lv in opts.levels or ():
         check_level(lv)
     check_context_ratio(opts.context_ratio)
     if opts.samples is not None and opts.samples < 2:
         raise OptionError(f"--samples must be at least 2 to score uncertainty (e.g. --samples 16), got {opts.samples}")
-    if opts.samples is None and (opts.steps is not None or opts.solver is not None or opts.sampler != "auto"):
-        raise OptionError("--sampler, --sampler-steps and --solver are for sampling; add --samples N")
+    if opts.samples is None and (opts.steps is not None or opts.solver is not None or opts.sampler != "auto"
+                                 or opts.levels is not None):
+        raise OptionError("--sampler, --sampler-steps, --solver and --level are for sampling; add --samples N")
     for folder, marker, what in ((opts.report, "report.md", "a report"), (opts.keep, "filled.nc", "kept files")):
         if folder and (Path(folder) / marker).exists() and not opts.overwrite:
             raise ImputeError(f"'{folder}' already holds {what}; pass --overwrite or choose another folder")
@@ -67,7 +67,7 @@ def check_options(opts: EvaluateOptions) -> None:
             raise ImputeError(f"'{folder}' is a file; give a folder (it is created if missing)")
     unknown = [b for b in opts.baselines or [] if b not in BASELINES and b != DRIFT]
     if unknown:
-        raise ImputeError(f"unknown --baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}, "
+        raise OptionError(f"unknown --baseline '{unknown[0]}'; choose from {', '.join(BASELINES)}, "
                           f"{DRIFT} (with --covariate)")
 
 
@@ -121,7 +121,9 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
     # scored again on the same holdout with --model); otherwise it goes with the temporary folder.
     out = Path(opts.keep) / "model" if opts.keep else tmp / "model"
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = train_for(path, cube, opts, out, overwrite=bool(opts.keep))
+    said = opts if opts.keep else dataclasses.replace(  # the folder goes at the end: not a path to quote
+        opts, log=lambda m, log=opts.log: log(m.replace(str(out), "a temporary folder (--keep DIR keeps it)")))
+    model = train_for(path, cube, said, out, overwrite=bool(opts.keep))
     card, den = load_model(model)
     info.update(model=f"'{opts.preset}' preset trained on the held-out cube ({card.training['steps']} steps, "
                 f"context strategy {card.mask_strategy['pattern']}"
@@ -199,7 +201,7 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         if filled.samples is not None:
             f = (factors or {}).get(v)
             methods[MODEL_NAME].update(sample_scores(filled.samples[:, sel], estimate[sel], truth, time_of[sel],
-                                                     opts.levels, blocks, opts.seed,
+                                                     opts.levels or (0.5, 0.9), blocks, opts.seed,
                                                      calibrated=(f["level"], f["cell_factor"]) if f else None))
         ranking = sorted(methods, key=lambda m: (np.nan_to_num(methods[m]["rmse"], nan=np.inf)))
         units = cube.units[idx[0]]

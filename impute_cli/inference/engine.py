@@ -31,7 +31,7 @@ STOP_WAIT_S = 60.0  # after a failure, how long to wait for a shared cluster's r
 
 def check_scheduler_options(opts: Any) -> None:
     if opts.scheduler and opts.workers:
-        raise ImputeError("give --scheduler ADDRESS (a running Dask cluster) or --workers N (a local one), not both")
+        raise OptionError("give --scheduler ADDRESS (a running Dask cluster) or --workers N (a local one), not both")
     if opts.workers is not None and opts.workers < 1:
         raise OptionError(f"--workers must be at least 1, got {opts.workers}")
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # K copies would each write the whole output

@@ -35,7 +35,7 @@ from impute_cli.io.cycle import cycle_for_model, remove_cycle
 from impute_cli.io.stats import Summary, refuse_inf, summarise
 from impute_cli.io.tiling import cell_bytes, plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
-from impute_cli.options import ImputeOptions
+from impute_cli.options import ImputeOptions, check_context_ratio
 from impute_cli.training.train import train_for
 from impute_cli.training.members import model_line
 from impute_cli.uncertainty.calibration import calibrate_samples
@@ -69,12 +69,6 @@ def check_sampling_options(opts: ImputeOptions) -> None:
     if opts.steps is not None and opts.steps < 1:
         raise OptionError(f"--sampler-steps must be at least 1, got {opts.steps}")
     check_context_ratio(opts.context_ratio)
-
-
-def check_context_ratio(ratio: float | None) -> None:
-    """--context-ratio must be a share of the observed cells, in (0, 1]."""
-    if ratio is not None and not 0 < ratio <= 1:
-        raise OptionError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {ratio}")
 
 
 def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[str, Any]:
@@ -152,6 +146,8 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
              for r in regions]
     ds = lazy_output(cube, plan, parts, opts.history, sampling=sampling, quantiles=quantiles,
                      save_samples=opts.save_samples, compress=opts.compress, copy=opts.copy)
+    for v in cube.variables if card is None else ():  # nothing was filled: say so, not how
+        ds[f"{v}_filled"].attrs["comment"] = "the input had no gap to fill: its values bit for bit"
     for v in cube.variables if cycle is not None else ():  # say how the gaps were filled
         ds[f"{v}_filled"].attrs["comment"] += (f"; the network filled the anomalies from each cell's mean daily cycle "
                                                f"({cycle.harmonics} harmonics of the day fitted on this file), then "

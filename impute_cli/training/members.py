@@ -20,8 +20,9 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
-from impute_cli.checkpoint import ModelCard, load_card, save_card
+from impute_cli.checkpoint import TRAIN_STATE, ModelCard, load_card, save_card
 from impute_cli.config import Preset
+from impute_cli.errors import Interrupted
 from impute_cli.options import TrainOptions
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.validation import summary_line
@@ -38,22 +39,72 @@ def members_for(preset: Preset, steps_in_time: int, requested: int | None = None
     return preset.train.short_record_members if steps_in_time <= SHORT_RECORD_WINDOWS * preset.window.frames else 1
 
 
+def train_folder(opts: TrainOptions, preset: Preset, steps_in_time: int, ranks: Ranks,
+                 first: Callable[[TrainOptions, tuple[str, ...]], Path],
+                 further: Callable[[TrainOptions], Path]) -> Path:
+    """The model folder `opts.out`: its first model trained by `first(opts, lines)` (which says the
+    lines once the data are checked: how many models the folder holds), then its further models
+    by `further(options)` (`add_members`). Under --resume a first model already written is kept.
+    Interrupted before the first checkpoint, the folder this run made is removed and the message
+    says to start again, since there is nothing to resume."""
+    out, log = Path(str(opts.out)), opts.log if ranks.main else _silent
+    if opts.resume and (card := finished(out, opts)) is not None:
+        alone = members_for(card.preset, int(card.grid["shape"][0]), opts.members) <= 1
+        log(f"{out} holds a finished model ({card.training.get('steps')} steps)"
+            + ("; nothing to resume (--steps N trains it further)" if alone else ""))
+    else:
+        try:
+            first(opts, announce(preset, steps_in_time, opts))
+        except KeyboardInterrupt:
+            if (out / TRAIN_STATE).exists():
+                raise
+            if ranks.main and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()  # made by this run, with nothing in it yet
+            raise Interrupted("interrupted before the first checkpoint: this run kept nothing; run the same "
+                              "command again (without --resume)") from None
+    return add_members(out, opts, ranks, further)
+
+
+def announce(preset: Preset, steps_in_time: int, opts: TrainOptions) -> tuple[str, ...]:
+    """What to say before the first model trains: that the folder will hold several models, and why."""
+    k, seed = members_for(preset, steps_in_time, opts.members), preset.train.seed
+    if k <= 1:
+        return ()
+    why = () if opts.members is not None else (
+        f"a short record ({steps_in_time} time steps, at most {SHORT_RECORD_WINDOWS} windows of "
+        f"{preset.window.frames}): {k} models of training seeds {seed}-{seed + k - 1} are trained and their "
+        "estimates averaged, as a model of a record this short depends on its seed (train --members 1 trains one)",)
+    return (*why, f"training model 1 of {k} (seed {seed})")
+
+
+def finished(out: Path, opts: TrainOptions) -> ModelCard | None:
+    """The card of the model `train --resume` finds finished in `out` (its first model written, and
+    no --steps beyond the steps it planned), whose further models alone are left to train; else None."""
+    if not (out / "model.yaml").exists():
+        return None
+    card = load_card(out)
+    planned = int(card.training.get("steps_planned", card.training.get("steps", 0)))
+    return card if opts.steps is None or opts.steps <= planned else None
+
+
 def add_members(out: Path, opts: TrainOptions, ranks: Ranks, train_one: Callable[[TrainOptions], Path]) -> Path:
     """Train the further models of the folder `out` (see the module's docstring) with
-    `train_one(options)`, and record them in its card. Returns `out`."""
+    `train_one(options)`, and record them in its card, each as soon as it is trained, so that
+    `--resume` after an interruption keeps them and trains the rest. Returns `out`."""
     card = load_card(out)
     steps_in_time = int(card.grid["shape"][0])
     k = members_for(card.preset, steps_in_time, opts.members)
-    if k <= 1:
-        return out
     log = opts.log if ranks.main else _silent
+    kept = [m for m in card.members or [] if (out / m["weights"]).exists()] if opts.resume else []
+    if k <= 1 or len(kept) >= k - 1:
+        if opts.resume and k > 1:
+            log(f"{out} holds all {k} models; nothing left to train (--steps N trains them further)")
+        return out
+    if kept:
+        log(f"{1 + len(kept)} of the {k} models are kept; training the others")
     seed = card.preset.train.seed
-    if opts.members is None:
-        log(f"a short record ({steps_in_time} time steps, at most {SHORT_RECORD_WINDOWS} windows of "
-            f"{card.preset.window.frames}): {k} models of training seeds {seed}-{seed + k - 1} are trained and their "
-            "estimates averaged, as a model of a record this short depends on its seed (--members 1 trains one)")
-    entries = []
-    for m in range(1, k):
+    entries = kept[:k - 1]
+    for m in range(1 + len(entries), k):
         tmp = out / f".member-{m}"
         if ranks.main:
             shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run
@@ -70,10 +121,11 @@ def add_members(out: Path, opts: TrainOptions, ranks: Ranks, train_one: Callable
                         "validation": member.validation, "training": member.training})
         log(f"model {m + 1} of {k}: " + (summary_line(member.validation) if member.validation else
                                           f"{member.training['steps']} steps, {member.training['seconds']:.0f} s"))
-    if ranks.main:
-        card.members = entries
-        save_card(out, card)
-    ranks.barrier()  # the folder is whole before any rank returns
+        if ranks.main:  # recorded at once: an interruption keeps the models trained so far
+            card.members = entries
+            save_card(out, card)
+        ranks.barrier()
+    log(f"the {k} models are written to {out}")
     return out
 
 

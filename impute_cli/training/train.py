@@ -20,7 +20,7 @@ import torch
 
 from impute_cli.model.batches import TileBatch, context_climatology, tile_batch
 from impute_cli.model.symmetry import augment_batch
-from impute_cli.options import FillOptions, TrainOptions
+from impute_cli.options import FillOptions, TrainOptions, check_context_ratio
 from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
                          save_state)
 from impute_cli.config import AUTO_PRESET, Preset, TrainConfig, from_dict, load_preset, models_home, preset_for
@@ -35,7 +35,7 @@ from impute_cli.progress import progress_bar
 from impute_cli.errors import ImputeError
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
-from impute_cli.training.members import add_members
+from impute_cli.training.members import train_folder
 from impute_cli.training.validation import (Watch, default_patience, fit_validation_blend, model_estimates, score_model,
                                             summary_line, validation_set, with_blend)
 from impute_cli.io.tiling import frames_for_gaps, random_tile, window_shape, wrap_margin
@@ -46,6 +46,7 @@ MIN_OBSERVED = 0.02  # windows with fewer observed cells than this are redrawn
 
 def resolve_preset(opts: TrainOptions) -> Preset:
     """The preset with the command-line overrides applied (and re-checked)."""
+    check_context_ratio(opts.context_ratio)  # named as the option, not as the preset key it sets
     p = load_preset(opts.preset)
     mask = p.mask
     over = {k: v for k, v in (("pattern", opts.mask_pattern), ("context_ratio", opts.context_ratio),
@@ -111,15 +112,16 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         resolve_preset(opts)  # a bad preset or override is reported before anything starts
     ranks = Ranks.from_env(pick_device(opts.device))
     try:
-        why = None
-        if opts.preset == AUTO_PRESET:  # the preset that suits the file's layout (a lazy open: no data read)
-            name, why = preset_for(opts.preset, open_cube(data, opts.variables, opts.static_mask,
-                                                          covariates=opts.covariates).grid.is_series)
+        why, grid = None, open_cube(data, opts.variables, opts.static_mask, covariates=opts.covariates).grid  # lazy
+        if opts.preset == AUTO_PRESET:  # the preset that suits the file's layout
+            name, why = preset_for(opts.preset, grid.is_series)
             opts = dataclasses.replace(opts, preset=name)
         preset = resolve_preset(opts)
         use_threads(opts.threads)
-        out = _train(data, opts, preset, ranks, why)
-        return add_members(out, opts, ranks, lambda o: _train(data, o, resolve_preset(o), ranks))
+        out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
+        return train_folder(dataclasses.replace(opts, out=out), preset, grid.shape[0], ranks,
+                            lambda o, said: _train(data, o, preset, ranks, (why, *said) if why else said),
+                            lambda o: _train(data, o, resolve_preset(o), ranks))
     finally:
         ranks.close()
 
@@ -135,7 +137,7 @@ def train_for(data: str | Path, cube: Cube, opts: FillOptions, out: Path, overwr
                                           progress=opts.progress, log=opts.log))
 
 
-def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, chosen: str | None = None) -> Path:
+def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, chosen: tuple[str, ...] = ()) -> Path:
     log = opts.log if ranks.main else _silent
     cube = open_cube(data, opts.variables, opts.static_mask, covariates=opts.covariates)
     out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
@@ -165,8 +167,8 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
         raise ImputeError(f"the preset '{preset.name}' has the series network, for station series (time x station), "
                           "but this file holds a grid; use --preset quick (or another grid preset)")
 
-    if chosen and state is None:  # said once the data are checked, so that an error stays one line
-        log(chosen)
+    for line in chosen if state is None else ():  # said once the data are checked: an error stays one line
+        log(line)
     pool = None
     if state is None and preset.window.max_frames > preset.window.frames:  # a window long enough for the gaps
         pool = pool_from_cube(cube, preset.window.max_frames)
@@ -335,7 +337,8 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
                 "normalised, cross-fitted)" + "".join(f"; left out: {w}" for w in report["left_out"]))
     if ranks.main:
         save_model(out, card, weights)
-        log(f"model written to {out} ({steps_done} steps, loss {loss_avg:.4f}, {seconds:.0f} s on {device}"
+        best = f", weights of step {watch.best_step} kept" if card.validation and watch.best_step != steps_done else ""
+        log(f"model written to {out} ({steps_done} steps, last loss {loss_avg:.4f}{best}, {seconds:.0f} s on {device}"
             + (f", {ranks.world_size} processes" if ranks.distributed else "") + ")")
         if card.validation:
             log(summary_line(card.validation))

@@ -97,3 +97,47 @@ def test_a_damaged_members_entry_is_refused_in_one_line(cube, preset, tmp_path):
     (model / "model.yaml").write_text(yaml.safe_dump(card))
     with pytest.raises(ImputeError, match="damaged 'members' entry"):
         load_card(model)
+
+
+def test_resume_keeps_the_models_already_trained_and_trains_the_rest(cube, preset, tmp_path, monkeypatch):
+    from impute_cli.training import train as train_mod
+    model = tmp_path / "m"
+    real, calls = train_mod._train, {"n": 0}
+
+    def third_interrupted(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the third model: the first two are written
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "_train", third_interrupted)
+    res = run_cli("train", cube, "--preset", preset, "--out", model, "--members", "3", "--device", "cpu",
+                  expect_ok=False)
+    assert res.exit_code == 130 and "--resume" in res.stderr.splitlines()[-1]
+    kept = load_card(model).members
+    assert [m["seed"] for m in kept] == [1], "the second model is recorded as soon as it is trained"
+    first = {p.name: p.read_bytes() for p in (model / "weights.pt", model / "member-1.pt")}
+    monkeypatch.setattr(train_mod, "_train", real)
+
+    res = run_cli("train", cube, "--preset", preset, "--out", model, "--members", "3", "--resume", "--device", "cpu")
+    assert "holds a finished model" in res.stderr and "2 of the 3 models are kept" in res.stderr
+    assert "training model 2" not in res.stderr and "training model 3 of 3" in res.stderr
+    card = load_card(model)
+    assert [m["seed"] for m in card.members] == [1, 2]
+    assert {p.name: p.read_bytes() for p in (model / "weights.pt", model / "member-1.pt")} == first, \
+        "the models already trained are not trained again"
+    before = {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()}
+
+    res = run_cli("train", cube, "--preset", preset, "--out", model, "--members", "3", "--resume", "--device", "cpu")
+    assert "holds all 3 models; nothing left to train" in res.stderr
+    assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before, "a finished folder is left as it is"
+    assert not list(model.glob(".member-*"))
+
+
+def test_a_short_record_says_it_trains_several_models_before_the_first(tmp_path):
+    short = write_cube(tiny_cube_dataset(6, 16, 16, "cloud", 0.6, seed=1), tmp_path / "short.nc")
+    preset = tiny_preset_yaml(tmp_path / "m.yaml", train={"steps": 3, "checkpoint_every": 3, "batch_size": 2,
+                                                          "short_record_members": 2})
+    err = run_cli("train", short, "--preset", preset, "--out", tmp_path / "m", "--device", "cpu").stderr
+    assert err.index("a short record") < err.index("training model 1 of 2") < err.index("model written to") \
+        < err.index("training model 2 of 2") < err.index("the 2 models are written to")

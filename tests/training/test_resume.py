@@ -176,3 +176,31 @@ def test_same_seed_same_model_in_one_process(cube, preset, tmp_path):
                                        progress=False, log=lambda s: None))
     a, b = weights(tmp_path / "a"), weights(tmp_path / "b")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_interrupted_before_the_first_checkpoint_leaves_no_folder(cube, preset, tmp_path, monkeypatch):
+    real = train_mod.sample_batch
+    calls = {"n": 0}
+
+    def early(*a, **k):
+        calls["n"] += 1
+        if calls["n"] == 2:  # during step 2; the first checkpoint comes after step 3
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(train_mod, "sample_batch", early)
+    model = tmp_path / "new" / "m"
+    res = run_cli("train", cube, "--preset", preset, "--out", model, *CPU, expect_ok=False)
+    assert res.exit_code == 130
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("impute-cli: error: interrupted before the first checkpoint") and "without --resume" in last
+    assert not model.exists(), "the empty folder this run made is removed"
+
+
+def test_resume_of_a_finished_model_changes_nothing(cube, preset, tmp_path):
+    model = tmp_path / "m"
+    run_cli("train", cube, "--preset", preset, "--out", model, *CPU)
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    res = run_cli("train", cube, "--preset", preset, "--out", model, "--resume", "--device", "cpu")
+    assert "holds a finished model (6 steps); nothing to resume" in res.stderr
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
