@@ -181,7 +181,8 @@ def card_summary(model_dir: str | Path) -> dict[str, Any]:
             "preset": card.preset.name, "steps": t.get("steps"),
             "seconds": t.get("seconds") if not card.members or t.get("seconds") is None else  # all the models'
             round(t["seconds"] + sum(m.get("training", {}).get("seconds", 0) for m in card.members), 1),
-            "final_loss": t.get("final_loss"), "finished": t.get("finished"), "data": t.get("data"),
+            "final_loss": t.get("final_loss"), "data": t.get("data"),
+            "finished": card.members[-1].get("training", {}).get("finished") if card.members else t.get("finished"),
             "bytes": size, "members": 1 + len(card.members or []), "validation": {k: v for k, v in (card.validation or {}).items() if k != "curve"} or None}
 
 

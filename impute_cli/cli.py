@@ -215,7 +215,7 @@ def impute(
     samples: Annotated[Optional[int], typer.Option(help="Also draw N plausible fillings of the gaps and write their spread per cell (V_std, V_lower, V_upper).")] = None,
     sampler_steps: Annotated[Optional[int], typer.Option("--sampler-steps", help="Solver steps per sample: fewer is faster, coarser (default: the model's, 6).")] = None,
     steps: Annotated[Optional[int], typer.Option("--steps", hidden=True, help="Old name of --sampler-steps.")] = None,
-    quantiles: Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="Quantiles of the samples written as V_lower and V_upper (default 0.05,0.95).")] = None,
+    quantiles: Annotated[Optional[str], typer.Option(metavar="LOW,HIGH", help="The interval V_lower..V_upper: its level is HIGH - LOW, calibrated by default (--no-calibrate: these quantiles of the samples; default 0.05,0.95).")] = None,
     solver: Solver = None,
     sampler: Sampler = SamplerKind.auto,
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="How each sample's solver weighs its own draw against the point estimate: 1-t (default) or t; see docs/method.md.")] = None,

@@ -154,14 +154,18 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
                                                "the cycle was added back")
     for v in cube.variables if cube.covariates else ():
         ds[f"{v}_filled"].attrs["comment"] += f"; the network saw {', '.join(cube.covariates)} as context (covariates)"
-    if job.blend is not None:  # the network's estimate blended with classical fills (inference.blend)
+    blends = [b for b in (job.blend, *(m.blend for m in job.members)) if b is not None]
+    if blends:  # the network's estimate blended with classical fills (inference.blend), each model's its own
+        partners = list(dict.fromkeys(p for b in blends for p in b.partners))
         fills = " and ".join({"laplace": "a Laplace fill", "spline": "a spline with tension",
                               "anchored": "its own estimate anchored to the Laplace fill at each gap's edge",
                               "gp_kriging": "kriging", "st_kriging": "space-time kriging"}.get(p, p)
-                             for p in job.blend.partners)
+                             for p in partners)
+        whose = "each model's own validation slice (of these fills, those it kept)" if job.members else \
+            "the model's validation slice"
         for v in cube.variables:
             ds[f"{v}_filled"].attrs["comment"] += (f"; blended with {fills} (fills of the same gaps) by weights per distance to "
-                                                   "the nearest observation, fitted on the model's validation slice"
+                                                   f"the nearest observation, fitted on {whose}"
                                                    + (" (the samples moved with it)" if sampling else ""))
     if job.members:  # a folder of several models (training.members)
         seeds = [job.card.preset.train.seed, *(m.get("seed") for m in job.card.members or [])]

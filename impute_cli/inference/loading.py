@@ -24,8 +24,10 @@ def check_compatible(card: ModelCard, cube: Cube) -> None:
         raise ImputeError(f"the model was trained on {kind(card.grid.get('y_dim') is None)} but this file is "
                           f"{kind(cube.grid.is_series)}; train a model on this file")
     if card.channels != cube.channels:
+        fix = ("pass " + " ".join(f"--var {v}" for v in card.variables)) if all(v in cube.ds for v in card.variables) \
+            else "use a model trained on these variables, or leave out --model to train one"
         raise ImputeError(f"the model was trained on {', '.join(card.channels)} but this file gives "
-                          f"{', '.join(cube.channels)}; use a model for these variables or pass --var")
+                          f"{', '.join(cube.channels)}; {fix}")
     for c, (u_model, u_here) in enumerate(zip(card.units, cube.units)):
         if u_model != u_here:
             raise ImputeError(f"'{cube.channels[c]}' is in '{u_here}' here but the model was trained on "

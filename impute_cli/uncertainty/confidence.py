@@ -141,8 +141,8 @@ def format_report(report: dict[str, Any]) -> str:
                      f"mean interval width {r['mean_width']:.4g}, mean radius {r['mean_radius']:.4g}")
         if "calibration" in r:
             c = r["calibration"]
-            how = f" ({HIDING_WORDS[c['calibration_hiding']]})" if c.get("calibration_hiding") else ""
-            lines.append(f"  calibrated on {c['calibration_cells']}{how} / {c['calibration_regions']} regions: "
+            how = HIDING_WORDS.get(c.get("calibration_hiding", ""), "hidden cells")
+            lines.append(f"  calibrated on {c['calibration_cells']} {how} and {c['calibration_regions']} regions: "
                          f"intervals x{c['cell_factor']:.3f}, radii x{c['region_factor']:.3f} "
                          f"(mean width now {r['mean_width_calibrated']:.4g})")
             cr, rr = c.get("cell_factor_range", [math.nan] * 2), c.get("region_factor_range", [math.nan] * 2)

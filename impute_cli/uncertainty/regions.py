@@ -55,7 +55,9 @@ def read_uncertain(ds: xr.Dataset, var: str) -> Uncertain:
     """V_filled, V_sample and V_imputed_flag of an impute output, in V_filled's dim order."""
     for n in (f"{var}_filled", f"{var}_imputed_flag"):
         if n not in ds:
-            raise ImputeError(f"'{n}' is not in the file; give an output of 'impute-cli impute'")
+            filled = [str(k)[:-len("_filled")] for k in ds.data_vars if str(k).endswith("_filled")]
+            raise ImputeError(f"'{n}' is not in the file; " + (f"its filled variables are of {', '.join(filled)} "
+                              "(--var names one)" if filled else "give an output of 'impute-cli impute'"))
     if f"{var}_sample" not in ds:
         raise ImputeError(f"the file has no samples of {var} ({var}_sample); write them with "
                           "'impute-cli impute IN OUT --samples 64 --save-samples'")

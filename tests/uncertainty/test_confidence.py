@@ -342,6 +342,7 @@ def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
         (("confidence", sampled, out, "--level", 0), "--level must be strictly between 0 and 1"),
         (("confidence", sst_model.cube, out), "no samples"),
         (("confidence", sampled, out, "--group", "weekly"), "--group"),
+        (("confidence", sampled, out, "--var", "SST"), "its filled variables are of sst"),
         (("confidence", sampled, out, "--model", sst_model.model), "--model is used by --calibrate only"),
         (("confidence", sampled, out, "--calibrate", "--calibration-frames", 0), "--calibration-frames must be at least 1"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--quantiles", "0.1,0.9"), "add --samples N"),
