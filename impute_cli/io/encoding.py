@@ -43,6 +43,23 @@ def packing(src: xr.DataArray) -> dict[str, Any] | None:
             "add_offset": float(enc.get("add_offset", 0.0)), "_FillValue": dt.type(fill)}
 
 
+def value_bounds(src: xr.DataArray) -> tuple[float, float] | None:
+    """The values a variable may hold, in data units: the CF `valid_min`, `valid_max` or
+    `valid_range` of the input (in its stored units: packed codes where it is packed) and the
+    range its packing holds. None where neither limits it. Imputed values and samples are kept
+    inside: a non-negative quantity (water vapour, precipitation) stays non-negative when its
+    input says so (e.g. `ncatted -a valid_min,tcw,o,f,0 in.nc`)."""
+    pack, a = packing(src), src.attrs
+    lo, hi = (a["valid_range"][0], a["valid_range"][1]) if np.size(a.get("valid_range", ())) == 2 else \
+        (a.get("valid_min"), a.get("valid_max"))
+    scale = (lambda k: pack["add_offset"] + pack["scale_factor"] * float(k)) if pack else float
+    lo, hi = (-np.inf if lo is None else scale(lo)), (np.inf if hi is None else scale(hi))
+    if pack is not None:
+        p_lo, p_hi = packed_range(pack)
+        lo, hi = max(lo, p_lo), min(hi, p_hi)
+    return None if (lo, hi) == (-np.inf, np.inf) else (float(lo), float(hi))
+
+
 def packed_range(pack: dict[str, Any]) -> tuple[float, float]:
     """The values a packing can hold, its fill code left out: (low, high) in data units."""
     info = np.iinfo(pack["dtype"])

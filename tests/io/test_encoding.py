@@ -98,3 +98,38 @@ def test_zarr_format_2_on_request(sst_model, tmp_path):
     run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--zarr-format", 2, *CPU, "--quiet")
     assert (out / ".zgroup").exists() and not (out / "zarr.json").exists()
     assert "sst_filled" in open_any(out)
+
+
+def test_value_bounds_from_valid_attributes_and_packing():
+    import xarray as xr
+    from impute_cli.io.encoding import value_bounds
+    plain = xr.DataArray(np.zeros(3, "float32"))
+    assert value_bounds(plain) is None
+    assert value_bounds(xr.DataArray(np.zeros(3), attrs={"valid_min": 0})) == (0.0, np.inf)
+    assert value_bounds(xr.DataArray(np.zeros(3), attrs={"valid_range": [-1.0, 2.0]})) == (-1.0, 2.0)
+    packed = xr.DataArray(np.zeros(3), attrs={"valid_range": np.array([0, 100], "int16")})
+    packed.encoding = {"dtype": "int16", "scale_factor": 0.5, "add_offset": 10.0, "_FillValue": np.int16(-32767)}
+    assert value_bounds(packed) == (10.0, 60.0), "valid_range is in packed codes"
+    packed.attrs = {}
+    assert value_bounds(packed) == packed_range(packing(packed))
+
+
+def test_filled_values_and_samples_stay_inside_valid_min(sst_model, tmp_path):
+    """An input whose sst says valid_min = its observed median: every imputed value, sample and
+    interval bound stays at or above it, while observed values below it are kept bit for bit."""
+    ds = open_any(sst_model.cube)
+    floor = float(np.nanmedian(ds["sst"].values))
+    ds["sst"].attrs["valid_min"] = floor
+    inp = tmp_path / "floor.nc"
+    ds.to_netcdf(inp)
+    out = tmp_path / "o.nc"
+    run_cli("impute", inp, out, "--model", sst_model.model, "--samples", 3, "--save-samples", *CPU, "--quiet")
+    res = open_any(out)
+    obs = np.isfinite(ds["sst"].values)
+    imputed = res["sst_imputed_flag"].values == 1
+    assert imputed.any() and (res["sst_filled"].values[imputed] >= np.float32(floor)).all()
+    np.testing.assert_array_equal(res["sst_filled"].values[obs], ds["sst"].values[obs])
+    assert (ds["sst"].values[obs] < floor).any(), "observed values below valid_min are kept as they are"
+    for name in ("sst_lower", "sst_upper"):
+        assert (res[name].values[imputed] >= np.float32(floor)).all()
+    assert (res["sst_sample"].values[:, imputed] >= np.float32(floor)).all()
