@@ -29,11 +29,16 @@ FORMAT = "impute-cli-model/1"
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:
-    """Write through `write(tmp_path)` to a temporary name beside `path`, then rename."""
+    """Write through `write(tmp_path)` to a temporary name beside `path`, then rename. The file
+    gets the permissions a plain open would give (0666 less the umask), not mkstemp's 0600, so
+    that a group sharing a model store can read it."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -112,7 +112,7 @@ def _specs(cube: Cube, sampling: dict | None, quantiles: tuple[float, float], sa
         dt = _out_dtype(src)
         fname = f"{v}_imputed_flag"
         attrs = {k: src.attrs[k] for k in ("standard_name", "units", "long_name") if k in src.attrs}
-        attrs["long_name"] = f"{attrs.get('long_name', v)} with gaps filled by impute-cli"
+        attrs["long_name"] = f"{attrs.get('long_name', v)} (gaps filled by impute-cli)"  # whatever the input's reads like
         attrs["ancillary_variables"] = fname
         attrs["comment"] = ("observed cells are the input's values bit for bit; gaps hold the diffusion "
                             "model's ensemble single-step estimate (Zhou et al., eq. 10)")

@@ -204,3 +204,16 @@ def test_resume_of_a_finished_model_changes_nothing(cube, preset, tmp_path):
     res = run_cli("train", cube, "--preset", preset, "--out", model, "--resume", "--device", "cpu")
     assert "holds a finished model (6 steps); nothing to resume" in res.stderr
     assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+
+
+def test_model_files_follow_the_umask(cube, preset, tmp_path):
+    """A model folder is readable by whoever the umask lets read (a group sharing a model store),
+    not only by its owner as a temporary file would be."""
+    import os
+    old = os.umask(0o022)
+    try:
+        run_cli("train", cube, "--preset", preset, "--out", tmp_path / "m", *CPU)
+    finally:
+        os.umask(old)
+    for f in (tmp_path / "m").iterdir():
+        assert f.stat().st_mode & 0o777 == 0o644, f"{f.name}: {oct(f.stat().st_mode & 0o777)}"
