@@ -48,7 +48,7 @@ def value_bounds(src: xr.DataArray) -> tuple[float, float] | None:
     `valid_range` of the input (in its stored units: packed codes where it is packed) and the
     range its packing holds. None where neither limits it. Imputed values and samples are kept
     inside: a non-negative quantity (water vapour, precipitation) stays non-negative when its
-    input says so (e.g. `ncatted -a valid_min,tcw,o,f,0 in.nc`)."""
+    input says so (e.g. `ncatted -a valid_min,tcw,o,d,0 in.nc in0.nc`)."""
     pack, a = packing(src), src.attrs
     lo, hi = (a["valid_range"][0], a["valid_range"][1]) if np.size(a.get("valid_range", ())) == 2 else \
         (a.get("valid_min"), a.get("valid_max"))
