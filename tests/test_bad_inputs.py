@@ -152,7 +152,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
     "evaluate --solver without --samples": (lambda d, m: ["evaluate", _cube(d), "--model", m, "--solver", "ddim"],
                                             "--sampler, --sampler-steps, --solver and --level are for sampling"),
     "impute --sampler without --samples": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--sampler",
-                                                         "full"], "--sampler-steps, --omega, --solver and --quantiles are for sampling"),
+                                                         "full"], "--save-samples, --sampler, --sampler-steps"),
     "absent CUDA device (impute)": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--device", "cuda:7"],
                                     "asked for but"),
     "absent CUDA device (evaluate)": (lambda d, m: ["evaluate", _cube(d), "--model", m, "--device", "cuda:7"],

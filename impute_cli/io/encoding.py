@@ -45,15 +45,30 @@ def packing(src: xr.DataArray) -> dict[str, Any] | None:
 
 def value_bounds(src: xr.DataArray) -> tuple[float, float] | None:
     """The values a variable may hold, in data units: the CF `valid_min`, `valid_max` or
-    `valid_range` of the input (in its stored units: packed codes where it is packed) and the
-    range its packing holds. None where neither limits it. Imputed values and samples are kept
-    inside: a non-negative quantity (water vapour, precipitation) stays non-negative when its
-    input says so (e.g. `ncatted -a valid_min,tcw,o,d,0 in.nc in0.nc`)."""
-    pack, a = packing(src), src.attrs
-    lo, hi = (a["valid_range"][0], a["valid_range"][1]) if np.size(a.get("valid_range", ())) == 2 else \
-        (a.get("valid_min"), a.get("valid_max"))
-    scale = (lambda k: pack["add_offset"] + pack["scale_factor"] * float(k)) if pack else float
-    lo, hi = (-np.inf if lo is None else scale(lo)), (np.inf if hi is None else scale(hi))
+    `valid_range` of the input and the range its packing holds; None where neither limits it.
+    On a packed variable an attribute of the packed (integer) type is in packed codes and one of
+    a floating type in data units (netCDF-Java's rule: such an attribute cannot be a code).
+    Attributes that are not numbers, or bounds in the wrong order, are ignored. Imputed values
+    and samples are kept inside: a non-negative quantity (water vapour, precipitation) stays
+    non-negative when its input says so (e.g. `ncatted -a valid_min,tcw,o,d,0 in.nc in0.nc`)."""
+    pack = packing(src)
+
+    def values(name: str, n: int) -> list[float] | None:
+        raw = np.asarray(src.attrs.get(name, []))
+        if raw.dtype.kind not in "iuf" or raw.size != n:
+            return None
+        coded = pack is not None and raw.dtype.kind in "iu"
+        return [pack["add_offset"] + pack["scale_factor"] * float(k) if coded else float(k) for k in raw.ravel()]
+
+    lo, hi = -np.inf, np.inf
+    if (both := values("valid_range", 2)) is not None:
+        lo, hi = min(both), max(both)  # a negative scale_factor reverses packed codes
+    else:
+        lo, hi = ((values("valid_min", 1) or [-np.inf])[0], (values("valid_max", 1) or [np.inf])[0])
+        if pack is not None and lo > hi:  # both packed codes under a negative scale_factor
+            lo, hi = hi, lo
+    if not lo <= hi:
+        lo, hi = -np.inf, np.inf
     if pack is not None:
         p_lo, p_hi = packed_range(pack)
         lo, hi = max(lo, p_lo), min(hi, p_hi)

@@ -15,6 +15,7 @@ member-<m>.pt and its blend, validation and training summary in the card's `memb
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 import shutil
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Callable
 
 from impute_cli.checkpoint import TRAIN_STATE, ModelCard, load_card, save_card
 from impute_cli.config import Preset
-from impute_cli.errors import Interrupted
+from impute_cli.errors import ImputeError, Interrupted
 from impute_cli.options import TrainOptions
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.validation import summary_line
@@ -39,26 +40,32 @@ def members_for(preset: Preset, steps_in_time: int, requested: int | None = None
     return preset.train.short_record_members if steps_in_time <= SHORT_RECORD_WINDOWS * preset.window.frames else 1
 
 
-def train_folder(opts: TrainOptions, preset: Preset, steps_in_time: int, ranks: Ranks,
+def train_folder(opts: TrainOptions, preset: Preset, data: tuple[list[str], int], ranks: Ranks,
                  first: Callable[[TrainOptions, tuple[str, ...]], Path],
                  further: Callable[[TrainOptions], Path]) -> Path:
     """The model folder `opts.out`: its first model trained by `first(opts, lines)` (which says the
     lines once the data are checked: how many models the folder holds), then its further models
-    by `further(options)` (`add_members`). Under --resume a first model already written is kept.
-    Interrupted before the first checkpoint, the folder this run made is removed and the message
-    says to start again, since there is nothing to resume."""
+    by `further(options)` (`add_members`). `data`: the file's channels and time steps. Under
+    --resume a first model already written is kept (with --steps beyond its steps it trains on,
+    and the further models are trained again to those steps). Interrupted before the first
+    checkpoint, a folder this run made is removed and the message says to start again, since
+    there is nothing to resume."""
     out, log = Path(str(opts.out)), opts.log if ranks.main else _silent
     if opts.resume and (card := finished(out, opts)) is not None:
-        alone = members_for(card.preset, int(card.grid["shape"][0]), opts.members) <= 1
+        if card.channels != data[0] or int(card.grid["shape"][0]) != data[1]:
+            raise ImputeError(f"the model in {out} was trained on other data ({', '.join(card.channels)}, "
+                              f"{card.grid['shape'][0]} time steps); resume on the same file (and --var)")
+        alone = members_for(card.preset, data[1], opts.members) <= 1
         log(f"{out} holds a finished model ({card.training.get('steps')} steps)"
-            + ("; nothing to resume (--steps N trains it further)" if alone else ""))
+            + ("; nothing to resume (--steps N trains on)" if alone else ""))
     else:
+        made = not out.exists()
         try:
-            first(opts, announce(preset, steps_in_time, opts))
+            first(opts, announce(preset, data[1], opts))
         except KeyboardInterrupt:
             if (out / TRAIN_STATE).exists():
                 raise
-            if ranks.main and out.is_dir() and not any(out.iterdir()):
+            if ranks.main and made and out.is_dir() and not any(out.iterdir()):
                 out.rmdir()  # made by this run, with nothing in it yet
             raise Interrupted("interrupted before the first checkpoint: this run kept nothing; run the same "
                               "command again (without --resume)") from None
@@ -79,12 +86,12 @@ def announce(preset: Preset, steps_in_time: int, opts: TrainOptions) -> tuple[st
 
 def finished(out: Path, opts: TrainOptions) -> ModelCard | None:
     """The card of the model `train --resume` finds finished in `out` (its first model written, and
-    no --steps beyond the steps it planned), whose further models alone are left to train; else None."""
+    no --steps beyond the steps it ran, early stops included), whose further models alone are left
+    to train; else None."""
     if not (out / "model.yaml").exists():
         return None
     card = load_card(out)
-    planned = int(card.training.get("steps_planned", card.training.get("steps", 0)))
-    return card if opts.steps is None or opts.steps <= planned else None
+    return card if opts.steps is None or opts.steps <= int(card.training.get("steps", 0)) else None
 
 
 def add_members(out: Path, opts: TrainOptions, ranks: Ranks, train_one: Callable[[TrainOptions], Path]) -> Path:
@@ -95,10 +102,16 @@ def add_members(out: Path, opts: TrainOptions, ranks: Ranks, train_one: Callable
     steps_in_time = int(card.grid["shape"][0])
     k = members_for(card.preset, steps_in_time, opts.members)
     log = opts.log if ranks.main else _silent
-    kept = [m for m in card.members or [] if (out / m["weights"]).exists()] if opts.resume else []
+    kept = list(itertools.takewhile(lambda m: (out / m["weights"]).exists(), card.members or [])) \
+        if opts.resume else []  # the models 2, 3, ... written in turn, up to the first one missing
     if k <= 1 or len(kept) >= k - 1:
+        if opts.resume and card.members is not None and len(card.members) != max(k - 1, 0):
+            card.members = kept[:k - 1] or None  # fewer --members than the folder holds
+            if ranks.main:
+                save_card(out, card)
+            ranks.barrier()
         if opts.resume and k > 1:
-            log(f"{out} holds all {k} models; nothing left to train (--steps N trains them further)")
+            log(f"{out} holds all {k} models; nothing left to train (--steps N trains on)")
         return out
     if kept:
         log(f"{1 + len(kept)} of the {k} models are kept; training the others")

@@ -112,14 +112,14 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         resolve_preset(opts)  # a bad preset or override is reported before anything starts
     ranks = Ranks.from_env(pick_device(opts.device))
     try:
-        why, grid = None, open_cube(data, opts.variables, opts.static_mask, covariates=opts.covariates).grid  # lazy
+        why, lazy = None, open_cube(data, opts.variables, opts.static_mask, covariates=opts.covariates)  # no data read
         if opts.preset == AUTO_PRESET:  # the preset that suits the file's layout
-            name, why = preset_for(opts.preset, grid.is_series)
+            name, why = preset_for(opts.preset, lazy.grid.is_series)
             opts = dataclasses.replace(opts, preset=name)
         preset = resolve_preset(opts)
         use_threads(opts.threads)
         out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
-        return train_folder(dataclasses.replace(opts, out=out), preset, grid.shape[0], ranks,
+        return train_folder(dataclasses.replace(opts, out=out), preset, (lazy.channels, lazy.grid.shape[0]), ranks,
                             lambda o, said: _train(data, o, preset, ranks, (why, *said) if why else said),
                             lambda o: _train(data, o, resolve_preset(o), ranks))
     finally:

@@ -109,9 +109,14 @@ def test_value_bounds_from_valid_attributes_and_packing():
     assert value_bounds(xr.DataArray(np.zeros(3), attrs={"valid_range": [-1.0, 2.0]})) == (-1.0, 2.0)
     packed = xr.DataArray(np.zeros(3), attrs={"valid_range": np.array([0, 100], "int16")})
     packed.encoding = {"dtype": "int16", "scale_factor": 0.5, "add_offset": 10.0, "_FillValue": np.int16(-32767)}
-    assert value_bounds(packed) == (10.0, 60.0), "valid_range is in packed codes"
+    assert value_bounds(packed) == (10.0, 60.0), "a valid_range of the packed type is in packed codes"
+    packed.attrs = {"valid_min": 12.0}
+    assert value_bounds(packed) == (12.0, packed_range(packing(packed))[1]), "a float valid_min is in data units"
     packed.attrs = {}
     assert value_bounds(packed) == packed_range(packing(packed))
+    assert value_bounds(xr.DataArray(np.zeros(3), attrs={"valid_min": [0.0]})) == (0.0, np.inf), "as Zarr gives it"
+    for odd in ({"valid_range": "0 10"}, {"valid_min": 5.0, "valid_max": 1.0}, {"valid_min": [0.0, 1.0]}):
+        assert value_bounds(xr.DataArray(np.zeros(3), attrs=odd)) is None, odd
 
 
 def test_filled_values_and_samples_stay_inside_valid_min(sst_model, tmp_path):

@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 import yaml
 
-from conftest import run_cli
+from conftest import assert_one_error_line, run_cli
 from impute_cli.checkpoint import load_card
 from impute_cli.config import load_preset
 from impute_cli.errors import ImputeError
@@ -132,6 +132,12 @@ def test_resume_keeps_the_models_already_trained_and_trains_the_rest(cube, prese
     assert "holds all 3 models; nothing left to train" in res.stderr
     assert {p.name: p.read_bytes() for p in model.iterdir() if p.is_file()} == before, "a finished folder is left as it is"
     assert not list(model.glob(".member-*"))
+
+    res = run_cli("train", cube, "--preset", preset, "--out", model, "--members", "2", "--resume", "--device", "cpu")
+    assert [m["seed"] for m in load_card(model).members] == [1], "fewer --members: the card drops the extra model"
+    other = write_cube(tiny_cube_dataset(48, 24, 24, "cloud", 0.6, seed=3, var="chl"), tmp_path / "other.nc")
+    res = run_cli("train", other, "--preset", preset, "--out", model, "--resume", *CPU, expect_ok=False)
+    assert_one_error_line(res, "trained on other data", "resume on the same file")
 
 
 def test_a_short_record_says_it_trains_several_models_before_the_first(tmp_path):

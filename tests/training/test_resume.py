@@ -195,6 +195,11 @@ def test_interrupted_before_the_first_checkpoint_leaves_no_folder(cube, preset, 
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("impute-cli: error: interrupted before the first checkpoint") and "without --resume" in last
     assert not model.exists(), "the empty folder this run made is removed"
+    calls["n"] = 0
+    mine = tmp_path / "mine"
+    mine.mkdir()  # an empty folder the user made for the model stays
+    res = run_cli("train", cube, "--preset", preset, "--out", mine, *CPU, expect_ok=False)
+    assert res.exit_code == 130 and mine.is_dir()
 
 
 def test_resume_of_a_finished_model_changes_nothing(cube, preset, tmp_path):
