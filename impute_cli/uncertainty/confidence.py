@@ -33,6 +33,7 @@ import xarray as xr
 
 from impute_cli.version import __version__
 from impute_cli.io.dataset import open_dataset
+from impute_cli.io.encoding import value_bounds
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import OptionError
 from impute_cli.io.writer import check_output_path, utc_stamp, write_atomic
@@ -66,7 +67,9 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
     report: dict[str, Any] = {"level": opts.level, "group": opts.group, "variables": {}}
     for v, u in us.items():
         groups = group_index(u.centre.shape[0], opts.group)
-        lo, hi = intervals(u, opts.level)
+        bounds = (v in ds and value_bounds(ds[v])) or (-np.inf, np.inf)  # the input's valid_min/max, as impute's
+        raw = intervals(u, opts.level)
+        lo, hi = (np.clip(a, *bounds) for a in raw)
         r = radii(u, opts.level, groups)
         rep: dict[str, Any] = {"samples": int(u.samples.shape[0]), "imputed_cells": int(u.imputed.sum()),
                                "regions": int(np.isfinite(r).sum()),
@@ -77,7 +80,7 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
         if v in factors:
             f = factors[v]
             rep["calibration"] = f
-            lo, hi = widen(u.centre, lo, hi, f["cell_factor"])
+            lo, hi = (np.clip(a, *bounds) for a in widen(u.centre, *raw, f["cell_factor"]))
             r = r * f["region_factor"]
             rep["mean_width_calibrated"] = float((hi - lo)[u.imputed].mean()) if u.imputed.any() else float("nan")
             if v in truths:

@@ -138,3 +138,7 @@ def test_filled_values_and_samples_stay_inside_valid_min(sst_model, tmp_path):
     for name in ("sst_lower", "sst_upper"):
         assert (res[name].values[imputed] >= np.float32(floor)).all()
     assert (res["sst_sample"].values[:, imputed] >= np.float32(floor)).all()
+    regions = tmp_path / "r.nc"
+    run_cli("confidence", out, regions, *CPU, "--quiet")
+    with open_any(regions) as r:
+        assert (r["sst_ci_lower"].values[imputed] >= np.float32(floor)).all(), "confidence's intervals too"
