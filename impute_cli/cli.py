@@ -142,7 +142,8 @@ def _renamed(old: Any, old_name: str, new: Any, new_name: str) -> Any:
     """An option's old spelling still works, with a warning; the new one wins."""
     if old is None:
         return new
-    _log(f"warning: {old_name} is now {new_name}; the old name will go in a later version")
+    hint = " (training steps are --train-steps)" if old_name == "--steps" and new_name == "--sampler-steps" else ""
+    _log(f"warning: {old_name} is now {new_name}{hint}; the old name will go in a later version")
     return new if new is not None else old
 
 

@@ -164,6 +164,8 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
     "distill: training data gone": (lambda d, m: ["distill", _model_card(m, d, lambda c: c["training"].update(
         data=str(d / "gone.nc")))], "is not there; give the file it was trained on"),
     "output exists": (lambda d, m: ["impute", _cube(d), _existing(d), "--model", m], "already exists"),
+    "--overwrite of a folder that is not a Zarr store": (lambda d, m: ["impute", _cube(d), _user_folder(d), "--model", m,
+                                                                        "--overwrite"], "is a folder that is not a Zarr store"),
     "output of unknown format": (lambda d, m: ["impute", _cube(d), d / "o.csv", "--model", m], "must end in .nc"),
     "unknown option": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--bogus"], "No such option"),
     "value out of an option's range": (lambda d, m: ["train", _cube(d), "--steps", 0], "Invalid value for '--steps'"),
@@ -224,6 +226,13 @@ def _existing(d: Path) -> Path:
     p = d / "o.nc"
     p.write_bytes(b"keep me")
     return p
+
+
+def _user_folder(d: Path) -> Path:
+    """A folder of the user's that happens to be named like a Zarr output."""
+    (d / "precious.zarr").mkdir()
+    (d / "precious.zarr" / "notes.txt").write_text("mine")
+    return d / "precious.zarr"
 
 
 def test_the_table_has_at_least_twenty_cases():

@@ -93,7 +93,7 @@ def compute_engine(scheduler: str | None, workers: int | None, n_regions: int, n
                                   "check the address (e.g. tcp://host:8786) or run without --scheduler") from None
             raise ImputeError(f"cannot start or reach a local cluster of {workers} workers ({first_line(e)}); "
                               "try fewer --workers, or run without --workers") from None
-        log(f"running {n_regions} regions on {n} Dask workers ({client.scheduler.address})")
+        log(f"running {n_regions} region{'s' * (n_regions != 1)} on {n} Dask workers ({client.scheduler.address})")
         if workers:
             _warn_oversubscribed(workers, torch_threads, log)
 

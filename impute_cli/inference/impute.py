@@ -180,7 +180,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     filled = {v: int(sum(gaps[c] for c, (w, _) in enumerate(cube.channel_sel) if w == v)) if job.card is not None
               else 0 for v in cube.variables}
     opts.log(f"wrote {out}: {filled[cube.variables[0]]} cells of {cube.variables[0]} imputed"
-             + (f" (and {len(cube.variables) - 1} more variables)" if len(cube.variables) > 1 else ""))
+             + (f" (and {len(cube.variables) - 1} more variable{'s' * (len(cube.variables) > 2)})" if len(cube.variables) > 1 else ""))
     return {"input": str(inp), "output": str(out), "model": model_used, "model_source": source,
             "cells_imputed": filled, "covariates": list(cube.covariates),
             "samples": job.samples or 0, "calibration": (sampling or {}).get("calibration"),

@@ -2,11 +2,9 @@
 
 - `V_filled`: the point estimate in the gaps, the input's own values (bit for bit) elsewhere;
 - `V_imputed_flag`: 0 observed, 1 imputed, 2 missing but not to be filled (outside the static mask);
-- with samples: `V_std` (per-cell standard error of V_filled: the samples' RMS deviation from
-  it, CF modifier `standard_error`), `V_lower` / `V_upper` (the calibrated interval's bounds, with
-  --no-calibrate the samples' quantiles), all zero-spread on observed cells, and with --save-samples
-  `V_sample` (sample, time, ...); written to a temporary name beside OUT and renamed when complete
-  (NetCDF or Zarr by OUT's extension); a `history` line records the command."""
+- with samples: `V_std` (standard error of V_filled: the samples' RMS deviation from it), `V_lower`
+  / `V_upper` (the calibrated interval), zero-spread on observed cells, and with --save-samples
+  `V_sample` (sample, time, ...); written to a temporary name beside OUT, renamed when complete."""
 
 from __future__ import annotations
 
@@ -49,6 +47,9 @@ def check_output_path(out: str | Path, inp: str | Path, overwrite: bool) -> None
         raise ImputeError("the output path is the input path; inputs are never modified: choose another OUT")
     if o.exists() and not overwrite:
         raise ImputeError(f"output '{out}' already exists; pass --overwrite to replace it or choose another name")
+    if o.is_dir() and not any((o / m).exists() for m in ("zarr.json", ".zgroup", ".zarray")):  # never a user's folder
+        raise ImputeError(f"output '{out}' is a folder that is not a Zarr store; --overwrite replaces only a file or a "
+                          "Zarr store: choose another name")
     if not o.parent.exists():
         raise ImputeError(f"the folder of output '{out}' does not exist; create it first")
 

@@ -316,8 +316,8 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
     bar.close()
     seconds += time.perf_counter() - t_begin
     steps_done = done if start < tc.steps else start
-    card.training = {"data": str(data), "steps": steps_done, "final_loss": loss_avg,
-                     "seconds": round(seconds, 1), "device": str(device), "world_size": ranks.world_size,
+    card.training = {"data": str(Path(data).resolve() if Path(str(data)).exists() else data), "steps": steps_done,
+                     "final_loss": loss_avg, "seconds": round(seconds, 1), "device": str(device), "world_size": ranks.world_size,
                      "finished": utc_stamp(), **({"steps_planned": tc.steps} if steps_done < tc.steps else {})}
     weights = {k: v.detach().cpu() for k, v in ema.net.state_dict().items()}
     if vs is not None and watch.best is not None:

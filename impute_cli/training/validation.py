@@ -278,8 +278,8 @@ def validation_set(cube: Cube, stats: Stats, window: tuple[int, int, int], prese
         except ImputeError as e:
             why = str(e)
     if vs is None:
-        log(f"notice: no validation slice ({why}); every observed cell is trained on ('impute-cli evaluate' "
-            "scores a model on cells hidden from its training)")
+        log(f"notice: no validation slice ({why}); every observed cell is trained on, so training gives no "
+            "held-out score")
         return None
     vs.fits = record_fits(list(FITTED), vs.hide_middle(cube.memory, FIT_STEPS)[:, :vs.n], cube.valid)
     score_baselines(vs, cube.valid, log, cycle)
