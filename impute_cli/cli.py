@@ -142,8 +142,7 @@ def _renamed(old: Any, old_name: str, new: Any, new_name: str) -> Any:
     """An option's old spelling still works, with a warning; the new one wins."""
     if old is None:
         return new
-    hint = " (training steps are --train-steps)" if old_name == "--steps" and new_name == "--sampler-steps" else ""
-    _log(f"warning: {old_name} is now {new_name}{hint}; the old name will go in a later version")
+    _log(f"warning: {old_name} is now {new_name}{' (training: --train-steps)' * (old_name == '--steps')}; the old name will go in a later version")
     return new if new is not None else old
 
 

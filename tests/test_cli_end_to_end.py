@@ -112,7 +112,7 @@ def test_impute_without_model_trains_first(tmp_path, tiny_preset, monkeypatch):
     res = run_cli("impute", inp, out, "--preset", tiny_preset, "--train-steps", 8, *CPU)
     assert "no --model given: training" in res.stderr
     assert "model written to" in res.stderr and "mask pattern 'auto' chose 'pixel'" in res.stderr
-    assert f"wrote {out}" in res.stderr and "(and 1 more variables)" in res.stderr
+    assert f"wrote {out}" in res.stderr and "(and 1 more variable)" in res.stderr
     got = open_any(out)
     check_filled_output(ds, got, ["sst", "chl"])
     assert got["chl_filled"].dims == ("time", "level", "lat", "lon")

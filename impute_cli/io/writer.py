@@ -239,7 +239,7 @@ def _attach(ds: xr.Dataset, spec: VarSpec, values, cube: Cube) -> None:
 
 
 def _finish(ds: xr.Dataset, cube: Cube, history: str, sampling: dict | None) -> xr.Dataset:
-    if sampling is not None and sampling.get("samples"):
+    if sampling is not None and sampling.get("samples") and SAMPLE_DIM in ds.dims:  # with V_sample only
         ds.coords[SAMPLE_DIM] = xr.DataArray(np.arange(sampling["samples"], dtype="int32"), dims=SAMPLE_DIM, attrs={
             "standard_name": "realization", "units": "1", "long_name": "sample number"})
     if sampling is not None:

@@ -142,3 +142,11 @@ def test_filled_values_and_samples_stay_inside_valid_min(sst_model, tmp_path):
     run_cli("confidence", out, regions, *CPU, "--quiet")
     with open_any(regions) as r:
         assert (r["sst_ci_lower"].values[imputed] >= np.float32(floor)).all(), "confidence's intervals too"
+
+
+def test_no_sample_dimension_without_saved_samples(sst_model, tmp_path):
+    out = tmp_path / "o.nc"
+    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--sampler-steps", 2, *CPU,
+            "--quiet")
+    with open_any(out) as ds:
+        assert "sst_std" in ds and "sample" not in ds.dims and "sample" not in ds.coords
