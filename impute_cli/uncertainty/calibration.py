@@ -376,10 +376,13 @@ def range_words(f: dict[str, Any]) -> str:
     it. The factor is an estimate from the outages hidden in a few segments: on the GP block cube
     (16 x 16 cells, 4 x 4-cell outages) it moved from 0.92 to 1.28 over seven seeds at 128
     frames, 1.02 to 1.27 at 512 (the whole record), where the real gaps needed 1.12-1.14.
-    '' where fewer than 5 segments leave no range."""
+    Fewer than 5 segments leave no range: then it says so, and that more frames would give one
+    where the record has time steps left to hide ('' where no segment count is recorded)."""
     lo, hi = f.get("cell_factor_range", [math.nan] * 2)
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        return ""
+        n = f.get("calibration_segments")
+        more = "" if f.get("calibration_whole_record") else "; more --calibration-frames give one"
+        return f" ({n} segment{'s' * (n != 1)} only: too few to say how steady it is{more})" if n else ""
     wide = max(f["cell_factor"] - lo, hi - f["cell_factor"]) > WIDE_RANGE * f["cell_factor"]
     more = "; more --calibration-frames narrow it" if wide and not f.get("calibration_whole_record") else ""
     return f" ({lo:.3g}-{hi:.3g} with another draw of the {f['calibration_segments']} segments{more})"

@@ -28,7 +28,9 @@ def test_the_range_is_printed_and_a_wide_one_earns_a_hint():
     assert "--calibration-frames" in range_words(factor(1.0, 0.99, 1.11)), "wide on one side is wide"
     assert "--calibration-frames" not in range_words(factor(1.0, 0.8, 1.2, whole=True)), \
         "the whole record is hidden already: more frames give nothing"
-    assert range_words(factor(1.0, math.nan, math.nan)) == "", "fewer than 5 segments: no range"
+    few = range_words(factor(4.76, math.nan, math.nan, segments=1))
+    assert few == " (1 segment only: too few to say how steady it is; more --calibration-frames give one)", few
+    assert "--calibration-frames" not in range_words(factor(1.0, math.nan, math.nan, whole=True, segments=2))
     assert range_words({"cell_factor": 1.0}) == "", "no range recorded"
 
 
