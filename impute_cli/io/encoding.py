@@ -9,7 +9,7 @@ variables of packed data are float32 (the packing's precision needs no more)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import xarray as xr
@@ -73,6 +73,15 @@ def value_bounds(src: xr.DataArray) -> tuple[float, float] | None:
         p_lo, p_hi = packed_range(pack)
         lo, hi = max(lo, p_lo), min(hi, p_hi)
     return None if (lo, hi) == (-np.inf, np.inf) else (float(lo), float(hi))
+
+
+def clipper(src: xr.DataArray | None) -> Callable[[np.ndarray], np.ndarray]:
+    """A function that keeps values inside `value_bounds(src)`; the identity (no copy, no pass
+    over the data) where nothing bounds them or there is no source variable."""
+    bounds = value_bounds(src) if src is not None else None
+    if bounds is None:
+        return lambda a: a
+    return lambda a: np.clip(a, *bounds)
 
 
 def packed_range(pack: dict[str, Any]) -> tuple[float, float]:

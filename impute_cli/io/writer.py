@@ -25,7 +25,7 @@ import xarray as xr
 from impute_cli.version import __version__
 from impute_cli.io.cube import Cube
 from impute_cli.errors import ImputeError, first_line
-from impute_cli.io.encoding import DEFAULT_COMPRESS, chunks, for_format, new_encoding, packing, value_bounds
+from impute_cli.io.encoding import DEFAULT_COMPRESS, chunks, for_format, new_encoding, packing, clipper
 from impute_cli.io.tiling import RegionPlan, Tile
 
 FLAG_OBSERVED, FLAG_IMPUTED, FLAG_NOT_FILLED = 0, 1, 2
@@ -199,8 +199,8 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
         src = cube.ds[v].isel(sel)
         orig = np.asarray(src.values)
         dt = _out_dtype(src)
-        bounds = value_bounds(cube.ds[v]) or (-np.inf, np.inf)  # valid_min/max and the packing's range
-        pred = np.clip(channel_to_variable(cube, filled, v), *bounds).astype(dt)
+        clip = clipper(cube.ds[v])  # inside valid_min/max and the packing's range
+        pred = clip(channel_to_variable(cube, filled, v)).astype(dt)
         valid = xr.DataArray(valid_file, dims=space).broadcast_like(src).transpose(*src.dims).values
         observed = np.isfinite(orig) if orig.dtype.kind == "f" else np.ones(orig.shape, bool)
         out = np.where(observed, orig, np.where(valid, pred, np.nan)).astype(dt)
@@ -210,9 +210,9 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
         if samples is None:
             continue
         dt, gap = _spread_dtype(cube.ds[v]), ~observed  # the spread, on the cells not observed only
-        every = [np.clip(channel_to_variable(cube, x, v), *bounds) for x in samples] if save_samples else None
+        every = [clip(channel_to_variable(cube, x, v)) for x in samples] if save_samples else None
         per = np.stack([x[gap] for x in every] if every else [channel_to_variable(cube, x, v)[gap] for x in samples])
-        per, est = np.clip(per, *bounds).astype(dt), out[gap]
+        per, est = clip(per).astype(dt), out[gap]
         # V_filled's standard error as the samples see it: their RMS deviation from it (their mean may sit away)
         std = np.sqrt(((per - est[None]) ** 2).mean(axis=0))
         f = (factors or {}).get(v)
@@ -220,7 +220,7 @@ def output_arrays(cube: Cube, filled: np.ndarray, samples: np.ndarray | None, bo
             lo, hi = np.quantile(per, quantiles, axis=0).astype(dt)
         else:  # calibrated: V_filled ± f × the level-quantile of the samples' distance to it
             d = f * np.quantile(np.abs(per - est[None]), round(quantiles[1] - quantiles[0], 10), axis=0)
-            lo, hi = np.clip(est - d, *bounds).astype(dt), np.clip(est + d, *bounds).astype(dt)
+            lo, hi = clip(est - d).astype(dt), clip(est + d).astype(dt)
             std = f * std
         for name, zero, values in (("std", 0, std), ("lower", out, lo), ("upper", out, hi)):
             out_arrays[f"{v}_{name}"] = full = np.array(np.broadcast_to(zero, out.shape), dtype=dt)  # observed

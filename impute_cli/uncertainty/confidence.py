@@ -33,7 +33,7 @@ import xarray as xr
 
 from impute_cli.version import __version__
 from impute_cli.io.dataset import open_dataset
-from impute_cli.io.encoding import value_bounds
+from impute_cli.io.encoding import clipper
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import OptionError
 from impute_cli.io.writer import check_output_path, utc_stamp, write_atomic
@@ -67,9 +67,9 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
     report: dict[str, Any] = {"level": opts.level, "group": opts.group, "variables": {}}
     for v, u in us.items():
         groups = group_index(u.centre.shape[0], opts.group)
-        bounds = (v in ds and value_bounds(ds[v])) or (-np.inf, np.inf)  # the input's valid_min/max, as impute's
+        clip = clipper(ds[v] if v in ds else None)  # the input's valid_min/max, as impute's
         raw = intervals(u, opts.level)
-        lo, hi = (np.clip(a, *bounds) for a in raw)
+        lo, hi = clip(raw[0]), clip(raw[1])
         r = radii(u, opts.level, groups)
         rep: dict[str, Any] = {"samples": int(u.samples.shape[0]), "imputed_cells": int(u.imputed.sum()),
                                "regions": int(np.isfinite(r).sum()),
@@ -80,7 +80,7 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
         if v in factors:
             f = factors[v]
             rep["calibration"] = f
-            lo, hi = (np.clip(a, *bounds) for a in widen(u.centre, *raw, f["cell_factor"]))
+            lo, hi = (clip(a) for a in widen(u.centre, *raw, f["cell_factor"]))
             r = r * f["region_factor"]
             rep["mean_width_calibrated"] = float((hi - lo)[u.imputed].mean()) if u.imputed.any() else float("nan")
             if v in truths:
