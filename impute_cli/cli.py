@@ -99,8 +99,7 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main(
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
 ) -> None:
     """Fill gaps in NetCDF/Zarr cubes with a diffusion model trained on the incomplete data itself."""
 
@@ -152,6 +151,7 @@ StaticMask = Annotated[Optional[str], typer.Option("--static-mask", help="Variab
 Device = Annotated[str, typer.Option(help="auto (CUDA if available), cpu, cuda or cuda:N.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bar.")]
 Threads = Annotated[Optional[int], typer.Option("--threads", min=1, help="CPU threads for the network (default: the cores this process may use).")]
+ZarrFormat = Annotated[Optional[int], typer.Option(min=2, max=3, help="Zarr format of a .zarr output, 2 or 3 (default: the installed zarr's, 3 with zarr 3).")]
 # Options of the commands that impute: the model trained first without --model; the estimate's settings.
 FallbackPreset = Annotated[str, typer.Option("--preset", help="Preset of the model trained first when no --model is given; auto: series for station series, quick for grids.")]
 FallbackPattern = Annotated[Optional[MaskPattern], typer.Option("--mask-pattern", help="Context strategy of that model.")]
@@ -232,7 +232,7 @@ def impute(
     compress: Annotated[int, typer.Option(help="zlib level of the new variables in a NetCDF output, 0 (none) to 9; copied variables keep the input's storage.")] = 1,
     retrain: Annotated[bool, typer.Option("--retrain", help="Without --model: train a new model even when the model store holds one for this data and these settings.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a summary as JSON on stdout (output, model, cells imputed per variable, timings); logs stay on stderr.")] = False,
-    zarr_format: Annotated[Optional[int], typer.Option(min=2, max=3, help="Zarr format of a .zarr output, 2 or 3 (default: the installed zarr's, 3 with zarr 3).")] = None,
+    zarr_format: ZarrFormat = None,
     copy: Annotated[bool, typer.Option("--copy/--no-copy", help="Copy the input's variables into OUT (default), or write only the new ones and the coordinates, to merge with 'cdo merge' or 'ncks -A'.")] = True,
     device: Device = "auto",
     threads: Threads = None,
@@ -269,6 +269,7 @@ def confidence(
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON on stdout.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed for --calibrate.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    zarr_format: ZarrFormat = None,
     device: Device = "auto",
     threads: Threads = None,
     quiet: Quiet = False,
@@ -277,7 +278,7 @@ def confidence(
     from impute_cli.options import ConfidenceOptions
     from impute_cli.uncertainty.confidence import confidence_file, format_report
     report = confidence_file(result, out, ConfidenceOptions(
-        level=level, group=group, variables=var, truth=str(truth) if truth else None, calibrate=calibrate,
+        level=level, group=group, variables=var, truth=str(truth) if truth else None, calibrate=calibrate, zarr_format=zarr_format,
         model=model, calibration_frames=calibration_frames, seed=seed, device=device, threads=threads, overwrite=overwrite,
         history=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(report, indent=2) if json_out else format_report(report))
@@ -330,8 +331,7 @@ def evaluate(
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))
 
 
-models_app = typer.Typer(help="List, show and delete the models in the model store (models/ or $IMPUTE_CLI_MODELS).",
-                         context_settings={"help_option_names": ["-h", "--help"]})
+models_app = typer.Typer(help="List, show and delete the models in the model store (models/ or $IMPUTE_CLI_MODELS).", context_settings={"help_option_names": ["-h", "--help"]})
 app.add_typer(models_app, name="models")
 
 

@@ -21,6 +21,12 @@ def check_context_ratio(ratio: float | None) -> None:
         raise OptionError(f"--context-ratio must be in (0, 1] (1: every observed cell as context), got {ratio}")
 
 
+def check_zarr_format(zarr_format: int | None) -> None:
+    """--zarr-format (of `impute` and `confidence`): 2 or 3, or None for the installed zarr's default."""
+    if zarr_format not in (None, 2, 3):
+        raise OptionError(f"--zarr-format must be 2 or 3, got {zarr_format}")
+
+
 def to_stderr(msg: str) -> None:
     """The default log: one line on stderr."""
     print(msg, file=sys.stderr)
@@ -121,6 +127,7 @@ class ConfidenceOptions(RunOptions):
     calibrate: bool = False
     model: str | None = None
     calibration_frames: int = 256  # time steps hidden and resampled for --calibrate
+    zarr_format: int | None = None  # 2 or 3 for a Zarr output; None: the installed zarr's default
     history: str = "impute-cli confidence"
 
 

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 
@@ -112,11 +112,22 @@ def _cv_inpaint(values: np.ndarray, valid: np.ndarray | None, method: str) -> np
         #    pixels' values; the pre-fill only keeps NaN out of OpenCV)
         img = np.where(ob, (v[t] - lo) / span * _CV_SCALE, 0.5 * _CV_SCALE).astype(np.float32)
         hole = (~ob).astype(np.uint8)
-        res = cv2.inpaint(img, hole, _CV_RADIUS, flag).astype("float64") / _CV_SCALE * span + lo
+        res = _inpaint(cv2, img, hole, flag).astype("float64") / _CV_SCALE * span + lo
         # 3. write back the gap cells only
         out[t][gap] = res[gap]
     out = fill_rest(out, mask, clim)
     return outside_valid(out, mask)
+
+
+def _inpaint(cv2: Any, img: np.ndarray, hole: np.ndarray, flag: int) -> np.ndarray:
+    """cv2.inpaint of one frame. A frame one cell high or wide (a station series' row of stations)
+    goes in as three copies of itself side by side and comes back as the middle one: OpenCV reads
+    past the edge of a one-pixel line, and its fill then changed from run to run."""
+    reps = (3 if img.shape[0] == 1 else 1, 3 if img.shape[1] == 1 else 1)
+    if reps == (1, 1):
+        return cv2.inpaint(img, hole, _CV_RADIUS, flag)
+    res = cv2.inpaint(np.tile(img, reps), np.tile(hole, reps), _CV_RADIUS, flag)
+    return res[reps[0] // 2::reps[0], reps[1] // 2::reps[1]][:img.shape[0], :img.shape[1]]
 
 
 def telea(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:

@@ -29,7 +29,7 @@ from impute_cli.errors import ImputeError, OptionError
 from impute_cli.evaluation.baselines import BASELINES, run_baselines
 from impute_cli.evaluation.drift import NAME as DRIFT, run_drift
 from impute_cli.evaluation.report import MODEL_NAME, Evaluation, coverage_note, write_report
-from impute_cli.evaluation.scores import block_index, point_scores, ratio_interval, sample_scores
+from impute_cli.evaluation.scores import block_index, block_words, point_scores, ratio_interval, sample_scores
 from impute_cli.inference.fill import fill_cube, make_job
 from impute_cli.io.cycle import cycle_for_model, remove_cycle, with_cycle
 from impute_cli.inference.loading import open_for_model
@@ -191,7 +191,8 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         sel = np.zeros(full.shape, bool)
         sel[:, idx] = hidden[:, idx]
         truth = full[sel]
-        blocks = block_index(np.argwhere(sel)[:, [0, 2, 3]]) if sel.any() else None  # (t, y, x), truth's order
+        # (t, y, x), truth's order
+        blocks = block_index(np.argwhere(sel)[:, [0, 2, 3]], cube.grid.is_series) if sel.any() else None
         methods: dict[str, Any] = {}
         for name, est in estimates.items():
             s = point_scores(est[sel], truth)
@@ -287,7 +288,7 @@ def format_table(report: dict[str, Any]) -> str:
         if (iv := r.get("ratio_interval")) is not None:
             lines.append(f"  {MODEL_NAME} / {r['best_baseline']}: RMSE ratio {r['rmse_vs_best_baseline']:.3f}, "
                          f"{100 * iv['level']:g} % interval {iv['low']:.3f}-{iv['high']:.3f} ({iv['blocks']} blocks "
-                         f"of {iv['block_steps']} time step(s) x {iv['block_cells']} x {iv['block_cells']} cells resampled)")
+                         f"of {block_words(iv)} resampled)")
         s = r["methods"][MODEL_NAME]
         if "crps" in s:
             lines.append(f"  {MODEL_NAME} samples: {s['samples']}, CRPS {s['crps']:.4g}, spread {s['mean_std']:.4g}")

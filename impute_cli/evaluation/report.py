@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from impute_cli.evaluation.scores import block_words
 from impute_cli.io.cube import Cube
 
 MODEL_NAME = "impute-cli"
@@ -174,8 +175,7 @@ def markdown(report: dict[str, Any], figures: list[tuple[str, str]]) -> str:
         if (iv := r.get("ratio_interval")) is not None:
             out += ["", f"{MODEL_NAME} against the best other method, {r['best_baseline']}: RMSE ratio "
                     f"{r['rmse_vs_best_baseline']:.3f}, {100 * iv['level']:g} % interval {iv['low']:.3f}–{iv['high']:.3f} "
-                    f"(a bootstrap of {iv['blocks']} blocks of {iv['block_steps']} time step(s) × {iv['block_cells']} × "
-                    f"{iv['block_cells']} cells). An interval that contains 1 is a tie on these cells."]
+                    f"(a bootstrap of {iv['blocks']} blocks of {block_words(iv)}). An interval that contains 1 is a tie on these cells."]
         s = r["methods"][MODEL_NAME]
         if "crps" in s:
             out += ["", f"{MODEL_NAME} with {s['samples']} samples: CRPS {s['crps']:.4g}, spread (RMS deviation "

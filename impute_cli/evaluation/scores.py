@@ -13,13 +13,15 @@ Point scores: RMSE, MAE, bias (estimate − truth) and Pearson correlation. With
 Against the best classical method: the ratio of the two RMSEs on the same hidden cells, with an
 interval from a block bootstrap (Efron & Tibshirani 1993, ch. 8; Kunsch 1989): the hidden cells
 fall in blocks of one time step (or a few) by BLOCK × BLOCK grid cells, errors in one block move
-together (one cloud, one front), so whole blocks are drawn with replacement, and each draw's
+together (one cloud, one front); on station series, of BLOCK time steps by BLOCK stations (an
+outage at a station spans many steps, and its errors move together along it). Whole blocks are
+drawn with replacement, and each draw's
 ratio is sqrt(sum of the model's squared errors / sum of the other's) over the drawn blocks. The
 cell coverage of the samples' intervals gets its interval from the same blocks."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -75,7 +77,7 @@ def region_coverage(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, 
 
 
 def sample_scores(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, region: np.ndarray,
-                  levels: tuple[float, ...], blocks: tuple[np.ndarray, int] | None = None, seed: int = 0,
+                  levels: tuple[float, ...], blocks: Blocks | None = None, seed: int = 0,
                   calibrated: tuple[float, float] | None = None) -> dict[str, Any]:
     """Everything the samples of hidden cells say: CRPS, spread, intervals, regions, reliability.
     `blocks`: the cells' bootstrap blocks (`block_index`), for a 90 % interval of each cell coverage.
@@ -105,16 +107,33 @@ def sample_scores(samples: np.ndarray, centre: np.ndarray, truth: np.ndarray, re
     return out
 
 
-def block_index(where: np.ndarray) -> tuple[np.ndarray, int]:
-    """(n,) the bootstrap block of each cell at grid positions `where` (n, 3) = (t, y, x): one
-    time step (more, above MAX_BLOCKS blocks) by BLOCK x BLOCK cells; and the time steps a block spans."""
+class Blocks(NamedTuple):
+    """The bootstrap blocks of the hidden cells (`block_index`)."""
+
+    index: np.ndarray  # (n,) the block of each cell
+    steps: int  # time steps a block spans
+    across: str  # what it spans in space, in words: "16 × 16 cells", "16 stations"
+
+
+def block_index(where: np.ndarray, series: bool = False) -> Blocks:
+    """The bootstrap block of each cell at grid positions `where` (n, 3) = (t, y, x): one time
+    step (more, above MAX_BLOCKS blocks) by BLOCK x BLOCK cells; on station series (y = 0, x the
+    station), BLOCK time steps (more, above MAX_BLOCKS) by BLOCK stations."""
     t, y, x = (where[:, i].astype("int64") for i in range(3))
     ny, nx = int(y.max()) // BLOCK + 1, int(x.max()) // BLOCK + 1
-    block = np.unique((t * ny + y // BLOCK) * nx + x // BLOCK, return_inverse=True)[1]
-    steps = max(1, -(-(int(block.max()) + 1) // MAX_BLOCKS))
-    if steps > 1:  # too many blocks: each spans `steps` time steps
+    steps = BLOCK if series else 1
+    block = np.unique(((t // steps) * ny + y // BLOCK) * nx + x // BLOCK, return_inverse=True)[1]
+    if (more := -(-(int(block.max()) + 1) // MAX_BLOCKS)) > 1:  # too many blocks: each spans more time steps
+        steps *= more
         block = np.unique(((t // steps) * ny + y // BLOCK) * nx + x // BLOCK, return_inverse=True)[1]
-    return block, steps
+    return Blocks(block, steps, f"{BLOCK} stations" if series else f"{BLOCK} × {BLOCK} cells")
+
+
+def block_words(interval: dict[str, Any]) -> str:
+    """A ratio interval's blocks in words: "1 time step × 16 × 16 cells", "16 time steps × 16 stations"."""
+    steps = interval["block_steps"]
+    across = interval.get("block_across", f"{interval['block_cells']} × {interval['block_cells']} cells")
+    return f"{steps} time step{'s' if steps != 1 else ''} × {across}"
 
 
 def block_draws(num: np.ndarray, den: np.ndarray, block: np.ndarray, key: int, seed: int) -> np.ndarray:
@@ -130,24 +149,22 @@ def block_draws(num: np.ndarray, den: np.ndarray, block: np.ndarray, key: int, s
     return draws
 
 
-def ratio_interval(err: np.ndarray, other: np.ndarray, blocks: tuple[np.ndarray, int], level: float = 0.9,
+def ratio_interval(err: np.ndarray, other: np.ndarray, blocks: Blocks, level: float = 0.9,
                    seed: int = 0) -> dict[str, Any] | None:
     """The interval at `level` of RMSE(err) / RMSE(other), both (n,) errors on the same hidden
     cells, in bootstrap `blocks` (`block_index`); None when it is not defined (no cell, a missing
     estimate, an exact other). See the module doc."""
     if err.size == 0 or not (np.isfinite(err).all() and np.isfinite(other).all()) or not (other != 0).any():
         return None
-    block, steps = blocks
-    draws = np.sqrt(block_draws(err.astype("float64") ** 2, other.astype("float64") ** 2, block, 8353, seed))
+    draws = np.sqrt(block_draws(err.astype("float64") ** 2, other.astype("float64") ** 2, blocks.index, 8353, seed))
     lo, hi = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
-    return {"level": level, "low": float(lo), "high": float(hi), "blocks": int(block.max()) + 1,
-            "block_steps": steps, "block_cells": BLOCK}
+    return {"level": level, "low": float(lo), "high": float(hi), "blocks": int(blocks.index.max()) + 1,
+            "block_steps": blocks.steps, "block_cells": BLOCK, "block_across": blocks.across}
 
 
-def coverage_interval(covered: np.ndarray, blocks: tuple[np.ndarray, int], level: float = 0.9,
+def coverage_interval(covered: np.ndarray, blocks: Blocks, level: float = 0.9,
                       seed: int = 0) -> list[float]:
     """[low, high]: the interval at `level` of the share of cells `covered` (n,) bool, by the
     same block bootstrap (a coverage of 91 % from a few clouds is less sure than from many)."""
-    block, _ = blocks
-    draws = block_draws(covered, np.ones(len(covered)), block, 8354, seed)
+    draws = block_draws(covered, np.ones(len(covered)), blocks.index, 8354, seed)
     return [float(q) for q in np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])]

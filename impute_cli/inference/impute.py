@@ -35,7 +35,7 @@ from impute_cli.io.cycle import cycle_for_model, remove_cycle
 from impute_cli.io.stats import Summary, refuse_inf, summarise
 from impute_cli.io.tiling import cell_bytes, plan_regions
 from impute_cli.io.writer import check_output_path, lazy_output, output_specs, write_atomic
-from impute_cli.options import ImputeOptions, check_context_ratio
+from impute_cli.options import ImputeOptions, check_context_ratio, check_zarr_format
 from impute_cli.training.train import train_for
 from impute_cli.training.members import model_line
 from impute_cli.uncertainty.calibration import calibrate_samples
@@ -79,8 +79,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
     t0 = time.perf_counter()
     check_output_path(out, inp, opts.overwrite)
     check_compress(opts.compress)
-    if opts.zarr_format not in (None, 2, 3):
-        raise OptionError(f"--zarr-format must be 2 or 3, got {opts.zarr_format}")
+    check_zarr_format(opts.zarr_format)
     check_sampling_options(opts)
     check_scheduler_options(opts)
     pick_device(opts.device)  # an unknown or absent device is refused before anything is read

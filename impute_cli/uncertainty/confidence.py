@@ -37,7 +37,7 @@ from impute_cli.io.encoding import clipper
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import OptionError
 from impute_cli.io.writer import check_output_path, utc_stamp, write_atomic
-from impute_cli.options import ConfidenceOptions
+from impute_cli.options import ConfidenceOptions, check_zarr_format
 from impute_cli.uncertainty.calibration import HIDING_WORDS, calibrate
 from impute_cli.uncertainty.regions import (REGION_WORDS, Uncertain, check_level, check_same_grid, coverage, group_index,
                                             intervals, radii, read_uncertain, sampled_variables, widen)
@@ -48,6 +48,7 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
     """Build the regions for every sampled variable of RESULT, write OUT (RESULT plus
     V_ci_lower, V_ci_upper, V_ci_radius) atomically, and return the report."""
     check_level(opts.level)
+    check_zarr_format(opts.zarr_format)
     if opts.calibration_frames < 1:
         raise OptionError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
     if opts.model is not None and not opts.calibrate:
@@ -90,7 +91,7 @@ def confidence_file(result: str | Path, out: str | Path, opts: ConfidenceOptions
     stamp = utc_stamp()
     prev = new.attrs.get("history", "")
     new.attrs["history"] = f"{stamp}: {opts.history} (impute-cli {__version__})" + (f"\n{prev}" if prev else "")
-    write_atomic(new, out, opts.overwrite)
+    write_atomic(new, out, opts.overwrite, zarr_format=opts.zarr_format)
     return report
 
 

@@ -13,7 +13,7 @@ import pytest
 from conftest import DATA_DIR, assert_one_error_line, open_any, real_file, run_cli
 from impute_cli.errors import ImputeError
 from impute_cli.masks.holdout import HOLDOUTS, make_holdout
-from impute_cli.evaluation.scores import (BLOCK, block_index, crps_ensemble, point_scores, ratio_interval,
+from impute_cli.evaluation.scores import (BLOCK, block_index, block_words, crps_ensemble, point_scores, ratio_interval,
                                           sample_scores)
 from impute_cli.synthetic import gap_mask
 from impute_cli.testing import land_mask, tiny_cube_dataset, write_cube
@@ -135,6 +135,25 @@ def test_the_ratio_interval_brackets_the_ratio_and_widens_when_errors_come_in_bl
     assert same["low"] == same["high"] == pytest.approx(1.0)
     assert ratio_interval(np.where(np.arange(n) == 5, np.nan, iid), other, blocks) is None, "a missing estimate"
     assert ratio_interval(iid[:0], other[:0], blocks) is None
+
+
+def test_station_series_are_resampled_in_runs_of_time_steps():
+    """On a (time, station) series a block is BLOCK time steps by BLOCK stations: an outage at a
+    station lasts many steps, so one-step blocks would count its errors as independent."""
+    rng = np.random.default_rng(0)
+    hidden = rng.random((200, 1, 40)) < 0.3
+    where = np.argwhere(hidden)
+    grid, series = block_index(where), block_index(where, series=True)
+    assert grid.steps == 1 and series.steps == BLOCK
+    assert series.index.max() + 1 == -(-200 // BLOCK) * -(-40 // BLOCK)
+    same_block = series.index[:, None] == series.index[None, :]
+    t, x = where[:, 0], where[:, 2]
+    assert np.array_equal(same_block, (t[:, None] // BLOCK == t[None] // BLOCK)
+                          & (x[:, None] // BLOCK == x[None] // BLOCK))
+    err, other = rng.normal(size=len(where)), rng.normal(size=len(where))
+    iv = ratio_interval(err, other, series)
+    assert block_words(iv) == f"{BLOCK} time steps × {BLOCK} stations"
+    assert block_words(ratio_interval(err, other, grid)) == f"1 time step × {BLOCK} × {BLOCK} cells"
 
 
 def test_sample_scores_of_a_calibrated_ensemble_cover_their_level():

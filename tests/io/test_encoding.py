@@ -94,10 +94,16 @@ def test_float_variables_are_not_packed(sst_model):
 
 
 def test_zarr_format_2_on_request(sst_model, tmp_path):
+    """impute and confidence both write Zarr format 2 when asked (for readers without zarr 3)."""
     out = tmp_path / "o.zarr"
-    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--zarr-format", 2, *CPU, "--quiet")
+    run_cli("impute", sst_model.cube, out, "--model", sst_model.model, "--zarr-format", 2, "--samples", 2,
+            "--sampler-steps", 2, "--save-samples", "--no-calibrate", *CPU, "--quiet")
     assert (out / ".zgroup").exists() and not (out / "zarr.json").exists()
     assert "sst_filled" in open_any(out)
+    regions = tmp_path / "r.zarr"
+    run_cli("confidence", out, regions, "--zarr-format", 2, *CPU, "--quiet")
+    assert (regions / ".zgroup").exists() and not (regions / "zarr.json").exists()
+    assert "sst_ci_lower" in open_any(regions)
 
 
 def test_value_bounds_from_valid_attributes_and_packing():
