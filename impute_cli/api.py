@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import xarray as xr
 
-from impute_cli.checkpoint import ModelCard, card_summary, load_card, resolve_model_dir
+from impute_cli.checkpoint import IN_MEMORY_DATA, ModelCard, card_summary, load_card, resolve_model_dir, save_card
 from impute_cli.errors import ImputeError
 from impute_cli.evaluation.evaluate import evaluate_file, to_json
 from impute_cli.inference.impute import impute_file
@@ -80,8 +80,11 @@ def _quiet(_msg: str) -> None:
     pass
 
 
+SCRATCH_PREFIX = "impute-cli-api-"
+
+
 def _scratch() -> Path:
-    d = Path(tempfile.mkdtemp(prefix="impute-cli-api-"))
+    d = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     atexit.register(shutil.rmtree, d, ignore_errors=True)
     return d
 
@@ -100,6 +103,19 @@ def _as_path(data: Any, scratch: Callable[[], Path]) -> tuple[Path, bool]:
     if isinstance(data, (str, Path)):
         return Path(data), False
     raise ImputeError(f"data must be a path (NetCDF or Zarr) or an xarray.Dataset, got {type(data).__name__}")
+
+
+def _relabel(model_dir: str | Path | None) -> None:
+    """A model trained here on an in-memory Dataset records that as its training data, not the
+    temporary file the Dataset was written to (gone when the process ends), so that `distill` and
+    `evaluate` later say what it was trained on."""
+    if not model_dir or not Path(model_dir).is_dir():
+        return
+    card = load_card(model_dir)
+    data = card.training.get("data")
+    if data and Path(str(data)).parent.name.startswith(SCRATCH_PREFIX):
+        card.training["data"] = IN_MEMORY_DATA
+        save_card(Path(model_dir), card)
 
 
 def _model_path(model: Any) -> str | None:
@@ -123,7 +139,9 @@ def train(data: Any, *, preset: str = "auto", mask_pattern: str | None = None, o
         raise ImputeError("give out=FOLDER when training on an in-memory Dataset (it has no file name to name the model by)")
     opts = TrainOptions(preset=preset, mask_pattern=mask_pattern, out=Path(out) if out else None, steps=steps,
                         overwrite=overwrite, progress=progress, log=log or _quiet, **options)
-    return load_model(train_model(path, opts))
+    model_dir = train_model(path, opts)
+    _relabel(model_dir)
+    return load_model(model_dir)
 
 
 def distill(model: Any, *, data: Any = None, steps: int | None = None, overwrite: bool = False, progress: bool = False,
@@ -146,7 +164,9 @@ def impute(data: Any, model: Any = None, *, samples: int = 0, seed: int = 0, out
     target = Path(out) if out is not None else _scratch() / "output.nc"
     opts = ImputeOptions(model=_model_path(model), samples=samples or None, seed=seed, overwrite=overwrite or out is None,
                          progress=progress, log=log or _quiet, history="impute_cli.impute (Python API)", **options)
-    impute_file(path, target, opts)
+    report = impute_file(path, target, opts)
+    if model is None:  # a model trained now for the store, on this Dataset perhaps
+        _relabel(report.get("model"))
     if target.suffix == ".zarr":
         ds = xr.open_zarr(target)
     else:

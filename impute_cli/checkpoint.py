@@ -26,6 +26,9 @@ WEIGHTS = "weights.pt"
 STUDENT = "student.pt"  # the distilled sampler's weights (training.distill), when the card's `student` says so
 TRAIN_STATE = "checkpoint.pt"
 FORMAT = "impute-cli-model/1"
+# what a card records as its training data when the Python API trained it on an in-memory Dataset
+# (the library read it from a temporary file, gone when the process ends)
+IN_MEMORY_DATA = "an in-memory xarray.Dataset (Python API)"
 
 
 def atomic_write_bytes(path: Path, write: Any) -> None:

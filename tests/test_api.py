@@ -9,6 +9,7 @@ import xarray as xr
 
 import impute_cli
 from conftest import check_filled_output, open_any, run_cli
+from impute_cli.checkpoint import IN_MEMORY_DATA
 from impute_cli.errors import ImputeError
 
 CPU = {"device": "cpu"}
@@ -48,6 +49,20 @@ def test_train_on_a_dataset_needs_out_and_returns_a_model(sst_model, tmp_path):
         impute_cli.train(ds, preset=str(sst_model.preset), steps=2)
     m = impute_cli.train(ds, preset=str(sst_model.preset), steps=2, out=tmp_path / "m", validation=False, **CPU)
     assert isinstance(m, impute_cli.Model) and m.training["steps"] == 2
+    # the card says it was an in-memory Dataset, not the temporary file it went through
+    assert m.training["data"] == IN_MEMORY_DATA
+    with pytest.raises(ImputeError, match=r"training data \(an in-memory xarray.Dataset .*data="):
+        impute_cli.distill(m, steps=1, **CPU)
+    notes = []
+    impute_cli.evaluate(ds, model=m, baselines=["laplace"], log=notes.append, **CPU)
+    assert any("trained on an in-memory Dataset" in n and "optimistic" in n for n in notes)
+
+
+def test_a_store_model_trained_on_a_dataset_says_so(sst_model, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPUTE_CLI_MODELS", str(tmp_path / "store"))
+    impute_cli.impute(open_any(sst_model.cube), preset=str(sst_model.preset), train_steps=2, **CPU)
+    (card,) = (tmp_path / "store").glob("*/model.yaml")
+    assert impute_cli.load_model(card.parent).training["data"] == IN_MEMORY_DATA
 
 
 def test_evaluate_returns_the_json_report(sst_model):

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from impute_cli.checkpoint import load_model
+from impute_cli.checkpoint import IN_MEMORY_DATA, load_model
 from impute_cli.config import load_preset, preset_for
 from impute_cli.device import pick_device, use_threads
 from impute_cli.errors import ImputeError, OptionError
@@ -103,10 +103,14 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
     if given is not None:  # checked against the cube on opening
         card, den = given
         info["model"] = str(opts.model)
-        trained_on = card.training.get("data")
+        trained_on, note = card.training.get("data"), None
         if trained_on and Path(str(trained_on)).resolve() == Path(str(data)).resolve():
             note = ("the model was trained on this file, hidden cells included: its scores are optimistic; "
                     "leave out --model to train on the held-out data only")
+        elif trained_on == IN_MEMORY_DATA:  # the Python API's Dataset: it may have been this one
+            note = ("the model was trained on an in-memory Dataset: if it was this data, hidden cells included, its "
+                    "scores are optimistic; leave out model= to train on the held-out data only")
+        if note:
             opts.log(f"note: {note}")
             info["note"] = note
         return card, den, info

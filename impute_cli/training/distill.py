@@ -135,8 +135,8 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     width = student_width(card, opts.width)
     data = opts.data or card.training.get("data")
     if not data or not Path(str(data)).exists():
-        raise ImputeError(f"the model's training data '{data}' is not there; give the file it was trained on "
-                          "(or one like it) with --data FILE")
+        raise ImputeError(f"the model's training data ({data}) is not at hand; give the data it was trained on "
+                          "(or like it) with --data FILE (from Python: data=)")
     cube = open_cube(str(data), card.variables, card.static_mask_var, covariates=card.covariates)
     check_compatible(card, cube)
     use_threads(opts.threads)
