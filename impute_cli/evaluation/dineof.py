@@ -54,13 +54,14 @@ def _cv_split(obs: np.ndarray, valid: np.ndarray, ever: np.ndarray, frac: float,
     series) a cloud hides runs of neighbouring stations at once (on a 16-station GP record, 2.8 a
     time step, 13 % of its cells at steps left with no observation) and each cell's temporal mean
     won the cross-validation, 2.00 K on the real gaps (station outages): there the cells withheld
-    are the record's own gaps at other time steps (the `empirical` holdout, DINEOF's own way of
-    borrowing cloud masks from other images), whose modes gave 1.47 K; where the gaps to fill are
-    runs of neighbouring stations, the mean still wins (2.10 K against 2.72-3.18 K for modes
-    chosen on scattered cells or blocks)."""
+    are the record's own gaps at other time steps (the `empirical` holdout borrowing time steps,
+    DINEOF's own way of borrowing cloud masks from other images), whose modes gave 1.47 K; where
+    the gaps to fill are runs of neighbouring stations (`evaluate`'s cloud holdout there) the mean
+    still won on two seeds of three (2.10 K; 2.50 on the third), where modes chosen on scattered
+    cells, blocks or borrowed station outages gave 2.72-3.18 K."""
     pattern = "cloud" if min(obs.shape[1:]) > 1 else "empirical"
     try:
-        cv = make_holdout(obs, valid, pattern, frac, seed).hidden[:, ever]
+        cv = make_holdout(obs, valid, pattern, frac, seed, outages=False).hidden[:, ever]
     except ImputeError:  # too small for patches, or no gap to borrow
         cv = None
     if cv is None:

@@ -81,6 +81,33 @@ def test_empirical_holdout_borrows_gaps_of_other_time_steps():
     assert (h & missing_somewhere[None]).sum() / h.sum() > 0.95
 
 
+def test_empirical_holdout_on_station_series_borrows_outages_in_time():
+    """On a (time, station) series the empirical holdout hides outages (runs in time at one
+    station, borrowed from another station), as the series' own gaps are, not one-step holes:
+    the hidden cells lie in runs of missing steps as long as the real outages or longer."""
+    from impute_cli.evaluation.gp import gap_mask
+    obs = gap_mask((600, 1, 16), "series", 0.6, seed=0)
+    valid = np.ones((1, 16), bool)
+
+    def run_at(miss):  # (T, S) -> length of the missing run each cell lies in
+        out = np.zeros(miss.shape, int)
+        for s_ in range(miss.shape[1]):
+            edges = np.flatnonzero(np.diff(np.r_[0, miss[:, s_].astype(int), 0]))
+            for a0, b0 in zip(edges[::2], edges[1::2]):
+                out[a0:b0, s_] = b0 - a0
+        return out
+
+    real = run_at(~obs[:, 0])[~obs[:, 0]].mean()
+    for seed in (0, 1):
+        h = make_holdout(obs, valid, "empirical", 0.2, seed=seed).hidden[:, 0]
+        assert abs(h.sum() / obs.sum() - 0.2) < 0.01
+        assert run_at(h | ~obs[:, 0])[h].mean() >= real, "as long as the real outages"
+        frames = make_holdout(obs, valid, "empirical", 0.2, seed=seed, outages=False).hidden[:, 0]
+        assert run_at(frames | ~obs[:, 0])[frames].mean() < 0.5 * real, "borrowing time steps: short holes"
+    with pytest.raises(ImputeError, match="no station of this file has one"):
+        make_holdout(np.ones((50, 1, 16), bool), valid, "empirical", 0.2)
+
+
 def test_holdout_errors():
     obs, valid = _observed()
     for f in (0.0, 1.0, -0.1, 1.5):
