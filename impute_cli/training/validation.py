@@ -148,8 +148,8 @@ def make_validation(cube: Cube, stats: Stats, frames: int, seed: int) -> Validat
     hidden, pattern = [], "empirical"
     for k, s in enumerate(segments):
         frame_obs = obs[s].any(1)  # (L, H, W): a cloud hides every variable
-        try:
-            h = make_holdout(frame_obs, cube.valid, pattern, fraction, seed=seed + k).hidden
+        try:  # other time steps' gaps, on station series too (their outages: not measured for the slice)
+            h = make_holdout(frame_obs, cube.valid, pattern, fraction, seed=seed + k, outages=False).hidden
         except ImputeError:  # no partly observed time step to borrow gaps from: drifting clouds
             pattern = "cloud"
             h = make_holdout(frame_obs, cube.valid, pattern, fraction, seed=seed + k).hidden
