@@ -162,7 +162,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
     "--sampler student, model without one": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--samples", 2,
                                                             "--sampler", "student"], "has no distilled sampler, which --sampler student asks for"),
     "distill: training data gone": (lambda d, m: ["distill", _model_card(m, d, lambda c: c["training"].update(
-        data=str(d / "gone.nc")))], "is not there; give the file it was trained on"),
+        data=str(d / "gone.nc")))], "is not at hand; give the data it was trained on"),
     "output exists": (lambda d, m: ["impute", _cube(d), _existing(d), "--model", m], "already exists"),
     "--overwrite of a folder that is not a Zarr store": (lambda d, m: ["impute", _cube(d), _user_folder(d), "--model", m,
                                                                         "--overwrite"], "is a folder that is not a Zarr store"),
