@@ -112,9 +112,11 @@ def _relabel(model_dir: str | Path | None) -> None:
     if not model_dir or not Path(model_dir).is_dir():
         return
     card = load_card(model_dir)
-    data = card.training.get("data")
-    if data and Path(str(data)).parent.name.startswith(SCRATCH_PREFIX):
-        card.training["data"] = IN_MEMORY_DATA
+    trainings = [card.training] + [m["training"] for m in card.members or [] if m.get("training")]
+    scratch = [t for t in trainings if Path(str(t.get("data", ""))).parent.name.startswith(SCRATCH_PREFIX)]
+    for t in scratch:  # the first model and its further models of other seeds (short records)
+        t["data"] = IN_MEMORY_DATA
+    if scratch:
         save_card(Path(model_dir), card)
 
 

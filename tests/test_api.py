@@ -47,10 +47,12 @@ def test_train_on_a_dataset_needs_out_and_returns_a_model(sst_model, tmp_path):
     ds = open_any(sst_model.cube)
     with pytest.raises(ImputeError, match="give out=FOLDER"):
         impute_cli.train(ds, preset=str(sst_model.preset), steps=2)
-    m = impute_cli.train(ds, preset=str(sst_model.preset), steps=2, out=tmp_path / "m", validation=False, **CPU)
-    assert isinstance(m, impute_cli.Model) and m.training["steps"] == 2
+    m = impute_cli.train(ds, preset=str(sst_model.preset), steps=2, out=tmp_path / "m", validation=False, members=2,
+                         **CPU)
+    assert isinstance(m, impute_cli.Model) and m.training["steps"] == 2 and len(m.card.members) == 1
     # the card says it was an in-memory Dataset, not the temporary file it went through
     assert m.training["data"] == IN_MEMORY_DATA
+    assert m.card.members[0]["training"]["data"] == IN_MEMORY_DATA, "its further model too"
     with pytest.raises(ImputeError, match=r"training data \(an in-memory xarray.Dataset .*data="):
         impute_cli.distill(m, steps=1, **CPU)
     notes = []
