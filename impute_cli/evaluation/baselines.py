@@ -127,7 +127,7 @@ def _inpaint(cv2: Any, img: np.ndarray, hole: np.ndarray, flag: int) -> np.ndarr
     if reps == (1, 1):
         return cv2.inpaint(img, hole, _CV_RADIUS, flag)
     res = cv2.inpaint(np.tile(img, reps), np.tile(hole, reps), _CV_RADIUS, flag)
-    return res[reps[0] // 2::reps[0], reps[1] // 2::reps[1]][:img.shape[0], :img.shape[1]]
+    return res[reps[0] // 2::reps[0], reps[1] // 2::reps[1]]  # the middle copy
 
 
 def telea(values: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
