@@ -163,6 +163,8 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
                                                             "--sampler", "student"], "has no distilled sampler, which --sampler student asks for"),
     "distill: training data gone": (lambda d, m: ["distill", _model_card(m, d, lambda c: c["training"].update(
         data=str(d / "gone.nc")))], "is not at hand; give the data it was trained on"),
+    "distill --data missing": (lambda d, m: ["distill", m, "--data", d / "nope.nc"],
+                               "' does not exist; give the file the model was trained on"),
     "output exists": (lambda d, m: ["impute", _cube(d), _existing(d), "--model", m], "already exists"),
     "--overwrite of a folder that is not a Zarr store": (lambda d, m: ["impute", _cube(d), _user_folder(d), "--model", m,
                                                                         "--overwrite"], "is a folder that is not a Zarr store"),

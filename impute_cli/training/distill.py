@@ -51,7 +51,7 @@ from impute_cli.checkpoint import (
     save_state,
 )
 from impute_cli.device import autocast, pick_device, use_threads
-from impute_cli.errors import ImputeError
+from impute_cli.errors import ImputeError, OptionError
 from impute_cli.inference.ensemble import ensemble_single_step
 from impute_cli.inference.loading import check_compatible
 from impute_cli.inference.solver import sample_windows
@@ -134,6 +134,8 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
         raise ImputeError(f"{d} already has a distilled sampler ({STUDENT}); pass --overwrite to replace it")
     width = student_width(card, opts.width)
     data = opts.data or card.training.get("data")
+    if opts.data and not Path(opts.data).exists():
+        raise OptionError(f"--data '{opts.data}' does not exist; give the file the model was trained on (or one like it)")
     if not data or not Path(str(data)).exists():
         raise ImputeError(f"the model's training data ({data}) is not at hand; give the data it was trained on "
                           "(or like it) with --data FILE (from Python: data=)")
