@@ -74,6 +74,19 @@ def test_impute_draws_with_the_student_and_full_with_the_teacher(distilled, sst_
     np.testing.assert_array_equal(auto["sst_filled"].values, full["sst_filled"].values)
 
 
+def test_impute_points_to_distill_only_where_the_solver_draws_by_default(distilled, sst_model, tmp_path):
+    said = {}
+    for name, model, sampler in (("plain", sst_model.model, "auto"), ("student", distilled, "auto"),
+                                 ("full", distilled, "full")):
+        r = run_cli("impute", sst_model.cube, tmp_path / f"{name}.nc", "--model", model, "--samples", 2,
+                    "--sampler", sampler, "--no-calibrate", "--device", "cpu")
+        said[name] = r.stderr
+    assert "the 2 samples come from the multi-step solver, 7 network calls each" in said["plain"]
+    assert f"'impute-cli distill {sst_model.model.resolve()}'" in said["plain"]
+    # a model with a student draws with it; asking for the solver by name needs no advice
+    assert "impute-cli distill" not in said["student"] and "impute-cli distill" not in said["full"]
+
+
 def test_student_samples_are_reproducible(distilled, sst_model, tmp_path):
     a, b = tmp_path / "a.nc", tmp_path / "b.nc"
     for out in (a, b):
