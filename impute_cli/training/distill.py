@@ -179,10 +179,18 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     params, ema_params = list(student.parameters()), list(ema.parameters())
     log = opts.log
     who = f"a student {width} channels wide, trained afresh" if width is not None else "a copy of the network"
-    log(f"distilling {d} into {who}: {steps} steps of {B} windows; teacher: {cfg.solver} sampler, {cfg.steps} steps")
-    bar = progress_bar(steps, "distill", "step", enabled=opts.progress)
+    fitting = f"fitting its solver's samples (each runs the solver, {cfg.steps + 1} network calls: slower steps)"
+    phases = f"{warm} steps learning the model's point estimate, then {steps - warm} {fitting}" if warm else \
+        f"{steps} steps {fitting}"
+    log(f"distilling {d} into {who}, batches of {B} windows, teacher: {cfg.solver} sampler of {cfg.steps} steps; {phases}")
+    # one bar a phase: a phase's steps cost alike, so each bar's rate and time left hold
+    bar = progress_bar(warm, "distill, point estimate", "step", enabled=opts.progress) if warm else None
     t0, loss_avg = time.perf_counter(), None
     for step in range(steps):
+        if step == warm:
+            if bar is not None:
+                bar.close()
+            bar = progress_bar(steps - warm, "distill, samples", "step", enabled=opts.progress)
         rng = np.random.default_rng([seed, step, 17])
         b = sample_batch(cube, stats, window, B, rng, sums)  # 1. windows of the record, their own gaps to fill
         x_obs, valid = b.x_obs.to(device), b.valid.to(device)
@@ -223,7 +231,8 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
         loss_avg = lv if loss_avg is None or step == warm else 0.98 * loss_avg + 0.02 * lv
         bar.update(1)
         bar.set_postfix(**{"energy_score" if y is not None else "mse_to_teacher_estimate": f"{loss_avg:.4f}"})
-    bar.close()
+    if bar is not None:
+        bar.close()
     seconds = time.perf_counter() - t0
     save_state(d / STUDENT, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
     card.student = {"method": "energy-score distillation of the multi-step sampler", "network_calls": 1,

@@ -143,6 +143,27 @@ def test_energy_score_prefers_the_right_distribution():
     assert energy_score(s1, s2, y, fill) < 10
 
 
+def test_progress_comes_a_bar_a_phase_and_the_log_says_which_steps_are_slower(sst_model, tmp_path, monkeypatch):
+    """The steps that run the solver cost several times the others: one bar a phase keeps each
+    bar's rate and time left true."""
+    import impute_cli.training.distill as distill
+    from impute_cli.options import DistillOptions
+    from impute_cli.progress import LogBar
+    bars = []
+
+    def record(total, desc, unit="it", enabled=True, initial=0, leave=True):
+        bars.append(LogBar(total, desc, unit, initial, disable=True))
+        return bars[-1]
+    monkeypatch.setattr(distill, "progress_bar", record)
+    m = tmp_path / "m"
+    shutil.copytree(sst_model.model, m)
+    said = []
+    distill.distill_model(m, DistillOptions(steps=5, device="cpu", log=said.append))
+    assert [(b.desc, b.total, b.n) for b in bars] == [("distill, point estimate", 2, 2), ("distill, samples", 3, 3)]
+    assert "2 steps learning the model's point estimate, then 3 fitting its solver's samples " \
+        "(each runs the solver, 7 network calls: slower steps)" in said[0]
+
+
 def test_the_python_function_distils_too(distilled, tmp_path):
     import impute_cli
     m = tmp_path / "m"
