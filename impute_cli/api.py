@@ -150,7 +150,7 @@ def distill(model: Any, *, data: Any = None, steps: int | None = None, overwrite
             log: Callable[[str], None] | None = None, **options: Any) -> Model:
     """Give a model its distilled sampler (`impute-cli distill`) and return the model. `data`:
     the file to draw windows from (default: the one it was trained on); other keywords are
-    `DistillOptions` fields (seed, width, batch_size, lr, device, threads)."""
+    `DistillOptions` fields (seed, width, batch_size, lr, resume, device, threads)."""
     path = None if data is None else str(_as_path(data, _scratch)[0])
     opts = DistillOptions(data=path, steps=steps, overwrite=overwrite, progress=progress, log=log or _quiet, **options)
     return load_model(distill_model(_model_path(model), opts))

@@ -25,6 +25,7 @@ CARD = "model.yaml"
 WEIGHTS = "weights.pt"
 STUDENT = "student.pt"  # the distilled sampler's weights (training.distill), when the card's `student` says so
 TRAIN_STATE = "checkpoint.pt"
+DISTILL_STATE = "distill_checkpoint.pt"  # an unfinished distillation, for distill --resume
 FORMAT = "impute-cli-model/1"
 # what a card records as its training data when the Python API trained it on an in-memory Dataset
 # (the library read it from a temporary file, gone when the process ends)

@@ -29,7 +29,7 @@ from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES, SAMPLERS, SO
 from impute_cli.console import plain_metavars, strict_json
 from impute_cli.errors import ImputeError, Interrupted
 
-INTERRUPTED = {"train": "interrupted; continue from the last checkpoint with the same command and --resume"}
+INTERRUPTED = dict.fromkeys(("train", "distill"), "interrupted; continue from the last checkpoint with the same command and --resume")
 
 
 class OneLineErrors(typer.core.TyperGroup):
@@ -344,8 +344,7 @@ def models(
     if ctx.invoked_subcommand is not None:
         return
     from impute_cli.store import format_table, list_models
-    rows = list_models()
-    typer.echo(strict_json(rows) if json_out else format_table(rows))
+    typer.echo(strict_json(list_models()) if json_out else format_table(list_models()))
 
 
 @models_app.command("show")
@@ -369,7 +368,8 @@ def distill(
     steps: Annotated[Optional[int], typer.Option(min=1, help="Distillation steps (default: 3000 for a narrower student, 1000 for a copy of the model's network).")] = None,
     width: Annotated[Optional[int], typer.Option(min=4, help="The student's base channels (default: half the model's, trained afresh; the model's own: a copy of its network, slower samples).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same student.")] = 0,
-    overwrite: Annotated[bool, typer.Option(help="Replace the model's distilled sampler if it has one.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace the model's distilled sampler (or unfinished distillation) if it has one.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted distillation from its last checkpoint.")] = False,
     device: Device = "auto",
     threads: Threads = None,
     quiet: Quiet = False,
@@ -377,7 +377,7 @@ def distill(
     """Train a student that draws a sample in one network call, from MODEL's multi-step sampler, and add it to MODEL."""
     from impute_cli.options import DistillOptions
     from impute_cli.training.distill import distill_model
-    distill_model(model, DistillOptions(data=str(data) if data else None, steps=steps, seed=seed, width=width,
+    distill_model(model, DistillOptions(data=str(data) if data else None, steps=steps, seed=seed, width=width, resume=resume,
                                         overwrite=overwrite, device=device, threads=threads, progress=not quiet, log=_log))
 
 

@@ -140,3 +140,4 @@ class DistillOptions(RunOptions):
     batch_size: int | None = None  # windows per step; None: the model's train.batch_size
     width: int | None = None  # the student's base channels; None: half the model's (training.distill.student_width)
     lr: float | None = None  # None: 2e-4 for a copy of the teacher, 1e-3 for a student trained afresh
+    resume: bool = False  # continue from the model folder's distill checkpoint

@@ -35,6 +35,7 @@ It is written to the model folder as student.pt, the card's `student` saying how
 from __future__ import annotations
 
 import copy
+import hashlib
 import time
 from pathlib import Path
 
@@ -42,10 +43,13 @@ import numpy as np
 import torch
 
 from impute_cli.checkpoint import (
+    DISTILL_STATE,
     STUDENT,
+    WEIGHTS,
     ModelCard,
     build_denoiser,
     load_model,
+    load_state,
     resolve_model_dir,
     save_card,
     save_state,
@@ -72,6 +76,7 @@ WARMUP = 50
 LR_COPY, STEPS_COPY = 2e-4, 1000  # a student that starts as the teacher's copy: fine-tuning
 LR_FRESH, STEPS_FRESH = 1e-3, 3000  # a narrower student trained afresh
 MEAN_FIRST = 0.5  # a student trained afresh spends this share of its steps learning the teacher's point estimate
+CHECKPOINT_EVERY = 100  # steps between checkpoints of an unfinished distillation (distill --resume)
 MIN_FILL = 0.1  # a window with fewer gaps than this share of its fillable cells gets some hidden
 
 
@@ -124,13 +129,45 @@ def student_width(card: ModelCard, asked: int | None) -> int | None:
     return None if width == net.base_channels else width
 
 
+def _resume_state(d: Path, opts: DistillOptions) -> dict | None:
+    """The checkpoint --resume continues from; an unfinished distillation is not started over
+    without --overwrite (its minutes would be lost)."""
+    path = d / DISTILL_STATE
+    if opts.resume:
+        if not path.exists():
+            raise ImputeError(f"nothing to resume: {path} does not exist (a finished distillation leaves none); "
+                              "drop --resume")
+        return load_state(path)
+    if path.exists() and not opts.overwrite:
+        raise ImputeError(f"{d} holds an unfinished distillation ({DISTILL_STATE}); add --resume to continue it, "
+                          "or --overwrite to start again")
+    return None
+
+
+def _check_resumable(d: Path, state: dict | None, settings: dict) -> None:
+    """A resumed distillation runs with the settings it began with, from the same model."""
+    if state is None:
+        return
+    old = state["settings"]
+    if old["teacher"] != settings["teacher"]:
+        raise ImputeError(f"the model in {d} was trained again since this distillation began; "
+                          "start it again with --overwrite instead of --resume")
+    def said(v: object) -> object:
+        return "the model's own" if v is None else v  # width None: a copy of the model's network
+    differ = [f"{k} {said(old[k])} (now {said(settings[k])})" for k in old if k != "teacher" and old[k] != settings[k]]
+    if differ:
+        raise ImputeError(f"--resume continues the distillation as it began, with {', '.join(differ)}; "
+                          "give the options it began with, or start again with --overwrite")
+
+
 def distill_model(model: str | Path, opts: DistillOptions) -> Path:
     """Train the model's student (see the module's steps) and write it into the model folder."""
     if opts.steps is not None and opts.steps < 1:
         raise ImputeError(f"--steps must be at least 1, got {opts.steps}")
     d = resolve_model_dir(str(model))
     card, teacher = load_model(d)
-    if card.student is not None and not opts.overwrite:
+    state = _resume_state(d, opts)
+    if card.student is not None and not opts.overwrite and state is None:  # a resumed run had leave to replace it
         raise ImputeError(f"{d} already has a distilled sampler ({STUDENT}); pass --overwrite to replace it")
     width = student_width(card, opts.width)
     data = opts.data or card.training.get("data")
@@ -170,27 +207,40 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
         student = copy.deepcopy(teacher).train()
     student.student_weights = None
     lr = opts.lr if opts.lr is not None else (LR_FRESH if width is not None else LR_COPY)
-    steps = opts.steps or (STEPS_FRESH if width is not None else STEPS_COPY)
+    steps = opts.steps or (state["settings"]["steps"] if state else STEPS_FRESH if width is not None else STEPS_COPY)
     warm = round(MEAN_FIRST * steps) if width is not None else 0
+    # what a resumed run must share with the run it continues (its draws depend on all of it)
+    settings = {"steps": steps, "width": width, "seed": seed, "lr": lr, "batch_size": B, "data": str(Path(str(data)).resolve()),
+                "teacher": hashlib.sha256((d / WEIGHTS).read_bytes()).hexdigest()}
+    _check_resumable(d, state, settings)
     for p in student.parameters():
         p.requires_grad_(True)
     ema = copy.deepcopy(student).eval()
     opt = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.0, foreach=True)
     params, ema_params = list(student.parameters()), list(ema.parameters())
+    start, loss_avg, before = 0, None, 0.0
+    if state is not None:  # every step draws from its own seed: the rest comes out as if never stopped
+        student.net.load_state_dict(state["student"])
+        ema.net.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        start, loss_avg, before = state["step"], state["loss_avg"], state["seconds"]
     log = opts.log
     who = f"a student {width} channels wide, trained afresh" if width is not None else "a copy of the network"
     fitting = f"fitting its solver's samples (each runs the solver, {cfg.steps + 1} network calls: slower steps)"
     phases = f"{warm} steps learning the model's point estimate, then {steps - warm} {fitting}" if warm else \
         f"{steps} steps {fitting}"
     log(f"distilling {d} into {who}, batches of {B} windows, teacher: {cfg.solver} sampler of {cfg.steps} steps; {phases}")
+    if start:
+        log(f"resuming from step {start} of {steps} ({d / DISTILL_STATE})")
     # one bar a phase: a phase's steps cost alike, so each bar's rate and time left hold
-    bar = progress_bar(warm, "distill, point estimate", "step", enabled=opts.progress) if warm else None
-    t0, loss_avg = time.perf_counter(), None
-    for step in range(steps):
-        if step == warm:
+    bar = progress_bar(warm, "distill, point estimate", "step", enabled=opts.progress, initial=start) \
+        if start < warm else None
+    t0 = time.perf_counter()
+    for step in range(start, steps):
+        if step == max(warm, start):
             if bar is not None:
                 bar.close()
-            bar = progress_bar(steps - warm, "distill, samples", "step", enabled=opts.progress)
+            bar = progress_bar(steps - warm, "distill, samples", "step", enabled=opts.progress, initial=step - warm)
         rng = np.random.default_rng([seed, step, 17])
         b = sample_batch(cube, stats, window, B, rng, sums)  # 1. windows of the record, their own gaps to fill
         x_obs, valid = b.x_obs.to(device), b.valid.to(device)
@@ -231,9 +281,13 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
         loss_avg = lv if loss_avg is None or step == warm else 0.98 * loss_avg + 0.02 * lv
         bar.update(1)
         bar.set_postfix(**{"energy_score" if y is not None else "mse_to_teacher_estimate": f"{loss_avg:.4f}"})
+        if (step + 1) % CHECKPOINT_EVERY == 0 and step + 1 < steps:  # what --resume continues from
+            save_state(d / DISTILL_STATE, {"student": student.net.state_dict(), "ema": ema.net.state_dict(),
+                                           "opt": opt.state_dict(), "step": step + 1, "loss_avg": loss_avg,
+                                           "seconds": before + time.perf_counter() - t0, "settings": settings})
     if bar is not None:
         bar.close()
-    seconds = time.perf_counter() - t0
+    seconds = before + time.perf_counter() - t0
     save_state(d / STUDENT, {k: v.detach().cpu() for k, v in ema.net.state_dict().items()})
     card.student = {"method": "energy-score distillation of the multi-step sampler", "network_calls": 1,
                     **({"network": {"base_channels": width}} if width is not None else {}),
@@ -241,6 +295,7 @@ def distill_model(model: str | Path, opts: DistillOptions) -> Path:
                     "batch_size": B, "lr": lr, "final_energy_score": round(loss_avg or 0.0, 6),
                     "seconds": round(seconds, 1), "data": str(data), "device": str(device), "finished": utc_stamp()}
     save_card(d, card)  # after the weights: a card that names a student always has one
+    (d / DISTILL_STATE).unlink(missing_ok=True)  # finished: nothing to resume
     log(f"distilled sampler written to {d / STUDENT} ({steps} steps, energy score {loss_avg:.4f}, "
         f"{seconds:.0f} s on {device}); 'impute --samples N --model {d}' now draws with it")
     return d

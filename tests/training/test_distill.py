@@ -164,6 +164,44 @@ def test_progress_comes_a_bar_a_phase_and_the_log_says_which_steps_are_slower(ss
         "(each runs the solver, 7 network calls: slower steps)" in said[0]
 
 
+def test_an_interrupted_distillation_resumes_to_the_same_student(sst_model, tmp_path, monkeypatch):
+    """Ctrl-C keeps the last checkpoint and says how to go on; --resume then ends with the bits
+    an uninterrupted run writes, and a plain rerun does not throw the finished steps away."""
+    import impute_cli.training.distill as distill
+    from impute_cli.checkpoint import DISTILL_STATE
+    from impute_cli.options import DistillOptions
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for m in (whole, cut):
+        shutil.copytree(sst_model.model, m)
+    distill.distill_model(whole, DistillOptions(steps=6, device="cpu", progress=False, log=lambda s: None))
+    real, calls = distill.sample_batch, []
+
+    def stop_at_step_4(*a, **k):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+    monkeypatch.setattr(distill, "sample_batch", stop_at_step_4)
+    monkeypatch.setattr(distill, "CHECKPOINT_EVERY", 2)
+    res = run_cli("distill", cut, "--steps", 6, *CPU, expect_ok=False)
+    assert res.exit_code == 130
+    assert res.stderr.strip().splitlines()[-1] == "impute-cli: error: interrupted; continue from the last checkpoint with the same command and --resume"
+    assert (cut / DISTILL_STATE).is_file() and not (cut / STUDENT).exists()
+    assert yaml.safe_load((cut / "model.yaml").read_text())["student"] is None
+    monkeypatch.setattr(distill, "sample_batch", real)
+    assert_one_error_line(run_cli("distill", cut, "--steps", 6, *CPU, expect_ok=False),
+                          "holds an unfinished distillation", "--resume")
+    assert_one_error_line(run_cli("distill", cut, "--steps", 6, "--width", 8, "--resume", *CPU, expect_ok=False),
+                          "continues the distillation as it began", "width 4 (now the model's own)")
+    res = run_cli("distill", cut, "--resume", "--device", "cpu")  # --steps: the run's own
+    assert "resuming from step 4 of 6" in res.stderr
+    assert (cut / STUDENT).read_bytes() == (whole / STUDENT).read_bytes()
+    assert not (cut / DISTILL_STATE).exists()
+    done = [yaml.safe_load((m / "model.yaml").read_text())["student"] for m in (whole, cut)]
+    assert done[0]["final_energy_score"] == done[1]["final_energy_score"] and done[1]["steps"] == 6
+    assert_one_error_line(run_cli("distill", cut, "--resume", *CPU, expect_ok=False), "nothing to resume")
+
+
 def test_the_python_function_distils_too(distilled, tmp_path):
     import impute_cli
     m = tmp_path / "m"
