@@ -137,6 +137,8 @@ def _resume_state(d: Path, opts: DistillOptions) -> dict | None:
         if not path.exists():
             raise ImputeError(f"nothing to resume: {path} does not exist (a finished distillation leaves none); "
                               "drop --resume")
+        for stale in d.glob(f".{DISTILL_STATE}.*.tmp"):  # a checkpoint write cut short by a kill (atomic_write_bytes)
+            stale.unlink(missing_ok=True)
         return load_state(path)
     if path.exists() and not opts.overwrite:
         raise ImputeError(f"{d} holds an unfinished distillation ({DISTILL_STATE}); add --resume to continue it, "

@@ -193,10 +193,11 @@ def test_an_interrupted_distillation_resumes_to_the_same_student(sst_model, tmp_
                           "holds an unfinished distillation", "--resume")
     assert_one_error_line(run_cli("distill", cut, "--steps", 6, "--width", 8, "--resume", *CPU, expect_ok=False),
                           "continues the distillation as it began", "width 4 (now the model's own)")
+    (cut / f".{DISTILL_STATE}.x1.tmp").write_bytes(b"cut short by a kill")
     res = run_cli("distill", cut, "--resume", "--device", "cpu")  # --steps: the run's own
     assert "resuming from step 4 of 6" in res.stderr
     assert (cut / STUDENT).read_bytes() == (whole / STUDENT).read_bytes()
-    assert not (cut / DISTILL_STATE).exists()
+    assert not (cut / DISTILL_STATE).exists() and not list(cut.glob(".*.tmp"))
     done = [yaml.safe_load((m / "model.yaml").read_text())["student"] for m in (whole, cut)]
     assert done[0]["final_energy_score"] == done[1]["final_energy_score"] and done[1]["steps"] == 6
     assert_one_error_line(run_cli("distill", cut, "--resume", *CPU, expect_ok=False), "nothing to resume")
