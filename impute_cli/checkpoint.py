@@ -49,6 +49,13 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
         raise
 
 
+def remove_cut_writes(folder: Path, name: str = "*") -> None:
+    """Delete the temporary files of `atomic_write_bytes` (for files named `name`) that a kill
+    left in `folder` mid-write; a resumed run calls it before writing there again."""
+    for stale in folder.glob(f".{name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
 def save_state(path: Path, state: dict[str, Any]) -> None:
     """torch.save through an open file, not a path: torch then names the archive's records by a
     fixed name rather than after the (random) temporary file, so equal tensors give equal bytes."""

@@ -50,6 +50,7 @@ from impute_cli.checkpoint import (
     build_denoiser,
     load_model,
     load_state,
+    remove_cut_writes,
     resolve_model_dir,
     save_card,
     save_state,
@@ -137,8 +138,7 @@ def _resume_state(d: Path, opts: DistillOptions) -> dict | None:
         if not path.exists():
             raise ImputeError(f"nothing to resume: {path} does not exist (a finished distillation leaves none); "
                               "drop --resume")
-        for stale in d.glob(f".{DISTILL_STATE}.*.tmp"):  # a checkpoint write cut short by a kill (atomic_write_bytes)
-            stale.unlink(missing_ok=True)
+        remove_cut_writes(d, DISTILL_STATE)  # a checkpoint write cut short by a kill
         return load_state(path)
     if path.exists() and not opts.overwrite:
         raise ImputeError(f"{d} holds an unfinished distillation ({DISTILL_STATE}); add --resume to continue it, "

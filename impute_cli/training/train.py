@@ -21,7 +21,7 @@ import torch
 from impute_cli.model.batches import TileBatch, context_climatology, tile_batch
 from impute_cli.model.symmetry import augment_batch
 from impute_cli.options import FillOptions, TrainOptions, check_context_ratio
-from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, save_model,
+from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, remove_cut_writes, save_model,
                          save_state)
 from impute_cli.config import AUTO_PRESET, Preset, TrainConfig, from_dict, load_preset, models_home, preset_for
 from impute_cli.masks.context_query import ContextSampler, query_mask
@@ -146,9 +146,8 @@ def _train(data: str | Path, opts: TrainOptions, preset: Preset, ranks: Ranks, c
         log(line)
     state = load_state(out / TRAIN_STATE) if opts.resume else None
     ranks.barrier()  # every rank has looked at the folder before rank 0 changes it
-    if opts.resume and ranks.main:  # a write cut short by a kill leaves its temporary file (atomic_write_bytes)
-        for stale in out.glob(".*.tmp"):
-            stale.unlink(missing_ok=True)
+    if opts.resume and ranks.main:  # a write cut short by a kill leaves its temporary file
+        remove_cut_writes(out)
     if state is not None:  # the resumed run keeps its own resolved config (steps may be raised)
         preset = from_dict(Preset, state["preset"], f"{out / TRAIN_STATE} preset")
         if opts.steps is not None:
