@@ -12,8 +12,11 @@ value is smallest when the student's samples have the teacher's distribution:
 
   ES(P, y) = E‖S − y‖ − ½ E‖S − S'‖,   S, S' ~ P independent, y a teacher sample,
 
-estimated per window with two student draws, the norm taken over the window's cells to fill
-(scaled by 1/sqrt(their number)). Per step:
+estimated with two student draws for each frame of a window (one time step of its cells), the
+norm taken over the frame's cells to fill (scaled by 1/sqrt(their number)) and the scores averaged
+over frames. A norm over a whole window's thousands of cells is dominated by the error of the mean
+and hardly tells a cell's spread apart (students so fitted drew intervals far too narrow); over a
+frame it keeps the joint structure of a time step, which `confidence`'s regions use. Per step:
 
   1. draw windows of the training record, as `train` does (their own gaps are the cells to fill;
      where they have few, as in a gap-free reanalysis, the context sampler hides some: `known_cells`);
@@ -82,14 +85,15 @@ MIN_FILL = 0.1  # a window with fewer gaps than this share of its fillable cells
 
 
 def energy_score(s1: torch.Tensor, s2: torch.Tensor, y: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
-    """Mean over windows of the energy score of two student draws against the teacher's sample,
-    each norm over the window's cells to fill (`fill`), scaled by 1/sqrt(their number); windows
-    with nothing to fill are left out. Shapes (B, F, C, h, w)."""
+    """Mean over frames of the energy score of two student draws against the teacher's sample,
+    each norm over one frame's cells to fill (`fill`: its C x h x w cells of one time step),
+    scaled by 1/sqrt(their number); frames with nothing to fill are left out. Shapes
+    (B, F, C, h, w)."""
     f = fill.to(s1.dtype)
-    n = f.flatten(1).sum(1)
+    n = f.flatten(2).sum(2)  # (B, F): cells to fill per frame
 
     def dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.sqrt((((a - b) ** 2) * f).flatten(1).sum(1) / n.clamp(min=1) + 1e-8)
+        return torch.sqrt((((a - b) ** 2) * f).flatten(2).sum(2) / n.clamp(min=1) + 1e-8)
 
     es = 0.5 * (dist(s1, y) + dist(s2, y)) - 0.5 * dist(s1, s2)
     keep = n > 0

@@ -136,11 +136,33 @@ def test_energy_score_prefers_the_right_distribution():
     narrow = energy_score(0.3 * torch.randn(shape, generator=g), 0.3 * torch.randn(shape, generator=g), y, fill)
     shifted = energy_score(torch.randn(shape, generator=g) + 1, torch.randn(shape, generator=g) + 1, y, fill)
     assert right < narrow and right < shifted
-    # a window with nothing to fill does not count
-    fill[0] = False
+    # a frame with nothing to fill does not count
+    fill[0, 1] = False
     s1, s2 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
-    s1[0] += 100
+    s1[0, 1] += 100
     assert energy_score(s1, s2, y, fill) < 10
+
+
+def test_energy_score_is_per_frame():
+    """The norm runs over one frame's cells: a student too narrow in one frame and too wide in
+    the next is told apart from the right one (over a whole window the two nearly cancel: 0.018
+    apart, against 0.13 per frame), and one frame's few cells are not diluted by another's many."""
+    g = torch.Generator().manual_seed(1)
+    shape = (256, 4, 1, 6, 6)
+    fill = torch.ones(shape, dtype=torch.bool)
+    y = torch.randn(shape, generator=g)
+    right = energy_score(torch.randn(shape, generator=g), torch.randn(shape, generator=g), y, fill)
+    # a draw narrow in one frame and wide in the next: per window the spread averages out, per frame it does not
+    scale = torch.tensor([0.2, 1.8, 0.2, 1.8]).view(1, 4, 1, 1, 1)
+    uneven = energy_score(scale * torch.randn(shape, generator=g), scale * torch.randn(shape, generator=g), y, fill)
+    assert uneven > right + 0.08
+    # a frame with one cell to fill weighs as much as a frame with 36
+    fill[:, 0] = False
+    fill[:, 0, 0, 0, 0] = True
+    s1, s2 = torch.randn(shape, generator=g), torch.randn(shape, generator=g)
+    s1[:, 0, 0, 0, 0] += 10
+    s2[:, 0, 0, 0, 0] += 10
+    assert energy_score(s1, s2, y, fill) > right + 1.5
 
 
 def test_progress_comes_a_bar_a_phase_and_the_log_says_which_steps_are_slower(sst_model, tmp_path, monkeypatch):
