@@ -9,7 +9,6 @@ The library is imported inside each command, not at the top: torch, xarray and d
 from __future__ import annotations
 
 import json
-import shlex
 import signal
 import sys
 import threading
@@ -26,7 +25,7 @@ except ImportError:  # pragma: no cover
     import click
 
 from impute_cli.config import HOLDOUTS, MASK_PATTERNS, QUERY_MODES, SAMPLERS, SOLVERS
-from impute_cli.console import plain_metavars, strict_json
+from impute_cli.console import command_line, plain_metavars, strict_json
 from impute_cli.errors import ImputeError, Interrupted
 
 INTERRUPTED = dict.fromkeys(("train", "distill"), "interrupted; continue from the last checkpoint with the same command and --resume")
@@ -115,24 +114,6 @@ def _err(msg: str) -> None:
     typer.echo(f"impute-cli: error: {msg}", err=True)
 
 
-def command_line(ctx: typer.Context) -> str:
-    """The running command as a shell line, rebuilt from its parsed parameters (so it is right
-    however the app was invoked): arguments, then options that differ from their defaults."""
-    parts = ["impute-cli", ctx.info_name or ""]
-    for p in ctx.command.params:
-        v = ctx.params.get(p.name)
-        v = v.value if isinstance(v, Enum) else v
-        if getattr(p, "param_type_name", "") == "argument":
-            parts.append(str(v))
-        elif v not in (None, False, p.default) and v != [] and p.opts:
-            if getattr(p, "is_flag", False):
-                parts.append(p.opts[0])
-            else:
-                for item in v if isinstance(v, (list, tuple)) else [v]:
-                    parts += [p.opts[0], str(item.value if isinstance(item, Enum) else item)]
-    return shlex.join(parts)
-
-
 def _log(msg: str) -> None:
     typer.echo(msg, err=True)
 
@@ -160,6 +141,7 @@ Ensemble = Annotated[Optional[int], typer.Option("--ensemble", min=1, help="How 
 Solver = Annotated[Optional[SolverKind], typer.Option("--solver", help="Step of the samples' solver: ddim (first order) or dpm2m (second order, as good in fewer steps; default: the model's, dpm2m).")]
 Sampler = Annotated[SamplerKind, typer.Option("--sampler", help="Where samples come from: auto (the model's distilled sampler, one network call a sample, when 'impute-cli distill' made one; else the multi-step solver), full (the multi-step solver) or student.")]
 BlendOpt = Annotated[bool, typer.Option("--blend/--no-blend", help="Use the model's blend of its estimate with classical fills (in quick: the Laplace fill, a spline with tension, the anchored fill and kriging), fitted on its validation slice (default); --no-blend: the network's estimate alone.")]
+Recentre = Annotated[Optional[bool], typer.Option("--recentre/--no-recentre", help="With --samples N (N >= 2): move the samples so that their mean on each gap cell is the point estimate, their differences kept (default: on, the model's impute.recentre); --no-recentre: the solver's draws as they come. See docs/method.md.")]
 ContextRatio = Annotated[Optional[float], typer.Option("--context-ratio", help="Share of the observed cells the model sees per estimate, in (0, 1]; 1: all of them (default: the model preset's choice, else as dense as in training; see docs/cli.md).")]
 
 
@@ -221,6 +203,7 @@ def impute(
     omega: Annotated[Optional[str], typer.Option(metavar="1-t|t", help="How each sample's solver weighs its own draw against the point estimate: 1-t (default) or t; see docs/method.md.")] = None,
     context_ratio: ContextRatio = None,
     blend: BlendOpt = True,
+    recentre: Recentre = None,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
     calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="With --samples: widen or narrow V_lower..V_upper and V_std by a factor found by hiding observed cells of IN with its own gap shapes and resampling them, so that the stated level holds on this data (default: on).")] = None,
     calibration_frames: Annotated[int, typer.Option(help="Time steps hidden and resampled for that calibration (more: a steadier factor, more time).")] = 128,
@@ -248,7 +231,7 @@ def impute(
         overwrite=overwrite, preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None,
         train_steps=train_steps, samples=samples, steps=steps, quantiles=parse_quantiles(quantiles) if quantiles is not None else None,
         omega=omega, solver=solver.value if solver else None, sampler=sampler.value, context_ratio=context_ratio, blend=blend,
-        save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
+        recentre=recentre, save_samples=save_samples, history=command_line(ctx), progress=not quiet, log=_log,
         calibrate=calibrate, calibration_frames=calibration_frames, scheduler=scheduler, workers=workers, region_bytes=region_mb * 1024**2))
     if json_out:
         typer.echo(strict_json(report))
@@ -306,6 +289,7 @@ def evaluate(
     steps: Annotated[Optional[int], typer.Option("--steps", min=1, hidden=True, help="Old name of --sampler-steps.")] = None,
     solver: Solver = None,
     sampler: Sampler = SamplerKind.auto,
+    recentre: Recentre = None,
     level: Annotated[Optional[list[float]], typer.Option(help="Interval/region levels scored with --samples (repeatable; default 0.5 and 0.9).")] = None,
     baseline: Annotated[Optional[list[str]], typer.Option(help="Baselines to run (repeatable; default all).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the scores as JSON on stdout (logs stay on stderr).")] = False,
@@ -325,7 +309,7 @@ def evaluate(
         model=model, holdout=holdout.value, fraction=fraction, seed=seed, variables=var, static_mask=static_mask, covariates=covariate,
         preset=preset, mask_pattern=mask_pattern.value if mask_pattern else None, train_steps=train_steps,
         ensemble=ensemble, context_ratio=context_ratio, blend=blend, samples=samples, steps=steps,
-        solver=solver.value if solver else None, sampler=sampler.value, levels=tuple(level) if level else None,
+        solver=solver.value if solver else None, sampler=sampler.value, recentre=recentre, levels=tuple(level) if level else None,
         baselines=baseline, report=str(report) if report else None, keep=str(keep) if keep else None,
         overwrite=overwrite, device=device, threads=threads, command=command_line(ctx), progress=not quiet, log=_log))
     typer.echo(json.dumps(to_json(result), indent=2, allow_nan=False) if json_out else format_table(result))

@@ -241,8 +241,8 @@ class ImputeConfig:
     omega: str = "1-t"  # weight on the diffusion expectation in eq. 28; see inference/solver.py
     # the step of the multi-step sampler: "ddim" (Alg. 4 line 6) or "dpm2m" (DPM-Solver++(2M),
     # second order, deterministic: eta 0). dpm2m at 6 steps scored a lower CRPS than ddim at 20
-    # on the GP pixel and block cubes and on a real file, calibrated coverage unchanged, at a
-    # third of the network calls (benchmarks/RESULTS.md, solvers)
+    # on a real file and the GP block cube (on GP pixel gaps 6 % higher), calibrated coverage
+    # unchanged, at a third of the network calls (benchmarks/RESULTS.md, solvers)
     solver: str = "dpm2m"
     # the samples' tiles overlap less than the point estimate's (window.overlap): a tile holds the
     # cells earlier tiles sampled fixed, and a strip of an eighth of the window is enough for that
@@ -255,6 +255,11 @@ class ImputeConfig:
     # [CQ] App. G.3: as dense as in training. A preset may set it (1: every observed cell) when
     # its model is known to do better so; `impute --context-ratio` overrides either.
     context_ratio: float | None = None
+    # with 2 or more samples, move each gap cell's samples so that their mean is the point
+    # estimate, their deviations from one another kept (inference.fill.recentre): a lower CRPS
+    # at the same calibrated coverage on the GP cubes, the station record and the large cube
+    # (benchmarks/RESULTS.md); false: the solver's draws as they come
+    recentre: bool = True
 
     def __post_init__(self) -> None:
         self.context_ratio = _optional_float(self.context_ratio, lambda r: 0.0 < r <= 1.0,
@@ -269,6 +274,7 @@ class ImputeConfig:
         _check(0 < self.delta < 1, "impute.delta must be in (0, 1)")
         _check(self.batch_size >= 1, "impute.batch_size must be at least 1")
         _check(isinstance(self.symmetric, bool), f"impute.symmetric must be true or false, got {self.symmetric!r}")
+        _check(isinstance(self.recentre, bool), f"impute.recentre must be true or false, got {self.recentre!r}")
 
 
 @dataclass

@@ -1,8 +1,11 @@
-"""console: what the command line shows -- help in the user's words, strict JSON summaries."""
+"""console: what the command line shows -- help in the user's words, strict JSON summaries,
+and the command line as the outputs' history records it."""
 
 from __future__ import annotations
 
 import json
+import shlex
+from enum import Enum
 from typing import Any
 
 
@@ -45,3 +48,24 @@ def strict_json(obj: Any) -> str:
             return f if f == f and abs(f) != float("inf") else None
         return str(o)
     return json.dumps(clean(obj), indent=2, allow_nan=False)
+
+
+def command_line(ctx: Any) -> str:
+    """The running command (a click/Typer context) as a shell line, rebuilt from its parsed
+    parameters (so it is right however the app was invoked): arguments, then options that
+    differ from their defaults; an on/off flag turned off is written with its off name
+    (--no-blend, --no-calibrate)."""
+    parts = ["impute-cli", ctx.info_name or ""]
+    for p in ctx.command.params:
+        v = ctx.params.get(p.name)
+        v = v.value if isinstance(v, Enum) else v
+        if getattr(p, "param_type_name", "") == "argument":
+            parts.append(str(v))
+        elif getattr(p, "is_flag", False):
+            names = p.opts if v else getattr(p, "secondary_opts", [])
+            if v is not None and v != p.default and names:
+                parts.append(names[0])
+        elif v not in (None, p.default) and v != [] and p.opts:
+            for item in v if isinstance(v, (list, tuple)) else [v]:
+                parts += [p.opts[0], str(item.value if isinstance(item, Enum) else item)]
+    return shlex.join(parts)

@@ -88,6 +88,7 @@ class FillOptions(RunOptions):
     # sampler), 'full' (the multi-step sampler) or 'student' (the distilled one, required)
     sampler: str = "auto"
     blend: bool = True  # False (--no-blend): the network's estimate alone, not the model's fitted blend
+    recentre: bool | None = None  # samples' mean moved to the point estimate (inference.fill.recentre); None: the preset's
 
 
 @dataclass(kw_only=True)

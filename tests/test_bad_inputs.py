@@ -150,7 +150,7 @@ CASES: dict[str, tuple[Callable[[Path, Path], list], str]] = {
     "--fraction outside (0, 1)": (lambda d, m: ["evaluate", _cube(d), "--model", m, "--fraction", 1.5],
                                   "--fraction must lie strictly between 0 and 1"),
     "evaluate --solver without --samples": (lambda d, m: ["evaluate", _cube(d), "--model", m, "--solver", "ddim"],
-                                            "--sampler, --sampler-steps, --solver and --level are for sampling"),
+                                            "--sampler, --sampler-steps, --solver, --recentre and --level are for sampling"),
     "impute --sampler without --samples": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--sampler",
                                                          "full"], "--save-samples, --sampler, --sampler-steps"),
     "absent CUDA device (impute)": (lambda d, m: ["impute", _cube(d), d / "o.nc", "--model", m, "--device", "cuda:7"],

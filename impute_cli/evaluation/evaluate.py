@@ -58,8 +58,8 @@ def check_options(opts: EvaluateOptions) -> None:
     if opts.samples is not None and opts.samples < 2:
         raise OptionError(f"--samples must be at least 2 to score uncertainty (e.g. --samples 16), got {opts.samples}")
     if opts.samples is None and (opts.steps is not None or opts.solver is not None or opts.sampler != "auto"
-                                 or opts.levels is not None):
-        raise OptionError("--sampler, --sampler-steps, --solver and --level are for sampling; add --samples N")
+                                 or opts.levels is not None or opts.recentre is not None):
+        raise OptionError("--sampler, --sampler-steps, --solver, --recentre and --level are for sampling; add --samples N")
     for folder, marker, what in ((opts.report, "report.md", "a report"), (opts.keep, "filled.nc", "kept files")):
         if folder and (Path(folder) / marker).exists() and not opts.overwrite:
             raise ImputeError(f"'{folder}' already holds {what}; pass --overwrite or choose another folder")

@@ -90,6 +90,7 @@ class FillJob:
     blend: Blend | None = None  # the model's blend with classical fills (inference.blend); None: the network alone
     fits: dict[str, list] | None = None  # the whole record's fits for the blend's fills, in every region (record_fits)
     student_weights: dict[str, torch.Tensor] | None = None  # the distilled sampler's, when samples come from it
+    recentre: bool = False  # the samples' mean moved to the point estimate (`recentre`; 2 samples or more)
     cycle: DailyCycle | None = None  # the cube's daily cycle when the model fills anomalies (io.cycle)
     # the folder's further models (training.members), each with its own normalisation and blend:
     # their estimates are averaged with this one's; they draw no samples
@@ -145,7 +146,7 @@ class FillJob:
         if self.card is None:
             return {"samples": self.samples, "steps": 0, "note": "no gap: samples equal the input", "seed": self.seed}
         extra = {**({"blend": ",".join(self.blend.partners)} if self.blend else {}),
-                 **({"models": 1 + len(self.members)} if self.members else {})}
+                 **({"models": 1 + len(self.members)} if self.members else {}), "recentred": int(self.recentre)}
         if self.student_weights is not None:
             return {"samples": self.samples, "sampler": "student", "steps": 1, "seed": self.seed, **extra}
         return {"samples": self.samples, "steps": self.steps, "eta": self.card.preset.impute.eta,
@@ -186,6 +187,7 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
     if opts.sampler == "student" and opts.samples and student is None:
         raise ImputeError("the model has no distilled sampler, which --sampler student asks for; make one "
                           "with 'impute-cli distill MODEL' or use --sampler auto")
+    recentre = (cfg.recentre if opts.recentre is None else opts.recentre) and (opts.samples or 0) >= 2
     chosen = opts.context_ratio if opts.context_ratio is not None else cfg.context_ratio
     if chosen is not None:  # the user's or the preset's choice, e.g. 1: every member sees every observed cell
         ratio = float(chosen)
@@ -198,6 +200,7 @@ def make_job(card: ModelCard | None, den: torch.nn.Module | None, cube: Cube, su
                    solver=opts.solver or cfg.solver, seed=opts.seed,
                    device=opts.device, progress=opts.progress, valid=cube.valid, ratio_given=chosen is not None,
                    blend=Blend.from_dict(card.blend) if card.blend and opts.blend else None, student_weights=student,
+                   recentre=recentre,
                    members=[make_job(c, d, cube, summary, replace(opts, samples=None), source, pool)
                             for c, d in getattr(den, "members", [])],
                    _cube=cube, _den=den.eval().to(pick_device(opts.device)))
@@ -248,7 +251,8 @@ def _fill_box(job: FillJob, cube: Cube, box: tuple[slice, slice],
     east-west edge get context from across it as any other cell does; the margin is cut off
     again. A folder of several models (training.members): each model's blended estimate,
     averaged; the samples, drawn by the first model around the models' mean network estimate,
-    move with the averaged estimate as they move with a blend."""
+    move with the averaged estimate as they move with a blend. With job.recentre the samples'
+    mean on the cells to fill is then moved onto the estimate (`recentre`)."""
     stats = job.stats
     assert stats is not None
     p = wrap_margin(cube.grid, job.window)
@@ -287,7 +291,27 @@ def _fill_box(job: FillJob, cube: Cube, box: tuple[slice, slice],
             if shift is not None:
                 samples[n] += shift
             samples[n][~np.broadcast_to(cube.valid[None, None], samples[n].shape)] = np.nan
+        if job.recentre:
+            recentre(samples, est, ~cube.observed(cube.memory) & cube.valid[None, None])
     return est, samples
+
+
+def recentre(samples: np.ndarray, est: np.ndarray, gap: np.ndarray) -> None:
+    """Move the samples (N, T, C, H, W), in place, so that on the cells `gap` (T, C, H, W) their
+    mean is the point estimate `est`: x'_b = x_b - mean_b(x_b) + est, every member by the same
+    field, so each keeps its deviation from the others and stays one coherent field. The
+    multi-step sampler weighs its own noisy state more and more against the point estimate as
+    it nears t = 0 (omega = 1 - t in [CQ] eq. 28), so its draws scatter around a mean of their
+    own, further from the truth than the point estimate ([CQ] eq. 27's E_imp); ensemble data
+    assimilation recentres its members on a deterministic analysis in the same way. The members'
+    spread about their mean is as drawn, so about the estimate it is sqrt((N - 1) / N) of the
+    sampler's (N samples): the calibration, drawing as many samples, takes that up. Cells where
+    `est` is NaN are left as they are."""
+    mean = samples.mean(axis=0, dtype=np.float64)
+    shift = np.where(gap & np.isfinite(est) & np.isfinite(mean), est - mean, 0.0).astype(samples.dtype)
+    del mean
+    for x in samples:  # in place, one member at a time
+        x += shift
 
 
 def _network_fill(job: FillJob, den: torch.nn.Module, cube: Cube, sums: tuple[np.ndarray, np.ndarray],

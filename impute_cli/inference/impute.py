@@ -57,9 +57,10 @@ def check_sampling_options(opts: ImputeOptions) -> None:
     if opts.samples is not None and opts.samples < 1:
         raise OptionError(f"--samples must be at least 1 (e.g. --samples 64), got {opts.samples}")
     if opts.samples is None and (opts.save_samples or opts.steps is not None or opts.omega is not None
-                                 or opts.quantiles is not None or opts.solver is not None or opts.sampler != "auto"):
-        raise OptionError("--save-samples, --sampler, --sampler-steps, --omega, --solver and --quantiles are for sampling; "
-                          "add --samples N")
+                                 or opts.quantiles is not None or opts.solver is not None or opts.sampler != "auto"
+                                 or opts.recentre is not None):
+        raise OptionError("--save-samples, --sampler, --sampler-steps, --omega, --solver, --recentre and --quantiles are for "
+                          "sampling; add --samples N")
     if opts.samples is None and opts.calibrate is not None:
         raise OptionError("--calibrate/--no-calibrate are for the intervals of samples; add --samples N")
     if opts.calibration_frames < 1:
@@ -131,7 +132,7 @@ def impute_file(inp: str | Path, out: str | Path, opts: ImputeOptions) -> dict[s
         if job.card is not None and job.student_weights is None and opts.sampler == "auto":
             opts.log(f"the {job.samples} samples come from the multi-step solver, {job.steps + 1} network calls "
                      f"each; for a model sampled again and again, 'impute-cli distill {model_used}' trains, once, "
-                     "a sampler of one call a sample (2-10x faster samples, CRPS 4-12 % higher: docs/cli.md#distill)")
+                     "a sampler of one call a sample (2-10x faster samples, CRPS up to 7 % higher: docs/cli.md#distill)")
         if job.card is not None and opts.calibrate is not False:  # honest intervals by default
             factors = calibrate_samples(job, work_summary, quantiles, opts)
             if factors:

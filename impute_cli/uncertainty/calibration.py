@@ -124,7 +124,8 @@ def calibrate(result: str | Path, ds: xr.Dataset, variables: list[str], level: f
         ensemble=int(st.get("ensemble", 0)) or None, omega=st.get("omega") or None,
         solver=st.get("solver") or None, sampler="student" if st.get("sampler") == "student" else "full",
         context_ratio=float(st["context_ratio"]) if "context_ratio" in st else None,
-        blend=bool(st.get("blend")), device=opts.device, progress=opts.progress, log=opts.log)
+        blend=bool(st.get("blend")), recentre=st.get("recentred") == "1",  # absent: drawn before recentring
+        device=opts.device, progress=opts.progress, log=opts.log)
     return conformal_factors(card, den, cube, summarise(cube), variables, level, settings, group=group,
                              seed=opts.seed, frames=opts.calibration_frames)
 
@@ -347,7 +348,8 @@ def calibrate_samples(job: FillJob, record: Summary, quantiles: tuple[float, flo
     settings = ImputeOptions(samples=job.samples, steps=job.steps, ensemble=job.ensemble, omega=job.omega,
                              solver=job.solver, sampler="full" if job.student_weights is None else "student",
                              context_ratio=job.ratio if job.ratio_given else None,
-                             blend=job.blend is not None, device=job.device, progress=opts.progress, log=opts.log)
+                             blend=job.blend is not None, recentre=job.recentre, device=job.device,
+                             progress=opts.progress, log=opts.log)
     try:
         factors = conformal_factors(job.card, job.denoiser, cal, record, cube.variables, level, settings, group=None,
                                     seed=opts.seed, frames=opts.calibration_frames, fits=job.fits)
