@@ -11,7 +11,7 @@
 # every row: distillation leaves it alone). Commands are timed under GNU time.
 # Not part of the test suite; run alone, from the project root, venv active:
 #   bash benchmarks/distilled_global.sh OUT
-# About 45 minutes on 2 CPU cores with bf16 arithmetic (an AMD EPYC with AVX-512 BF16). Writes OUT/global, OUT/model,
+# About 35 minutes on 2 CPU cores with bf16 arithmetic (an AMD EPYC with AVX-512 BF16). Writes OUT/global, OUT/model,
 # OUT/model-copy, OUT/{full,student,copy}.nc, OUT/*.time and OUT/table.md.
 set -euo pipefail
 out=${1:?usage: distilled_global.sh OUT}

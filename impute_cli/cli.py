@@ -349,7 +349,7 @@ def models_rm(name: Annotated[str, typer.Argument(help="Model name in the store.
 def distill(
     model: Annotated[str, typer.Argument(metavar="MODEL", help="Model folder (or name under models/) whose sampler to distil.")],
     data: Annotated[Path | None, typer.Option(help="File to draw training windows from (default: the one the model was trained on).")] = None,
-    steps: Annotated[Optional[int], typer.Option(min=1, help="Distillation steps (default: 3000 for a narrower student, 1000 for a copy of the model's network).")] = None,
+    steps: Annotated[Optional[int], typer.Option(min=1, help="Distillation steps (default: 1500 for a narrower student, 1000 for a copy of the model's network).")] = None,
     width: Annotated[Optional[int], typer.Option(min=4, help="The student's base channels (default: half the model's, trained afresh; the model's own: a copy of its network, slower samples).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same student.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace the model's distilled sampler (or unfinished distillation) if it has one.")] = False,

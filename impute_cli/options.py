@@ -137,7 +137,7 @@ class DistillOptions(RunOptions):
     """How to distil a model's multi-step sampler into a one-call student (training.distill)."""
 
     data: str | None = None  # None: the file the model was trained on (its card's training.data)
-    steps: int | None = None  # None: 3000 for a student trained afresh, 1000 for a copy of the teacher
+    steps: int | None = None  # None: 1500 for a student trained afresh, 1000 for a copy of the teacher
     batch_size: int | None = None  # windows per step; None: the model's train.batch_size
     width: int | None = None  # the student's base channels; None: half the model's (training.distill.student_width)
     lr: float | None = None  # None: 2e-4 for a copy of the teacher, 1e-3 for a student trained afresh

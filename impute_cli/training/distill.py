@@ -78,7 +78,7 @@ from impute_cli.training.train import sample_batch
 EMA = 0.99
 WARMUP = 50
 LR_COPY, STEPS_COPY = 2e-4, 1000  # a student that starts as the teacher's copy: fine-tuning
-LR_FRESH, STEPS_FRESH = 1e-3, 3000  # a narrower student trained afresh
+LR_FRESH, STEPS_FRESH = 1e-3, 1500  # a narrower student trained afresh
 MEAN_FIRST = 0.5  # a student trained afresh spends this share of its steps learning the teacher's point estimate
 CHECKPOINT_EVERY = 100  # steps between checkpoints of an unfinished distillation (distill --resume)
 MIN_FILL = 0.1  # a window with fewer gaps than this share of its fillable cells gets some hidden
