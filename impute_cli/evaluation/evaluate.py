@@ -114,7 +114,10 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
             opts.log(f"note: {note}")
             info["note"] = note
         return card, den, info
-    path = tmp / "heldout.nc"
+    # With --keep the held-out cube is written where it is kept, and the model trained from there:
+    # its card names a file that stays (`distill` reads it), not one of the temporary folder.
+    path = Path(opts.keep) / "gappy.nc" if opts.keep else tmp / "heldout.nc"
+    path.parent.mkdir(parents=True, exist_ok=True)
     _write_nc(gappy_dataset(cube, gappy), path)
     name, why = preset_for(opts.preset, cube.grid.is_series)  # 'auto': the preset for the file's layout
     opts = dataclasses.replace(opts, preset=name)
@@ -124,7 +127,6 @@ def _model(opts: EvaluateOptions, given: tuple[Any, Any] | None, data: str | Pat
     # With --keep the model is kept beside the files (it has never seen a hidden cell, so it can be
     # scored again on the same holdout with --model); otherwise it goes with the temporary folder.
     out = Path(opts.keep) / "model" if opts.keep else tmp / "model"
-    out.parent.mkdir(parents=True, exist_ok=True)
     said = opts if opts.keep else dataclasses.replace(  # the folder goes at the end: not a path to quote
         opts, log=lambda m, log=opts.log: log(m.replace(str(out), "a temporary folder (--keep DIR keeps it)")))
     model = train_for(path, cube, said, out, overwrite=bool(opts.keep))
@@ -223,7 +225,7 @@ def evaluate_file(data: str | Path, opts: EvaluateOptions) -> tuple[dict[str, An
         spread = np.sqrt(np.mean((filled.samples - estimate[None]) ** 2, axis=0))  # NaN on land
     ev = Evaluation(cube, full, gappy, hidden, estimates, spread)
     if opts.keep:
-        keep_files(ev, filled, opts, Path(opts.keep))
+        keep_files(ev, filled, opts, Path(opts.keep), gappy_written="kept_model" in model_info)
         report["kept"] = str(opts.keep)
     if opts.report:
         write_report(report, ev, Path(opts.report))
@@ -242,13 +244,15 @@ def calibration(card: Any, den: Any, work: Cube, opts: EvaluateOptions) -> dict[
                              hint="")
 
 
-def keep_files(ev: Evaluation, filled: Any, opts: EvaluateOptions, folder: Path) -> None:
+def keep_files(ev: Evaluation, filled: Any, opts: EvaluateOptions, folder: Path, gappy_written: bool = False) -> None:
     """gappy.nc, truth.nc (the variables as they were + `observed`, the layout
     independent holdout scorers read) and filled.nc (impute's output on gappy.nc); the model
-    trained on gappy.nc is already in folder/model."""
+    trained on gappy.nc is already in folder/model, and gappy.nc too (`gappy_written`) when the
+    model was trained from it in this run."""
     folder.mkdir(parents=True, exist_ok=True)
     cube = ev.cube
-    _write_nc(gappy_dataset(cube, ev.gappy), folder / "gappy.nc")
+    if not gappy_written:
+        _write_nc(gappy_dataset(cube, ev.gappy), folder / "gappy.nc")
     truth = gappy_dataset(cube, ev.truth)
     v0 = cube.variables[0]
     obs_left = np.isfinite(ev.gappy) & cube.valid[None, None]

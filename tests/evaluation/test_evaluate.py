@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import DATA_DIR, assert_one_error_line, open_any, real_file, run_cli
 from impute_cli.errors import ImputeError
@@ -388,3 +389,7 @@ def test_the_kept_model_scores_the_same_holdout_again(land_cube, tiny_preset, tm
     assert "note" not in again["model"]
     a, b = (r["variables"]["sst"]["methods"]["impute-cli"]["rmse"] for r in (first, again))
     assert b == pytest.approx(a, rel=1e-6)
+    # the kept model names the kept held-out cube as its training data (what `distill` reads), not
+    # a file of the run's temporary folder
+    card = yaml.safe_load((tmp_path / "k" / "model" / "model.yaml").read_text())
+    assert Path(card["training"]["data"]) == (tmp_path / "k" / "gappy.nc").resolve()
