@@ -6,7 +6,8 @@
 # Not part of the test suite; run alone on the machine, from the project root, venv active
 # (. .venv/bin/activate):
 #   bash benchmarks/evaluate_real.sh OUT [STEPS]      (STEPS: training steps, default 3000)
-# Time on 2 CPU cores: about 25 minutes (four runs of 5-8 minutes at 3000 steps).
+# Time on 2 CPU cores: about 40 minutes at 3000 steps (tcw 5 minutes a run; alboranSST 15, three
+# models on its 10 time steps).
 # Writes OUT/<run>.json (the --json report), OUT/<run>.txt (the table), OUT/<run>.log and
 # OUT/<run>/ (--report).
 set -euo pipefail
