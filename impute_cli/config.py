@@ -4,6 +4,7 @@ checked in `__post_init__`, and the resolved config is saved with every model.""
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -205,7 +206,7 @@ class TrainConfig:
     blend: list[str] = field(default_factory=lambda: ["laplace"])
     # More steps for a larger record: with `passes` > 0, training runs at least the steps that put
     # each observed cell in about that many training windows on average (batch_size windows a
-    # step), rounded up to checkpoint_every, from `steps` up to `max_steps` (training.train.steps_for_record)
+    # step), rounded up to checkpoint_every, from `steps` up to `max_steps` (steps_for_record)
     passes: float = 0
     max_steps: int = 0
     # A short record (at most two windows in time) trains this many models of consecutive seeds,
@@ -383,3 +384,12 @@ def load_preset(name_or_path: str) -> Preset:
 def models_home() -> Path:
     """Where models are written by default: $IMPUTE_CLI_MODELS, else ./models."""
     return Path(os.environ.get("IMPUTE_CLI_MODELS", "models"))
+
+
+def steps_for_record(tc: TrainConfig, observed: float, window: tuple[int, int, int]) -> int:
+    """Training steps for a record of `observed` cells (a channel's): enough for each to lie in
+    about `tc.passes` training windows (tc.batch_size windows of F x h x w cells a step), rounded
+    up to a multiple of tc.checkpoint_every, within [tc.steps, tc.max_steps]."""
+    need = tc.passes * observed / (tc.batch_size * window[0] * window[1] * window[2])
+    every = tc.checkpoint_every
+    return int(min(tc.max_steps, max(tc.steps, math.ceil(need / every) * every)))

@@ -97,7 +97,7 @@ class ImputeOptions(FillOptions):
     # With samples: scale the intervals by a split-conformal factor found on this input's own
     # observed cells (None: yes, the default; False: --no-calibrate, the samples' raw quantiles)
     calibrate: bool | None = None
-    calibration_frames: int = 128  # time steps hidden and resampled for that calibration
+    calibration_frames: int | None = None  # time steps hidden and resampled for it; None: calibration.default_frames
     save_samples: bool = False
     history: str = "impute-cli impute"
     scheduler: str | None = None  # a Dask scheduler address: regions run on its workers

@@ -5,6 +5,8 @@ A model trained by `impute IN OUT` without `--model` goes to `models/<data>-<pre
 training settings and the data's content (the per-cell sums, counts and sums of squares of
 the observed values, which one streaming pass gives). The next `impute` on the same data with
 the same settings finds that model by its fingerprint and uses it instead of training again.
+`train` records the same fingerprint when its model goes to the store with settings `impute`
+can ask for (preset, mask pattern, steps, seed), so `train DATA` then `impute DATA OUT` trains once.
 `impute-cli models` lists the store; `models show NAME` prints a card; `models rm NAME`."""
 
 from __future__ import annotations
@@ -19,10 +21,12 @@ import numpy as np
 import yaml
 
 from impute_cli.checkpoint import CARD, card_summary, load_card, resolve_model_dir
-from impute_cli.config import load_preset, models_home
+from impute_cli.config import Preset, load_preset, models_home
 from impute_cli.errors import ImputeError
 from impute_cli.io.cube import Cube
-from impute_cli.io.stats import Summary
+from impute_cli.io.dataset import open_cube
+from impute_cli.io.stats import Summary, summarise
+from impute_cli.options import TrainOptions
 
 
 def fingerprint(cube: Cube, summary: Summary, settings: dict[str, Any]) -> str:
@@ -35,6 +39,23 @@ def fingerprint(cube: Cube, summary: Summary, settings: dict[str, Any]) -> str:
     for a in (summary.S, summary.N, summary.s2, summary.valid):
         h.update(np.ascontiguousarray(a).tobytes())
     return h.hexdigest()
+
+
+def training_fingerprint(data: str | Path, opts: TrainOptions, preset: Preset, out: Path) -> str | None:
+    """The fingerprint of a training by `train` (`fingerprint`, as `impute` computes it) when its
+    model goes to the store and is the one `impute` without --model would train: the same preset,
+    mask pattern, steps and seed, and no other training option changed. Else None (the card
+    records none, and `impute` trains its own). Costs one streaming pass over DATA."""
+    if out.resolve().parent != models_home().resolve():
+        return None
+    if (opts.context_ratio, opts.query, opts.query_ratio, opts.patience, opts.members) != (None,) * 5 \
+            or opts.block_sizes or not opts.validation:
+        return None
+    cube = open_cube(data, opts.variables, opts.static_mask, covariates=opts.covariates)
+    cube.load()  # as `impute` reads it: the same sums to the bit
+    settings = {"preset": opts.preset, "mask_pattern": opts.mask_pattern, "steps": opts.steps,
+                "seed": preset.train.seed}  # --seed's, else the preset's: what `impute --seed` trains with
+    return fingerprint(cube, summarise(cube), settings)
 
 
 def find(fp: str, home: Path | None = None) -> Path | None:
@@ -51,11 +72,16 @@ def find(fp: str, home: Path | None = None) -> Path | None:
     return None
 
 
+def named(data: str | Path, preset: str, home: Path | None = None) -> Path:
+    """The store's folder named for this data and preset, <data>-<preset> (as `train` names it)."""
+    return (home or models_home()) / f"{Path(str(data).rstrip('/')).stem}-{Path(preset).stem}"
+
+
 def place(data: str | Path, preset: str, fp: str, home: Path | None = None) -> Path:
     """Where a new model for this data goes: <data>-<preset>, or with the fingerprint's start
-    appended when that name holds a model of other data (never overwritten)."""
+    appended when that name holds a model of other data or settings (never overwritten)."""
     home = home or models_home()
-    base = home / f"{Path(str(data).rstrip('/')).stem}-{Path(preset).stem}"
+    base = named(data, preset, home)
     if not base.exists():
         return base
     return home / f"{base.name}-{fp[:8]}"

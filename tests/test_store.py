@@ -40,6 +40,28 @@ def test_impute_keeps_its_model_and_reuses_it(cube, tmp_path, tiny_preset):
     assert json.loads(other.stdout)["model"] != report["model"]
 
 
+def test_a_model_trained_into_the_store_is_the_one_impute_uses(cube, tmp_path, tiny_preset, monkeypatch):
+    monkeypatch.setenv("IMPUTE_CLI_MODELS", str(tmp_path / "store"))
+    run_cli("train", cube, "--preset", tiny_preset, "--steps", 3, "--device", "cpu", "--quiet")
+    (trained,) = (tmp_path / "store").iterdir()
+    res = _impute(cube, tmp_path / "a.nc", tiny_preset)
+    report = json.loads(res.stdout)
+    assert "using the stored model" in res.stderr and report["model_source"] == "store"
+    assert report["model"] == str(trained.resolve()) and report["seconds"]["training"] < 5
+    other = _impute(cube, tmp_path / "b.nc", tiny_preset, "--seed", 1)  # other settings: trained, kept beside it
+    assert json.loads(other.stdout)["model_source"] == "trained" and f"--model {trained} uses it" in other.stderr
+
+
+def test_a_model_trained_with_other_options_is_not_taken_for_impute_s(cube, tmp_path, tiny_preset, monkeypatch):
+    monkeypatch.setenv("IMPUTE_CLI_MODELS", str(tmp_path / "store"))
+    run_cli("train", cube, "--preset", tiny_preset, "--steps", 3, "--context-ratio", 0.5, "--device", "cpu", "--quiet")
+    (trained,) = (tmp_path / "store").iterdir()
+    res = _impute(cube, tmp_path / "a.nc", tiny_preset)
+    assert json.loads(res.stdout)["model_source"] == "trained" and json.loads(res.stdout)["model"] != str(trained)
+    assert f"{trained} holds a model trained on other data or with other settings" in res.stderr
+    assert sorted(p.name for p in (tmp_path / "store").iterdir())[0] == trained.name  # left as it was
+
+
 def test_models_lists_shows_and_removes(cube, tmp_path, tiny_preset):
     model = json.loads(_impute(cube, tmp_path / "a.nc", tiny_preset).stdout)["model"]
     name = os.path.basename(model)

@@ -63,7 +63,7 @@ def check_sampling_options(opts: ImputeOptions) -> None:
                           "sampling; add --samples N")
     if opts.samples is None and opts.calibrate is not None:
         raise OptionError("--calibrate/--no-calibrate are for the intervals of samples; add --samples N")
-    if opts.calibration_frames < 1:
+    if opts.calibration_frames is not None and opts.calibration_frames < 1:
         raise OptionError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
     if opts.omega is not None and opts.omega not in OMEGAS:
         raise OptionError(f"--omega must be one of {', '.join(OMEGAS)}, got '{opts.omega}'")
@@ -208,6 +208,9 @@ def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOpt
             opts.log(f"model {found}: {model_line(card)}")
         return found, "store"
     target = found if found is not None else store.place(inp, opts.preset, fp)
+    if found is None and target != (base := store.named(inp, opts.preset)):
+        opts.log(f"{base} holds a model trained on other data or with other settings than these; "
+                 f"--model {base} uses it")
     opts.log(f"no --model given: training a '{opts.preset}' model{f' ({why})' if why else ''} on {inp} itself first "
              f"(the method needs no complete data); it is kept as {target}")
     try:

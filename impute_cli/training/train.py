@@ -23,7 +23,7 @@ from impute_cli.model.symmetry import augment_batch
 from impute_cli.options import FillOptions, TrainOptions, check_context_ratio
 from impute_cli.checkpoint import (CARD, TRAIN_STATE, ModelCard, build_denoiser, load_state, remove_cut_writes, save_model,
                          save_state)
-from impute_cli.config import AUTO_PRESET, Preset, TrainConfig, from_dict, load_preset, models_home, preset_for
+from impute_cli.config import AUTO_PRESET, Preset, from_dict, load_preset, models_home, preset_for, steps_for_record
 from impute_cli.masks.context_query import ContextSampler, query_mask
 from impute_cli.masks.observation import choose_pattern, gap_run_length, pool_from_cube
 from impute_cli.io.cube import Cube, wrap_columns
@@ -32,6 +32,7 @@ from impute_cli.io.dataset import open_cube
 from impute_cli.io.stats import Stats, Summary, summarise
 from impute_cli.device import autocast, pick_device, use_threads
 from impute_cli.progress import progress_bar
+from impute_cli import store
 from impute_cli.errors import ImputeError
 from impute_cli.training.distributed import Ranks
 from impute_cli.training.loss import draw_t, per_cell_loss
@@ -119,6 +120,8 @@ def train_model(data: str | Path, opts: TrainOptions) -> Path:
         preset = resolve_preset(opts)
         use_threads(opts.threads)
         out = Path(opts.out) if opts.out else models_home() / f"{Path(str(data).rstrip('/')).stem}-{preset.name}"
+        if opts.fingerprint is None and ranks.main:  # `impute` without --model then finds it in the store
+            opts = dataclasses.replace(opts, fingerprint=store.training_fingerprint(data, opts, preset, out))
         return train_folder(dataclasses.replace(opts, out=out), preset, (lazy.channels, lazy.grid.shape[0]), ranks,
                             lambda o, said: _train(data, o, preset, ranks, (why, *said) if why else said),
                             lambda o: _train(data, o, resolve_preset(o), ranks))
@@ -364,15 +367,6 @@ def _parallel(den: torch.nn.Module, ranks: Ranks) -> torch.nn.Module:
 
 def _silent(_msg: str) -> None:
     """The log of ranks other than 0: one voice per job."""
-
-
-def steps_for_record(tc: TrainConfig, observed: float, window: tuple[int, int, int]) -> int:
-    """Training steps for a record of `observed` cells (a channel's): enough for each to lie in
-    about `tc.passes` training windows (tc.batch_size windows of F x h x w cells a step), rounded
-    up to a multiple of tc.checkpoint_every, within [tc.steps, tc.max_steps]."""
-    need = tc.passes * observed / (tc.batch_size * window[0] * window[1] * window[2])
-    every = tc.checkpoint_every
-    return int(min(tc.max_steps, max(tc.steps, math.ceil(need / every) * every)))
 
 
 def _card_stub(preset: Preset, cube: Cube, window: tuple[int, int, int]) -> ModelCard:

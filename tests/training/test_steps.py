@@ -10,7 +10,7 @@ import yaml
 from conftest import run_cli
 from impute_cli.config import TrainConfig
 from impute_cli.testing import tiny_cube_dataset, tiny_preset_yaml, write_cube
-from impute_cli.training.train import steps_for_record
+from impute_cli.config import steps_for_record
 
 
 @pytest.mark.parametrize("observed, want", [
