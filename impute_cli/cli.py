@@ -206,7 +206,7 @@ def impute(
     recentre: Recentre = None,
     save_samples: Annotated[bool, typer.Option("--save-samples", help="Also write the samples, V_sample(sample, time, ...), for `confidence`.")] = False,
     calibrate: Annotated[Optional[bool], typer.Option("--calibrate/--no-calibrate", help="With --samples: widen or narrow V_lower..V_upper and V_std by a factor found by hiding observed cells of IN with its own gap shapes and resampling them, so that the stated level holds on this data (default: on).")] = None,
-    calibration_frames: Annotated[Optional[int], typer.Option(help="Time steps hidden and resampled for that calibration (more: a steadier factor, more time; default: 256 where a grid's gaps are clustered, else 128).")] = None,
+    calibration_frames: Annotated[Optional[int], typer.Option(help="Time steps hidden and resampled for that calibration (more: a steadier factor, more time; default: 256 where a grid's gaps are clustered and the solver samples, else 128).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same output.")] = 0,
     overwrite: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     scheduler: Annotated[Optional[str], typer.Option(metavar="ADDRESS", help="Run the regions on the workers of this Dask scheduler (e.g. tcp://host:8786); they must see IN and OUT.")] = None,

@@ -74,7 +74,7 @@ def test_the_confidence_report_hints_at_more_frames_only_while_the_record_has_so
     assert "x0.900-1.300, radii x1.000-1.400 (5-95 %)" in text and "--calibration-frames" not in text
 
 
-def test_impute_calibrates_clustered_gaps_of_a_grid_on_more_frames(tmp_path):
+def test_the_solver_calibrates_clustered_gaps_of_a_grid_on_more_frames(tmp_path):
     from impute_cli.io.dataset import open_cube
     from impute_cli.testing import tiny_series_dataset
     from impute_cli.uncertainty.calibration import default_frames, hiding
@@ -83,6 +83,7 @@ def test_impute_calibrates_clustered_gaps_of_a_grid_on_more_frames(tmp_path):
     series = open_cube(write_cube(tiny_series_dataset(48, 6, seed=1), tmp_path / "s.nc"), None, None)
     how = {p: hiding(c.observed(c.read(slice(None), slice(None), slice(None))), c.valid)[0] for p, c in grids.items()}
     assert how == {"cloud": "runs", "pixel": "scattered"}
-    assert default_frames(grids["cloud"], "runs") == 256  # 16 segments of two quick windows
-    assert default_frames(grids["pixel"], "scattered") == 128
-    assert default_frames(series, "runs") == 128  # one segment of two series windows
+    assert default_frames(grids["cloud"], "runs", "full") == 256  # 16 segments of two quick windows
+    assert default_frames(grids["cloud"], "runs", "student") == 128
+    assert default_frames(grids["pixel"], "scattered", "full") == 128
+    assert default_frames(series, "runs", "full") == 128  # one segment of two series windows
