@@ -61,8 +61,9 @@ def check_sampling_options(opts: ImputeOptions) -> None:
                                  or opts.recentre is not None):
         raise OptionError("--save-samples, --sampler, --sampler-steps, --omega, --solver, --recentre and --quantiles are for "
                           "sampling; add --samples N")
-    if opts.samples is None and opts.calibrate is not None:
-        raise OptionError("--calibrate/--no-calibrate are for the intervals of samples; add --samples N")
+    if opts.samples is None and (opts.calibrate is not None or opts.calibration_frames is not None):
+        raise OptionError("--calibrate/--no-calibrate and --calibration-frames are for the intervals of samples; "
+                          "add --samples N")
     if opts.calibration_frames is not None and opts.calibration_frames < 1:
         raise OptionError(f"--calibration-frames must be at least 1, got {opts.calibration_frames}")
     if opts.omega is not None and opts.omega not in OMEGAS:

@@ -347,6 +347,7 @@ def test_bad_uncertainty_input_is_refused(sampled, sst_model, tmp_path):
         (("confidence", sampled, out, "--calibrate", "--calibration-frames", 0), "--calibration-frames must be at least 1"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--quantiles", "0.1,0.9"), "add --samples N"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--no-calibrate"), "add --samples N"),
+        (("impute", sst_model.cube, out, "--model", sst_model.model, "--calibration-frames", 64), "add --samples N"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--sampler", "full"), "add --samples N"),
         (("impute", sst_model.cube, out, "--model", sst_model.model, "--samples", 2, "--calibration-frames", 0),
          "--calibration-frames must be at least 1"),
