@@ -2,9 +2,8 @@
 # Calibrated coverage of the default path on Gaussian-process cubes with an exact posterior
 # (gp_exact.py's 512 x 16 x 16 record, half of its cells hidden: `pixel` scattered cells,
 # `block` 4 x 4-cell blocks out for 8 steps). One default model is trained on each gappy cube
-# (`impute-cli train`), then `impute --samples 32` runs with seeds 0, 1 and 2 (SEEDS="0 1 2 3" for
-# others; each seed draws
-# other calibration segments and other samples), and `gp_exact.py score` gives the coverage
+# (`impute-cli train`), then `impute --samples 32` runs with seeds 0, 1 and 2 (SEEDS="0 1 2 3"
+# for others; each seed draws other calibration segments and other samples), and `gp_exact.py score` gives the coverage
 # of the calibrated 90 % intervals on the hidden cells (the exact posterior's own beside it), the
 # point estimate's MSE over the posterior mean's, the run's factor (with the range it could take
 # with another draw of the calibration's segments), the factor the hidden cells needed (the 90 %

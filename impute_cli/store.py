@@ -41,6 +41,11 @@ def fingerprint(cube: Cube, summary: Summary, settings: dict[str, Any]) -> str:
     return h.hexdigest()
 
 
+def settings(preset: str, mask_pattern: str | None, steps: int | None, seed: int) -> dict[str, Any]:
+    """The training settings a fingerprint covers: those `impute` without --model trains with."""
+    return {"preset": preset, "mask_pattern": mask_pattern, "steps": steps, "seed": seed}
+
+
 def training_fingerprint(data: str | Path, opts: TrainOptions, preset: Preset, out: Path) -> str | None:
     """The fingerprint of a training by `train` (`fingerprint`, as `impute` computes it) when its
     model goes to the store and is the one `impute` without --model would train: the same preset,
@@ -53,9 +58,8 @@ def training_fingerprint(data: str | Path, opts: TrainOptions, preset: Preset, o
         return None
     cube = open_cube(data, opts.variables, opts.static_mask, covariates=opts.covariates)
     cube.load()  # as `impute` reads it: the same sums to the bit
-    settings = {"preset": opts.preset, "mask_pattern": opts.mask_pattern, "steps": opts.steps,
-                "seed": preset.train.seed}  # --seed's, else the preset's: what `impute --seed` trains with
-    return fingerprint(cube, summarise(cube), settings)
+    # the seed: --seed's, else the preset's, as `impute --seed S` trains with S
+    return fingerprint(cube, summarise(cube), settings(opts.preset, opts.mask_pattern, opts.steps, preset.train.seed))
 
 
 def find(fp: str, home: Path | None = None) -> Path | None:

@@ -197,9 +197,7 @@ def _stored_model(inp: str | Path, cube: Cube, summary: Summary, opts: ImputeOpt
     there (see `store`); --retrain trains again in its place."""
     name, why = preset_for(opts.preset, cube.grid.is_series)  # 'auto': the preset for the file's layout
     opts = dataclasses.replace(opts, preset=name)
-    settings = {"preset": opts.preset, "mask_pattern": opts.mask_pattern, "steps": opts.train_steps,
-                "seed": opts.seed}
-    fp = store.fingerprint(cube, summary, settings)
+    fp = store.fingerprint(cube, summary, store.settings(opts.preset, opts.mask_pattern, opts.train_steps, opts.seed))
     found = store.find(fp)
     if found is not None and not opts.retrain:
         opts.log(f"using the stored model {found}, trained on this data with these settings "

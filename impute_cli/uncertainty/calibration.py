@@ -135,8 +135,7 @@ def conformal_factors(card: ModelCard, den: torch.nn.Module, cube: Cube, record:
                       frames: int | None = 256, fits: dict[str, list] | None = None) -> dict[str, dict[str, Any]]:
     """Split-conformal factors per variable from observed cells of an in-memory `cube` hidden
     with the data's own gap shapes: segments of about `frames` time steps in all (None:
-    `default_frames`) are resampled
-    with `settings` (samples, solver...) -- each as a piece of the whole record (`record`: its
+    `default_frames`) are resampled with `settings` (samples, solver...) -- each as a piece of the whole record (`record`: its
     summary, less the hidden cells: the climatology input and context density of the record) --
     and the hidden cells scored (in the cube's (T, C, H, W) channel layout). `fits`: the blend's
     fits of the record (`blend.record_fits`) when the caller has them; default: fitted on `cube`.

@@ -8,9 +8,8 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from impute_cli.config import TrainConfig
+from impute_cli.config import TrainConfig, steps_for_record
 from impute_cli.testing import tiny_cube_dataset, tiny_preset_yaml, write_cube
-from impute_cli.config import steps_for_record
 
 
 @pytest.mark.parametrize("observed, want", [
